@@ -1,0 +1,32 @@
+package activities
+
+import (
+	"net/http"
+	"time"
+)
+
+// Activities are dchain's activities. The zero value is usable.
+type Activities struct {
+	// HTTP sends trigger deliveries; nil means a client with a 30 s timeout.
+	HTTP *http.Client
+	// Transport carries registry traffic; nil means http.DefaultTransport.
+	Transport http.RoundTripper
+	// Jobs is how many blobs a replication uploads at once (default 4).
+	Jobs int
+	// HeartbeatEvery is how often long work reports progress (default 5s).
+	HeartbeatEvery time.Duration
+}
+
+func (a *Activities) httpClient() *http.Client {
+	if a.HTTP != nil {
+		return a.HTTP
+	}
+	return &http.Client{Timeout: 30 * time.Second}
+}
+
+func (a *Activities) heartbeatEvery() time.Duration {
+	if a.HeartbeatEvery > 0 {
+		return a.HeartbeatEvery
+	}
+	return 5 * time.Second
+}

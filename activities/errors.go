@@ -1,0 +1,53 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"go.temporal.io/sdk/temporal"
+)
+
+// Error types of the failures activities report.
+const (
+	ErrInvalidReference = "InvalidReference"
+	ErrCredentials      = "CredentialsUnavailable"
+	ErrAccessDenied     = "AccessDenied"
+	ErrNotFound         = "NotFound"
+	ErrRejected         = "Rejected"
+	ErrTransient        = "Transient"
+	ErrTagConflict      = "TagConflict"
+	ErrDigestMismatch   = "DigestMismatch"
+	ErrTriggerRejected  = "TriggerRejected"
+	ErrTriggerFailed    = "TriggerFailed"
+)
+
+// registryError decides, once, whether a registry error is worth retrying:
+// network errors, 5xx, 408 and 429 are transient; auth denied, unknown
+// manifests and repositories, and other 4xx are permanent. what names the
+// operation, registry and image.
+func registryError(ctx context.Context, what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var te *transport.Error
+	if errors.As(err, &te) {
+		switch code := te.StatusCode; {
+		case code == http.StatusUnauthorized || code == http.StatusForbidden:
+			return temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("%s: access denied (%v); check the registry's credentials", what, err), ErrAccessDenied, nil)
+		case code == http.StatusNotFound:
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: not found (%v)", what, err), ErrNotFound, nil)
+		case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500:
+			return temporal.NewApplicationError(fmt.Sprintf("%s: %v (will retry)", what, err), ErrTransient)
+		case code >= 400:
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: rejected (%v)", what, err), ErrRejected, nil)
+		}
+	}
+	return temporal.NewApplicationError(fmt.Sprintf("%s: %v (will retry)", what, err), ErrTransient)
+}

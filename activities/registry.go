@@ -1,0 +1,57 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/dchain-dev/dchain/chain"
+)
+
+// reference parses repo with a tag ("v1") or digest ("sha256:…") in reg.
+func reference(reg chain.Registry, repo, tagOrDigest string) (name.Reference, error) {
+	sep := ":"
+	if strings.HasPrefix(tagOrDigest, "sha256:") {
+		sep = "@"
+	}
+	var opts []name.Option
+	if reg.Insecure {
+		opts = append(opts, name.Insecure)
+	}
+	ref, err := name.ParseReference(reg.Address+"/"+repo+sep+tagOrDigest, append(opts, name.StrictValidation)...)
+	if err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("invalid image reference %s/%s%s%s: %v", reg.Address, repo, sep, tagOrDigest, err), ErrInvalidReference, nil)
+	}
+	return ref, nil
+}
+
+// remoteOptions are the options to talk to reg, with its credentials
+// resolved here, inside the activity.
+func (a *Activities) remoteOptions(ctx context.Context, reg chain.Registry) ([]remote.Option, error) {
+	auth := authn.Anonymous
+	if reg.Credentials != "" {
+		secret, err := reg.Credentials.Resolve()
+		if err != nil {
+			return nil, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("credentials of registry %s: %v", reg.Name, err), ErrCredentials, nil)
+		}
+		user, pass, ok := strings.Cut(secret, ":")
+		if !ok {
+			return nil, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("credentials of registry %s (%s) must hold username:password", reg.Name, reg.Credentials), ErrCredentials, nil)
+		}
+		auth = &authn.Basic{Username: user, Password: pass}
+	}
+	tr := a.Transport
+	if tr == nil {
+		tr = http.DefaultTransport
+	}
+	return []remote.Option{remote.WithContext(ctx), remote.WithAuth(auth), remote.WithTransport(tr)}, nil
+}

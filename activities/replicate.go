@@ -1,0 +1,281 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/dchain-dev/dchain/workflows"
+)
+
+// ReplicateProgress is the heartbeat detail of a replication.
+type ReplicateProgress struct {
+	BytesCopied int64 `json:"bytesCopied"`
+	BlobsCopied int64 `json:"blobsCopied"`
+}
+
+// ReplicateImage copies an image (or a whole multi-arch index) by digest from
+// the source registry to the destination and tags it. Blobs stream from
+// source to destination without being buffered, several at once; blobs the
+// destination already has are skipped. The destination's digest is checked
+// against the source's before the activity succeeds.
+func (a *Activities) ReplicateImage(ctx context.Context, in workflows.ReplicateInput) (workflows.ReplicateResult, error) {
+	src, err := reference(in.Source, in.Repository, in.Digest)
+	if err != nil {
+		return workflows.ReplicateResult{}, err
+	}
+	dst, err := reference(in.Destination, in.Repository, in.Tag)
+	if err != nil {
+		return workflows.ReplicateResult{}, err
+	}
+	srcOpts, err := a.remoteOptions(ctx, in.Source)
+	if err != nil {
+		return workflows.ReplicateResult{}, err
+	}
+	dstOpts, err := a.remoteOptions(ctx, in.Destination)
+	if err != nil {
+		return workflows.ReplicateResult{}, err
+	}
+	into := fmt.Sprintf("replicate %s into registry %s (%s)", dst, in.Destination.Name, in.Destination.RegionName())
+
+	// What the destination tag points at now decides whether to copy at all.
+	if cur, err := remote.Head(dst, dstOpts...); err == nil {
+		if cur.Digest.String() == in.Digest {
+			return workflows.ReplicateResult{Digest: in.Digest, AlreadyPresent: true}, nil
+		}
+		if !in.Overwrite {
+			return workflows.ReplicateResult{}, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("%s: tag exists with digest %s and the rule's overwrite is off", into, cur.Digest), ErrTagConflict, nil)
+		}
+	} else if !isNotFound(err) {
+		return workflows.ReplicateResult{}, registryError(ctx, into, err)
+	}
+
+	desc, err := remote.Get(src, srcOpts...)
+	if err != nil {
+		return workflows.ReplicateResult{}, registryError(ctx, fmt.Sprintf("read %s from registry %s", src, in.Source.Name), err)
+	}
+	c := &counter{}
+	stop := a.heartbeat(ctx, c)
+	defer stop()
+	dstOpts = append(dstOpts, remote.WithJobs(a.jobs()))
+	if desc.MediaType.IsIndex() {
+		idx, err := desc.ImageIndex()
+		if err != nil {
+			return workflows.ReplicateResult{}, registryError(ctx, into, err)
+		}
+		err = remote.WriteIndex(dst, &countingIndex{idx, c}, dstOpts...)
+	} else {
+		img, err2 := desc.Image()
+		if err2 != nil {
+			return workflows.ReplicateResult{}, registryError(ctx, into, err2)
+		}
+		err = remote.Write(dst, &countingImage{img, c}, dstOpts...)
+	}
+	if err != nil {
+		return workflows.ReplicateResult{}, registryError(ctx, into, err)
+	}
+
+	got, err := remote.Head(dst, dstOpts...)
+	if err != nil {
+		return workflows.ReplicateResult{}, registryError(ctx, "verify "+into, err)
+	}
+	if got.Digest.String() != in.Digest {
+		return workflows.ReplicateResult{}, temporal.NewApplicationError(
+			fmt.Sprintf("%s: destination digest %s differs from source digest %s", into, got.Digest, in.Digest), ErrDigestMismatch)
+	}
+	total, err := countBlobs(desc)
+	if err != nil {
+		return workflows.ReplicateResult{}, registryError(ctx, into, err)
+	}
+	copied := int(c.blobs.Load())
+	return workflows.ReplicateResult{Digest: in.Digest, BytesCopied: c.bytes.Load(), BlobsCopied: copied, BlobsSkipped: max(total-copied, 0)}, nil
+}
+
+func (a *Activities) jobs() int {
+	if a.Jobs > 0 {
+		return a.Jobs
+	}
+	return 4
+}
+
+func isNotFound(err error) bool {
+	var te *transport.Error
+	return errors.As(err, &te) && te.StatusCode == http.StatusNotFound
+}
+
+// heartbeat reports progress every HeartbeatEvery until stop is called. It
+// is also how a canceled run reaches this activity: the context ends.
+func (a *Activities) heartbeat(ctx context.Context, c *counter) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(a.heartbeatEvery())
+		defer t.Stop()
+		for {
+			activity.RecordHeartbeat(ctx, ReplicateProgress{BytesCopied: c.bytes.Load(), BlobsCopied: c.blobs.Load()})
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// countBlobs counts the distinct blobs (layers and configs) below desc.
+func countBlobs(desc *remote.Descriptor) (int, error) {
+	seen := map[v1.Hash]bool{}
+	addImage := func(img v1.Image) error {
+		m, err := img.Manifest()
+		if err != nil {
+			return err
+		}
+		seen[m.Config.Digest] = true
+		for _, l := range m.Layers {
+			seen[l.Digest] = true
+		}
+		return nil
+	}
+	if !desc.MediaType.IsIndex() {
+		img, err := desc.Image()
+		if err != nil {
+			return 0, err
+		}
+		return len(seen), addImage(img)
+	}
+	idx, err := desc.ImageIndex()
+	if err != nil {
+		return 0, err
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range m.Manifests {
+		if !c.MediaType.IsImage() {
+			continue
+		}
+		img, err := idx.Image(c.Digest)
+		if err != nil {
+			return 0, err
+		}
+		if err := addImage(img); err != nil {
+			return 0, err
+		}
+	}
+	return len(seen), nil
+}
+
+// counter counts what a replication actually uploads.
+type counter struct {
+	bytes atomic.Int64
+	blobs atomic.Int64
+}
+
+// countingIndex, countingImage and countingLayer pass an image through
+// unchanged (same manifests, same digests) while counting the blobs that
+// ggcr streams to the destination: it opens a layer only to upload it.
+type countingIndex struct {
+	idx v1.ImageIndex
+	c   *counter
+}
+
+func (i *countingIndex) MediaType() (types.MediaType, error)       { return i.idx.MediaType() }
+func (i *countingIndex) Digest() (v1.Hash, error)                  { return i.idx.Digest() }
+func (i *countingIndex) Size() (int64, error)                      { return i.idx.Size() }
+func (i *countingIndex) IndexManifest() (*v1.IndexManifest, error) { return i.idx.IndexManifest() }
+func (i *countingIndex) RawManifest() ([]byte, error)              { return i.idx.RawManifest() }
+
+func (i *countingIndex) Image(h v1.Hash) (v1.Image, error) {
+	img, err := i.idx.Image(h)
+	if err != nil {
+		return nil, err
+	}
+	return &countingImage{img, i.c}, nil
+}
+
+func (i *countingIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
+	idx, err := i.idx.ImageIndex(h)
+	if err != nil {
+		return nil, err
+	}
+	return &countingIndex{idx, i.c}, nil
+}
+
+type countingImage struct {
+	v1.Image
+	c *counter
+}
+
+func (i *countingImage) Layers() ([]v1.Layer, error) {
+	ls, err := i.Image.Layers()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]v1.Layer, len(ls))
+	for j, l := range ls {
+		out[j] = &countingLayer{l, i.c}
+	}
+	return out, nil
+}
+
+// ConfigLayer wraps the config blob too, so its upload is counted.
+func (i *countingImage) ConfigLayer() (v1.Layer, error) {
+	l, err := partial.ConfigLayer(i.Image)
+	if err != nil {
+		return nil, err
+	}
+	return &countingLayer{l, i.c}, nil
+}
+
+func (i *countingImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	l, err := i.Image.LayerByDigest(h)
+	if err != nil {
+		return nil, err
+	}
+	return &countingLayer{l, i.c}, nil
+}
+
+type countingLayer struct {
+	v1.Layer
+	c *counter
+}
+
+func (l *countingLayer) Compressed() (io.ReadCloser, error) {
+	rc, err := l.Layer.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	l.c.blobs.Add(1)
+	return &countingReader{rc, l.c}, nil
+}
+
+type countingReader struct {
+	io.ReadCloser
+	c *counter
+}
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	r.c.bytes.Add(int64(n))
+	return n, err
+}

@@ -1,0 +1,124 @@
+package chain
+
+// Config is the top-level dchain config file (dchain.yaml).
+type Config struct {
+	// Registries are the registry instances, one per region, referred to by name.
+	Registries []Registry `yaml:"registries" json:"registries"`
+	// Chains are file globs, relative to the config file, of chain documents.
+	Chains []string `yaml:"chains" json:"chains,omitempty"`
+	// Retry tunes how long transient failures are retried.
+	Retry RetrySettings `yaml:"retry" json:"retry"`
+
+	// Path is the file the config was read from.
+	Path string `yaml:"-" json:"-"`
+}
+
+// Registry is one OCI registry instance.
+type Registry struct {
+	Name string `yaml:"name" json:"name"`
+	// Address is host[:port] of the registry.
+	Address string `yaml:"address" json:"address"`
+	// Region names where the instance lives (e.g. cn-hangzhou); defaults to Name.
+	Region string `yaml:"region" json:"region"`
+	// Insecure allows plain HTTP (loopback dev registries).
+	Insecure bool `yaml:"insecure" json:"insecure"`
+	// Credentials is a secret reference resolving to "username:password".
+	// Empty means anonymous access.
+	Credentials SecretRef `yaml:"credentials" json:"credentials,omitempty"`
+}
+
+// RetrySettings bound the retries of transient failures. Durations are Go
+// duration strings ("90s", "2m", "24h").
+type RetrySettings struct {
+	// MaxInterval is the longest wait between two attempts (default 2m).
+	MaxInterval Duration `yaml:"maxInterval" json:"maxInterval,omitempty"`
+	// ReplicationTimeout is how long a replication keeps retrying before the
+	// destination is given up (default 24h).
+	ReplicationTimeout Duration `yaml:"replicationTimeout" json:"replicationTimeout,omitempty"`
+	// TriggerTimeout is how long a trigger delivery keeps retrying (default 1h).
+	TriggerTimeout Duration `yaml:"triggerTimeout" json:"triggerTimeout,omitempty"`
+}
+
+// Chain is one delivery chain: build → scan → evaluate → replicate → trigger.
+type Chain struct {
+	Name        string            `yaml:"name" json:"name"`
+	Description string            `yaml:"description" json:"description,omitempty"`
+	Scope       Scope             `yaml:"scope" json:"scope"`
+	Replication []ReplicationRule `yaml:"replication" json:"replication,omitempty"`
+	Triggers    []Trigger         `yaml:"triggers" json:"triggers,omitempty"`
+
+	// File and Line say where the chain was declared.
+	File string `yaml:"-" json:"-"`
+	Line int    `yaml:"-" json:"-"`
+}
+
+// Scope is the set of repositories a chain covers.
+type Scope struct {
+	// Registry is the source registry's name.
+	Registry  string `yaml:"registry" json:"registry"`
+	Namespace string `yaml:"namespace" json:"namespace"`
+	// Repository is the one repository (inside Namespace) the chain covers.
+	Repository string `yaml:"repository" json:"repository,omitempty"`
+	// AllRepositories ("All Effective") covers every repository of Namespace
+	// except those in Exclude.
+	AllRepositories bool     `yaml:"allRepositories" json:"allRepositories,omitempty"`
+	Exclude         []string `yaml:"exclude" json:"exclude,omitempty"`
+}
+
+// Replication levels.
+const (
+	LevelNamespace  = "namespace"
+	LevelRepository = "repository"
+)
+
+// ReplicationRule copies images to one destination registry.
+type ReplicationRule struct {
+	Name        string `yaml:"name" json:"name"`
+	Destination string `yaml:"destination" json:"destination"`
+	// Level is "namespace" (every repository of the scope's namespace) or
+	// "repository" (only Repository).
+	Level string `yaml:"level" json:"level"`
+	// Repository is the repository a repository-level rule covers; defaults to
+	// the scope's repository.
+	Repository string `yaml:"repository" json:"repository,omitempty"`
+	// TagFilter is a regular expression a tag must match in full; empty means all tags.
+	TagFilter string `yaml:"tagFilter" json:"tagFilter,omitempty"`
+	// Overwrite allows replacing a destination tag that points at another digest.
+	Overwrite bool `yaml:"overwrite" json:"overwrite"`
+}
+
+// Trigger modes.
+const (
+	TriggerAll    = "all"
+	TriggerRegexp = "regexp"
+	TriggerTags   = "tags"
+)
+
+// Trigger payload formats.
+const (
+	FormatACR         = "acr"
+	FormatCloudEvents = "cloudevents"
+)
+
+// Trigger is a distribution trigger: an HTTP POST that makes clusters redeploy.
+type Trigger struct {
+	Name string `yaml:"name" json:"name"`
+	URL  string `yaml:"url" json:"url"`
+	// Mode is "all", "regexp" (Regexp must match the tag in full) or "tags"
+	// (the tag must be in Tags).
+	Mode   string   `yaml:"mode" json:"mode"`
+	Regexp string   `yaml:"regexp" json:"regexp,omitempty"`
+	Tags   []string `yaml:"tags" json:"tags,omitempty"`
+	// Format is "acr" (default) or "cloudevents".
+	Format string `yaml:"format" json:"format"`
+	// Secret, when set, is a reference to the HMAC-SHA256 signing key.
+	Secret SecretRef `yaml:"secret" json:"secret,omitempty"`
+}
+
+// Limits on list lengths.
+const (
+	MaxReplicationRules = 20
+	MaxTriggers         = 20
+	MaxTriggerTags      = 10
+	MaxExcludes         = 100
+)

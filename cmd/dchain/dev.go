@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dchain-dev/dchain/devstack"
+	"github.com/dchain-dev/dchain/worker"
+)
+
+func newDevCmd(g *globals) *cobra.Command {
+	o := devstack.Options{}
+	var regions []string
+	var noUI bool
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the whole stack in one process: Temporal + Web UI, regional registries, trigger receiver, worker",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if o.Regions, err = parseRegions(regions); err != nil {
+				return err
+			}
+			if noUI {
+				o.UIPort = 0
+			}
+			o.Namespace, o.TaskQueue = g.namespace, g.taskQueue
+			o.Worker = &worker.Options{Chains: true}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			s, err := devstack.Start(ctx, o)
+			if err != nil {
+				return err
+			}
+			printEndpoints(s.Endpoints, g.config)
+			<-ctx.Done()
+			fmt.Println("\nshutting down…")
+			s.Stop()
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.DataDir, "data-dir", "./.dchain", "where runs (SQLite), registry contents and deliveries are kept")
+	f.IntVar(&o.TemporalPort, "temporal-port", devstack.DefaultTemporalPort, "Temporal frontend gRPC port")
+	f.IntVar(&o.UIPort, "ui-port", devstack.DefaultUIPort, "Temporal Web UI port")
+	f.BoolVar(&noUI, "headless", false, "do not serve the Web UI")
+	f.IntVar(&o.ReceiverPort, "receiver-port", devstack.DefaultReceiverPort, "trigger receiver port")
+	f.StringSliceVar(&regions, "region", nil, "a regional registry as NAME=PORT (repeatable; default hangzhou=5001,frankfurt=5002,virginia=5003)")
+	cmd.AddCommand(newDevSeedCmd())
+	return cmd
+}
+
+func parseRegions(specs []string) ([]devstack.Region, error) {
+	var out []devstack.Region
+	for _, s := range specs {
+		n, p, ok := strings.Cut(s, "=")
+		port, err := strconv.Atoi(p)
+		if !ok || n == "" || err != nil || port <= 0 || port > 65535 {
+			return nil, fmt.Errorf("--region %q: want NAME=PORT, e.g. hangzhou=5001", s)
+		}
+		out = append(out, devstack.Region{Name: n, Port: port})
+	}
+	return out, nil
+}
+
+func printEndpoints(e devstack.Endpoints, config string) {
+	fmt.Println("dchain dev stack is up (Ctrl-C stops it; data in " + e.DataDir + ")")
+	fmt.Println()
+	if e.UI != "" {
+		fmt.Printf("  Temporal Web UI   %s/namespaces/%s/workflows\n", e.UI, e.Namespace)
+	}
+	fmt.Printf("  Temporal          %s (namespace %s)\n", e.Temporal, e.Namespace)
+	for name, addr := range e.Registries {
+		fmt.Printf("  registry %-9s http://%s\n", name, addr)
+	}
+	fmt.Printf("  trigger receiver  %s (GET /deliveries)\n", e.Receiver)
+	fmt.Printf("  endpoints         %s/endpoints.json\n", e.DataDir)
+	fmt.Println()
+	fmt.Println("Start a run:")
+	fmt.Println("  dchain dev seed --image demo/app:v1")
+	fmt.Printf("  dchain --config %s run start --chain demo --image demo/app:v1 --watch\n", config)
+}
+
+func newDevSeedCmd() *cobra.Command {
+	var dataDir, registry, image string
+	cmd := &cobra.Command{
+		Use:   "seed",
+		Short: "Push the sample multi-arch image (linux/amd64 + linux/arm64, 3 layers each) into a dev registry",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			e, err := devstack.ReadEndpoints(dataDir)
+			if err != nil {
+				return err
+			}
+			addr, ok := e.Registries[registry]
+			if !ok {
+				return fmt.Errorf("--registry %q: the dev stack has %v", registry, e.Registries)
+			}
+			i := strings.LastIndex(image, ":")
+			if i < 0 {
+				return fmt.Errorf("--image %q: want namespace/repository:tag", image)
+			}
+			d, err := devstack.PushSample(context.Background(), addr, image[:i], image[i+1:])
+			if err != nil {
+				return err
+			}
+			fmt.Printf("pushed %s/%s@%s\n", addr, image, d)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", "./.dchain", "the running dev stack's data dir")
+	cmd.Flags().StringVar(&registry, "registry", "hangzhou", "dev registry to push to")
+	cmd.Flags().StringVar(&image, "image", "demo/app:v1", "namespace/repository:tag to push")
+	return cmd
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+
+	"github.com/dchain-dev/dchain/chain"
+	"github.com/dchain-dev/dchain/worker"
+	"github.com/dchain-dev/dchain/workflows"
+)
+
+// globals are the connection and config flags every command shares.
+type globals struct {
+	config    string
+	address   string
+	namespace string
+	taskQueue string
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func newRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "dchain",
+		Short:         "Durable container-image delivery chains on Temporal",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	f := root.PersistentFlags()
+	f.StringVar(&g.config, "config", envOr("DCHAIN_CONFIG", "dchain.yaml"), "config file: registries and chain files (env DCHAIN_CONFIG)")
+	f.StringVar(&g.address, "address", envOr("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port (env TEMPORAL_ADDRESS)")
+	f.StringVar(&g.namespace, "namespace", envOr("TEMPORAL_NAMESPACE", "default"), "Temporal namespace (env TEMPORAL_NAMESPACE)")
+	f.StringVar(&g.taskQueue, "task-queue", envOr("DCHAIN_TASK_QUEUE", workflows.DefaultTaskQueue), "base task queue (env DCHAIN_TASK_QUEUE)")
+	root.AddCommand(newDevCmd(g), newWorkerCmd(g), newRunCmd(g), newChainCmd(g))
+	return root
+}
+
+// dial connects to Temporal.
+func (g *globals) dial(ctx context.Context) (client.Client, error) {
+	c, err := client.DialContext(ctx, client.Options{HostPort: g.address, Namespace: g.namespace, Logger: worker.QuietLogger()})
+	if err != nil {
+		return nil, fmt.Errorf("connect to Temporal at %s (namespace %s): %w; is `dchain dev` running?", g.address, g.namespace, err)
+	}
+	return c, nil
+}
+
+// load reads and validates the config and its chains.
+func (g *globals) load() (*chain.Loaded, error) {
+	return chain.Load(g.config)
+}

@@ -1,0 +1,363 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/dchain-dev/dchain/starter"
+	"github.com/dchain-dev/dchain/workflows"
+)
+
+func newRunCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "run", Short: "Start, cancel, list, show and watch chain runs"}
+	cmd.AddCommand(runStartCmd(g), runCancelCmd(g), runListCmd(g), runShowCmd(g), runWatchCmd(g))
+	return cmd
+}
+
+func runStartCmd(g *globals) *cobra.Command {
+	var chainName, image string
+	var rerun, watch bool
+	cmd := &cobra.Command{
+		Use:   "start --chain NAME --image NAMESPACE/REPO:TAG",
+		Short: "Start a chain run for an image in the chain's source registry",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if chainName == "" || image == "" {
+				return errors.New("--chain and --image are required")
+			}
+			repo, tag, err := starter.ParseImage(image)
+			if err != nil {
+				return err
+			}
+			l, err := g.load()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			c, err := g.dial(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			s := &starter.Starter{Client: c, Config: l, TaskQueue: g.taskQueue}
+			st, err := s.StartImage(ctx, starter.ImageRequest{
+				Chain: chainName, Repository: repo, Tag: tag, Rerun: rerun,
+				Cause: workflows.Cause{Kind: "manual", Actor: actor(), At: time.Now().UTC()},
+			})
+			if err != nil {
+				return err
+			}
+			if st.Existing {
+				fmt.Printf("run %s already exists for this image (run id %s); pass --rerun to run it again\n", st.WorkflowID, st.RunID)
+			} else {
+				fmt.Printf("started run %s (run id %s)\n", st.WorkflowID, st.RunID)
+			}
+			if watch {
+				return watchRun(ctx, c, st.WorkflowID)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&chainName, "chain", "", "chain name")
+	cmd.Flags().StringVar(&image, "image", "", "image in the chain's source registry: namespace/repository:tag")
+	cmd.Flags().BoolVar(&rerun, "rerun", false, "run again even if this image already had a run")
+	cmd.Flags().BoolVar(&watch, "watch", false, "watch the run until it ends (exit code by outcome)")
+	return cmd
+}
+
+func actor() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return "cli"
+}
+
+func runCancelCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "cancel RUN-ID",
+		Short: "Cancel a run: in-flight copies and deliveries stop, the run ends Canceled",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if err := c.CancelWorkflow(cmd.Context(), args[0], ""); err != nil {
+				return fmt.Errorf("cancel %s: %w", args[0], err)
+			}
+			fmt.Printf("cancellation requested for %s\n", args[0])
+			return nil
+		},
+	}
+}
+
+func runListCmd(g *globals) *cobra.Command {
+	var chainName, outcome, repo, tag, output string
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List runs (Temporal visibility, filtered by dchain's search attributes)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			c, err := g.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			q := listQuery(map[string]string{
+				workflows.AttrChain.GetName(): chainName, workflows.AttrOutcome.GetName(): outcome,
+				workflows.AttrRepository.GetName(): repo, workflows.AttrTag.GetName(): tag,
+			})
+			runs, err := listRuns(cmd.Context(), c, q, limit)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(os.Stdout, runs)
+			}
+			var rows [][]string
+			for _, r := range runs {
+				rows = append(rows, []string{r.WorkflowID, r.Chain, r.Repository + ":" + r.Tag, r.Outcome, r.Stage, r.Started.Local().Format(time.DateTime)})
+			}
+			table(os.Stdout, "RUN\tCHAIN\tIMAGE\tOUTCOME\tSTAGE\tSTARTED", rows)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&chainName, "chain", "", "only runs of this chain")
+	cmd.Flags().StringVar(&outcome, "outcome", "", "only runs with this outcome (Running, Succeeded, Failed, Canceled)")
+	cmd.Flags().StringVar(&repo, "repository", "", "only runs of this repository (namespace/name)")
+	cmd.Flags().StringVar(&tag, "tag", "", "only runs of this tag")
+	cmd.Flags().IntVar(&limit, "limit", 50, "at most this many runs")
+	outputFlag(cmd, &output)
+	return cmd
+}
+
+// runRow is one line of `run list`.
+type runRow struct {
+	WorkflowID string    `json:"workflowId"`
+	RunID      string    `json:"runId"`
+	Chain      string    `json:"chain"`
+	Repository string    `json:"repository"`
+	Tag        string    `json:"tag"`
+	Stage      string    `json:"stage"`
+	Outcome    string    `json:"outcome"`
+	Status     string    `json:"status"`
+	Started    time.Time `json:"started"`
+}
+
+// listQuery is the visibility query for ChainRun workflows with the given
+// keyword attributes (empty values are left out).
+func listQuery(attrs map[string]string) string {
+	parts := []string{"WorkflowType = 'ChainRun'"}
+	for _, k := range []string{workflows.AttrChain.GetName(), workflows.AttrOutcome.GetName(), workflows.AttrRepository.GetName(), workflows.AttrTag.GetName()} {
+		if v := attrs[k]; v != "" {
+			parts = append(parts, fmt.Sprintf("%s = '%s'", k, strings.ReplaceAll(v, "'", "\\'")))
+		}
+	}
+	return strings.Join(parts, " AND ")
+}
+
+func listRuns(ctx context.Context, c client.Client, query string, limit int) ([]runRow, error) {
+	var rows []runRow
+	var token []byte
+	for len(rows) < limit {
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, PageSize: int32(min(limit, 100)), NextPageToken: token})
+		if err != nil {
+			return nil, fmt.Errorf("list runs (%s): %w", query, err)
+		}
+		for _, e := range resp.Executions {
+			fields := e.GetSearchAttributes().GetIndexedFields()
+			get := func(k temporal.SearchAttributeKeyKeyword) string {
+				var v string
+				if p, ok := fields[k.GetName()]; ok {
+					_ = converter.GetDefaultDataConverter().FromPayload(p, &v)
+				}
+				return v
+			}
+			rows = append(rows, runRow{
+				WorkflowID: e.GetExecution().GetWorkflowId(), RunID: e.GetExecution().GetRunId(),
+				Chain: get(workflows.AttrChain), Repository: get(workflows.AttrRepository), Tag: get(workflows.AttrTag),
+				Stage: get(workflows.AttrStage), Outcome: get(workflows.AttrOutcome), Status: e.GetStatus().String(), Started: e.GetStartTime().AsTime(),
+			})
+		}
+		if token = resp.NextPageToken; len(token) == 0 {
+			break
+		}
+	}
+	return rows[:min(len(rows), limit)], nil
+}
+
+func runShowCmd(g *globals) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "show RUN-ID",
+		Short: "Show a run's stages, destinations and triggers",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			c, err := g.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			st, err := runStatus(cmd.Context(), c, args[0])
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(os.Stdout, st)
+			}
+			printStatus(args[0], st)
+			return nil
+		},
+	}
+	outputFlag(cmd, &output)
+	return cmd
+}
+
+func runWatchCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "watch RUN-ID",
+		Short: "Follow a run until it ends; exit code 0 Succeeded, 1 Failed, 3 Canceled",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return watchRun(cmd.Context(), c, args[0])
+		},
+	}
+}
+
+// runStatus asks the run for its live status; for a run whose workers are
+// gone it reads the status from the run's result or failure details.
+func runStatus(ctx context.Context, c client.Client, id string) (workflows.RunStatus, error) {
+	var st workflows.RunStatus
+	v, qerr := c.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
+	if qerr == nil {
+		return st, v.Get(&st)
+	}
+	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		return st, fmt.Errorf("run %s: %w", id, err)
+	}
+	if desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return st, fmt.Errorf("run %s is running but did not answer its status query (is a worker running?): %w", id, qerr)
+	}
+	err = c.GetWorkflow(ctx, id, "").Get(ctx, &st)
+	var app *temporal.ApplicationError
+	var canceled *temporal.CanceledError
+	switch {
+	case err == nil:
+		return st, nil
+	case errors.As(err, &app) && app.HasDetails():
+		return st, app.Details(&st)
+	case errors.As(err, &canceled) && canceled.HasDetails():
+		return st, canceled.Details(&st)
+	}
+	return st, fmt.Errorf("run %s: %w", id, err)
+}
+
+func printStatus(id string, st workflows.RunStatus) {
+	fmt.Printf("Run:      %s\nChain:    %s\nImage:    %s\n", id, st.Chain, st.Image)
+	if len(st.Platforms) > 0 {
+		fmt.Printf("Platforms: %s\n", strings.Join(st.Platforms, ", "))
+	}
+	fmt.Printf("Outcome:  %s", st.Outcome)
+	if st.Message != "" {
+		fmt.Printf(" — %s", st.Message)
+	}
+	fmt.Println()
+	if !st.EndedAt.IsZero() {
+		fmt.Printf("Duration: %s\n", st.EndedAt.Sub(st.StartedAt).Round(time.Millisecond))
+	}
+	fmt.Println()
+	var rows [][]string
+	for _, s := range st.Stages {
+		d := ""
+		if !s.EndedAt.IsZero() && !s.StartedAt.IsZero() {
+			d = s.EndedAt.Sub(s.StartedAt).Round(time.Millisecond).String()
+		}
+		rows = append(rows, []string{s.Name, string(s.State), d, s.Message})
+	}
+	table(os.Stdout, "STAGE\tSTATE\tTOOK\tNOTE", rows)
+	if len(st.Destinations) > 0 {
+		fmt.Println()
+		rows = nil
+		for _, d := range st.Destinations {
+			rows = append(rows, []string{d.Registry, d.Region, string(d.State), d.Digest, d.Duration.Round(time.Millisecond).String(),
+				fmt.Sprintf("%d copied, %d skipped, %d B", d.BlobsCopied, d.BlobsSkipped, d.BytesCopied), d.Message})
+		}
+		table(os.Stdout, "DESTINATION\tREGION\tSTATE\tDIGEST\tTOOK\tBLOBS\tNOTE", rows)
+	}
+	if len(st.Triggers) > 0 {
+		fmt.Println()
+		rows = nil
+		for _, t := range st.Triggers {
+			rows = append(rows, []string{t.Name, string(t.State), fmt.Sprint(t.HTTPStatus), fmt.Sprint(t.Attempts), t.URL, t.Message})
+		}
+		table(os.Stdout, "TRIGGER\tSTATE\tHTTP\tATTEMPTS\tURL\tNOTE", rows)
+	}
+}
+
+// watchRun prints each change of the run's stages until it ends, then the
+// whole status, and returns an exitError by outcome.
+func watchRun(ctx context.Context, c client.Client, id string) error {
+	seen := map[string]string{}
+	for {
+		st, err := runStatus(ctx, c, id)
+		if err != nil {
+			return err
+		}
+		for _, s := range st.Stages {
+			if seen[s.Name] != string(s.State) && s.State != workflows.StatePending {
+				fmt.Printf("%s  %-9s %s %s\n", time.Now().Format("15:04:05"), s.Name, s.State, s.Message)
+				seen[s.Name] = string(s.State)
+			}
+		}
+		for _, d := range st.Destinations {
+			k := "dest/" + d.Registry
+			if seen[k] != string(d.State) && d.State != workflows.StatePending {
+				fmt.Printf("%s    → %-9s %s %s\n", time.Now().Format("15:04:05"), d.Registry, d.State, d.Message)
+				seen[k] = string(d.State)
+			}
+		}
+		if st.Outcome != workflows.OutcomeRunning {
+			fmt.Println()
+			printStatus(id, st)
+			switch st.Outcome {
+			case workflows.OutcomeSucceeded:
+				return nil
+			case workflows.OutcomeCanceled:
+				return &exitError{code: 3}
+			default:
+				return &exitError{code: 1}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}

@@ -1,0 +1,179 @@
+package devstack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/dchain-dev/dchain/worker"
+)
+
+// Region is one dev registry.
+type Region struct {
+	Name string `json:"name"`
+	Port int    `json:"port"`
+}
+
+// DefaultRegions are the dev registries and their fixed ports.
+var DefaultRegions = []Region{{"hangzhou", 5001}, {"frankfurt", 5002}, {"virginia", 5003}}
+
+// Default ports.
+const (
+	DefaultTemporalPort = 7233
+	DefaultUIPort       = 8233
+	DefaultReceiverPort = 8089
+)
+
+// TriggerSecretEnv names the demo trigger secret; the dev stack sets it when unset.
+const TriggerSecretEnv = "DCHAIN_DEMO_TRIGGER_SECRET"
+
+// Options configure the stack.
+type Options struct {
+	DataDir      string
+	IP           string
+	TemporalPort int
+	UIPort       int // 0 disables the Web UI
+	ReceiverPort int
+	Regions      []Region
+	Namespace    string
+	TaskQueue    string
+	// Worker, when set, starts the worker with these options (Regions default to every dev registry).
+	Worker *worker.Options
+}
+
+// Endpoints are where the stack's parts listen; written to <data-dir>/endpoints.json.
+type Endpoints struct {
+	Temporal   string            `json:"temporal"`
+	Namespace  string            `json:"namespace"`
+	UI         string            `json:"ui,omitempty"`
+	Registries map[string]string `json:"registries"`
+	Receiver   string            `json:"receiver"`
+	DataDir    string            `json:"dataDir"`
+}
+
+// Stack is a running dev stack.
+type Stack struct {
+	Endpoints  Endpoints
+	Temporal   *Temporal
+	Registries map[string]*Registry
+	Receiver   *Receiver
+	Client     client.Client
+	workers    worker.Workers
+}
+
+// Start brings the stack up; on error, whatever started is stopped again.
+func Start(ctx context.Context, o Options) (s *Stack, err error) {
+	if o.IP == "" {
+		o.IP = "127.0.0.1"
+	}
+	if o.Namespace == "" {
+		o.Namespace = "default"
+	}
+	if len(o.Regions) == 0 {
+		o.Regions = DefaultRegions
+	}
+	s = &Stack{Registries: map[string]*Registry{}}
+	defer func() {
+		if err != nil {
+			s.Stop()
+		}
+	}()
+	dir := func(parts ...string) string {
+		if o.DataDir == "" {
+			return ""
+		}
+		return filepath.Join(append([]string{o.DataDir}, parts...)...)
+	}
+	if o.DataDir == "" {
+		return nil, errors.New("devstack: a data dir is required")
+	}
+	if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
+		return nil, err
+	}
+	if s.Temporal, err = StartTemporal(TemporalOptions{
+		DataDir: dir("temporal"), IP: o.IP, Port: o.TemporalPort, UIPort: o.UIPort,
+		Namespace: o.Namespace, LogFile: dir("temporal", "server.log"),
+	}); err != nil {
+		return nil, err
+	}
+	s.Endpoints = Endpoints{Temporal: s.Temporal.Address, Namespace: o.Namespace, UI: s.Temporal.UIURL, Registries: map[string]string{}, DataDir: o.DataDir}
+	for _, r := range o.Regions {
+		addr := fmt.Sprintf("%s:%d", o.IP, r.Port)
+		reg, err := StartRegistry(r.Name, addr, dir("registries", r.Name))
+		if err != nil {
+			return nil, err
+		}
+		s.Registries[r.Name] = reg
+		s.Endpoints.Registries[r.Name] = addr
+	}
+	if os.Getenv(TriggerSecretEnv) == "" {
+		os.Setenv(TriggerSecretEnv, "dchain-dev-secret")
+	}
+	if err := os.MkdirAll(dir("receiver"), 0o755); err != nil {
+		return nil, err
+	}
+	if s.Receiver, err = StartReceiver(fmt.Sprintf("%s:%d", o.IP, o.ReceiverPort), os.Getenv(TriggerSecretEnv), dir("receiver", "deliveries.jsonl")); err != nil {
+		return nil, err
+	}
+	s.Endpoints.Receiver = s.Receiver.URL
+	if s.Client, err = client.DialContext(ctx, client.Options{HostPort: s.Temporal.Address, Namespace: o.Namespace, Logger: worker.QuietLogger()}); err != nil {
+		return nil, fmt.Errorf("devstack: connect to temporal: %w", err)
+	}
+	if err := worker.EnsureSearchAttributes(ctx, s.Client, o.Namespace); err != nil {
+		return nil, err
+	}
+	if o.Worker != nil {
+		wo := *o.Worker
+		if wo.TaskQueue == "" {
+			wo.TaskQueue = o.TaskQueue
+		}
+		if len(wo.Regions) == 0 {
+			for _, r := range o.Regions {
+				wo.Regions = append(wo.Regions, r.Name)
+			}
+		}
+		if s.workers, err = worker.Start(s.Client, wo); err != nil {
+			return nil, err
+		}
+	}
+	b, _ := json.MarshalIndent(s.Endpoints, "", "  ")
+	if err := os.WriteFile(filepath.Join(o.DataDir, "endpoints.json"), append(b, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Stop stops everything that started, in reverse order.
+func (s *Stack) Stop() {
+	s.workers.Stop()
+	if s.Client != nil {
+		s.Client.Close()
+	}
+	if s.Receiver != nil {
+		s.Receiver.Stop()
+	}
+	for _, r := range s.Registries {
+		_ = r.Stop()
+	}
+	if s.Temporal != nil {
+		s.Temporal.Stop()
+	}
+	if s.Endpoints.DataDir != "" {
+		os.Remove(filepath.Join(s.Endpoints.DataDir, "endpoints.json"))
+	}
+}
+
+// ReadEndpoints reads the endpoints.json a running stack wrote.
+func ReadEndpoints(dataDir string) (Endpoints, error) {
+	var e Endpoints
+	b, err := os.ReadFile(filepath.Join(dataDir, "endpoints.json"))
+	if err != nil {
+		return e, fmt.Errorf("is `dchain dev` running with --data-dir %s? %w", dataDir, err)
+	}
+	return e, json.Unmarshal(b, &e)
+}

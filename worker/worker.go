@@ -1,0 +1,85 @@
+// Package worker runs dchain's Temporal workers: the chain worker (the
+// ChainRun workflow and its non-regional activities) on the base task queue,
+// and one replication worker per region on that region's queue, so a worker
+// started inside a region can serve only the copies into it.
+package worker
+
+import (
+	"context"
+	"fmt"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/dchain-dev/dchain/activities"
+	"github.com/dchain-dev/dchain/workflows"
+)
+
+// Options say which queues a worker process serves.
+type Options struct {
+	// TaskQueue is the base task queue (default workflows.DefaultTaskQueue).
+	TaskQueue string
+	// Chains serves the base queue: ChainRun workflows, resolve and trigger activities.
+	Chains bool
+	// Regions are the registries whose replication queues this process serves.
+	Regions []string
+	// Activities are the activity implementations (zero value if nil).
+	Activities *activities.Activities
+}
+
+// Workers are the started workers of one process.
+type Workers []sdkworker.Worker
+
+// Start starts the workers Options ask for; Stop stops them.
+func Start(c client.Client, o Options) (Workers, error) {
+	if o.TaskQueue == "" {
+		o.TaskQueue = workflows.DefaultTaskQueue
+	}
+	a := o.Activities
+	if a == nil {
+		a = &activities.Activities{}
+	}
+	if !o.Chains && len(o.Regions) == 0 {
+		return nil, fmt.Errorf("worker: nothing to serve: enable the chain queue or name at least one region")
+	}
+	var ws Workers
+	if o.Chains {
+		w := sdkworker.New(c, o.TaskQueue, sdkworker.Options{})
+		w.RegisterWorkflowWithOptions(workflows.ChainRun, workflow.RegisterOptions{Name: "ChainRun"})
+		w.RegisterActivityWithOptions(a.ResolveImage, activity.RegisterOptions{Name: workflows.ActivityResolveImage})
+		w.RegisterActivityWithOptions(a.DeliverTrigger, activity.RegisterOptions{Name: workflows.ActivityDeliverTrigger})
+		ws = append(ws, w)
+	}
+	for _, region := range o.Regions {
+		w := sdkworker.New(c, workflows.ReplicationQueue(o.TaskQueue, region), sdkworker.Options{})
+		w.RegisterActivityWithOptions(a.ReplicateImage, activity.RegisterOptions{Name: workflows.ActivityReplicateImage})
+		ws = append(ws, w)
+	}
+	for i, w := range ws {
+		if err := w.Start(); err != nil {
+			ws[:i].Stop()
+			return nil, fmt.Errorf("worker: start: %w", err)
+		}
+	}
+	return ws, nil
+}
+
+// Stop stops every worker.
+func (ws Workers) Stop() {
+	for _, w := range ws {
+		w.Stop()
+	}
+}
+
+// Run starts the workers and blocks until ctx ends.
+func Run(ctx context.Context, c client.Client, o Options) error {
+	ws, err := Start(c, o)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	ws.Stop()
+	return nil
+}

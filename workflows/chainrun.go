@@ -1,0 +1,215 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/dchain-dev/dchain/chain"
+)
+
+// ChainRun is one run of a delivery chain. It ends Succeeded (returns the
+// RunStatus), Failed (an application error of type ErrTypeRunFailed whose
+// details are the RunStatus) or Canceled (a canceled error with the RunStatus).
+func ChainRun(ctx workflow.Context, in ChainRunInput) (*RunStatus, error) {
+	r := newRun(ctx, in)
+	if err := r.setup(ctx); err != nil {
+		return nil, err
+	}
+	return r.run(ctx)
+}
+
+// ErrTypeRunFailed is the application error type of a failed run.
+const ErrTypeRunFailed = "ChainRunFailed"
+
+// errSkipped marks a stage that had nothing to do; its text is the reason.
+type errSkipped string
+
+func (e errSkipped) Error() string { return string(e) }
+
+type run struct {
+	in     ChainRunInput
+	status RunStatus
+}
+
+func newRun(ctx workflow.Context, in ChainRunInput) *run {
+	if in.TaskQueue == "" {
+		in.TaskQueue = DefaultTaskQueue
+	}
+	r := &run{in: in, status: RunStatus{
+		Chain: in.Chain.Name, Image: in.Image, Outcome: OutcomeRunning,
+		StartedAt: workflow.Now(ctx), Destinations: []DestinationStatus{}, Triggers: []TriggerStatus{},
+	}}
+	for _, s := range Stages {
+		r.status.Stages = append(r.status.Stages, StageStatus{Name: s, State: StatePending})
+	}
+	return r
+}
+
+func (r *run) setup(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (RunStatus, error) { return r.status, nil }); err != nil {
+		return err
+	}
+	return workflow.UpsertTypedSearchAttributes(ctx,
+		AttrChain.ValueSet(r.in.Chain.Name),
+		AttrRepository.ValueSet(r.in.Image.Repository),
+		AttrTag.ValueSet(r.in.Image.Tag),
+		AttrOutcome.ValueSet(string(OutcomeRunning)),
+	)
+}
+
+// run is the chain's story.
+func (r *run) run(ctx workflow.Context) (*RunStatus, error) {
+	steps := []func(workflow.Context) error{r.resolve, r.build, r.scan, r.evaluate, r.replicate, r.trigger}
+	for i, step := range steps {
+		if err := r.stage(ctx, Stages[i], step); err != nil {
+			return r.finish(ctx, Stages[i], err)
+		}
+	}
+	return r.finish(ctx, "", nil)
+}
+
+// stage runs one step, recording its state, the Stage search attribute and
+// the workflow's current details (what the Web UI shows as running).
+func (r *run) stage(ctx workflow.Context, name string, step func(workflow.Context) error) error {
+	s := r.stageStatus(name)
+	s.State, s.StartedAt = StateRunning, workflow.Now(ctx)
+	r.publish(ctx, name)
+	err := step(ctx)
+	s.EndedAt = workflow.Now(ctx)
+	var skipped errSkipped
+	switch {
+	case err == nil:
+		s.State = StateSucceeded
+	case errors.As(err, &skipped):
+		s.State, s.Message, err = StateSkipped, skipped.Error(), nil
+	case temporal.IsCanceledError(err):
+		s.State, s.Message = StateCanceled, "canceled"
+	default:
+		s.State, s.Message = StateFailed, errorMessage(err)
+	}
+	return err
+}
+
+func (r *run) stageStatus(name string) *StageStatus {
+	for i := range r.status.Stages {
+		if r.status.Stages[i].Name == name {
+			return &r.status.Stages[i]
+		}
+	}
+	panic("unknown stage " + name)
+}
+
+// publish sets the Stage search attribute and the current details.
+func (r *run) publish(ctx workflow.Context, stage string) {
+	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrStage.ValueSet(stage))
+	workflow.SetCurrentDetails(ctx, currentDetails(&r.status))
+}
+
+// finish records the outcome and ends the workflow accordingly.
+func (r *run) finish(ctx workflow.Context, stage string, err error) (*RunStatus, error) {
+	r.status.EndedAt = workflow.Now(ctx)
+	switch {
+	case err == nil:
+		r.status.Outcome = OutcomeSucceeded
+	case temporal.IsCanceledError(err):
+		r.status.Outcome, r.status.FailedStage, r.status.Message = OutcomeCanceled, stage, "canceled during "+stage
+		// The run's context is canceled: record the outcome on one that is not.
+		ctx, _ = workflow.NewDisconnectedContext(ctx)
+	default:
+		r.status.Outcome, r.status.FailedStage = OutcomeFailed, stage
+		r.status.Message = fmt.Sprintf("%s failed: %s", stage, errorMessage(err))
+	}
+	for i := range r.status.Stages {
+		if r.status.Stages[i].State == StatePending && err != nil {
+			r.status.Stages[i].State, r.status.Stages[i].Message = StateSkipped, "not reached"
+		}
+	}
+	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrOutcome.ValueSet(string(r.status.Outcome)))
+	workflow.SetCurrentDetails(ctx, currentDetails(&r.status))
+	switch r.status.Outcome {
+	case OutcomeSucceeded:
+		return &r.status, nil
+	case OutcomeCanceled:
+		return nil, temporal.NewCanceledError(r.status)
+	default:
+		return nil, temporal.NewApplicationErrorWithOptions(r.status.Message, ErrTypeRunFailed,
+			temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{r.status}})
+	}
+}
+
+// resolve confirms the triggering image's digest and reads its platforms.
+func (r *run) resolve(ctx workflow.Context) error {
+	src, err := r.registry(r.in.Image.Registry)
+	if err != nil {
+		return err
+	}
+	var info ImageInfo
+	opts := r.activityOptions(r.in.TaskQueue, "resolve "+r.in.Image.String(), time.Minute, time.Hour)
+	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), ActivityResolveImage,
+		ResolveImageInput{Registry: src, Image: r.in.Image}).Get(ctx, &info)
+	if err != nil {
+		return err
+	}
+	r.status.Image.Digest, r.status.MediaType, r.status.Platforms = info.Digest, info.MediaType, info.Platforms
+	return nil
+}
+
+// build is the build stage's slot: images pushed from elsewhere skip it.
+func (r *run) build(workflow.Context) error {
+	return errSkipped("no build section: the image was pushed to " + r.in.Image.Registry)
+}
+
+// scan is the scan stage's slot.
+func (r *run) scan(workflow.Context) error { return errSkipped("no scan section") }
+
+// evaluate is the blocking-policy stage's slot.
+func (r *run) evaluate(workflow.Context) error { return errSkipped("no scan section, no blocking policy") }
+
+// registry returns a registry of the run's snapshot by name.
+func (r *run) registry(name string) (chain.Registry, error) {
+	for _, reg := range r.in.Registries {
+		if reg.Name == name {
+			return reg, nil
+		}
+	}
+	return chain.Registry{}, temporal.NewNonRetryableApplicationError(
+		fmt.Sprintf("registry %q is not in the run's configuration snapshot", name), "UnknownRegistry", nil)
+}
+
+// activityOptions are the options of one activity: transient failures retry
+// with backoff until scheduleToClose; permanent ones are marked non-retryable
+// by the activity itself.
+func (r *run) activityOptions(queue, summary string, startToClose, scheduleToClose time.Duration) workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		TaskQueue:              queue,
+		Summary:                summary,
+		StartToCloseTimeout:    startToClose,
+		ScheduleToCloseTimeout: scheduleToClose,
+		WaitForCancellation:    true,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    time.Second,
+			BackoffCoefficient: 2,
+			MaximumInterval:    r.in.Retry.MaxInterval.Or(2 * time.Minute),
+		},
+	}
+}
+
+// errorMessage is the innermost useful message of an activity error.
+func errorMessage(err error) string {
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) {
+		return app.Message()
+	}
+	var timeout *temporal.TimeoutError
+	if errors.As(err, &timeout) {
+		if cause := errors.Unwrap(timeout); cause != nil {
+			return "gave up after " + timeout.TimeoutType().String() + " timeout; last error: " + errorMessage(cause)
+		}
+		return timeout.Error()
+	}
+	return err.Error()
+}

@@ -1,0 +1,53 @@
+package workflows
+
+import (
+	"fmt"
+	"strings"
+
+	"go.temporal.io/sdk/temporal"
+)
+
+// DefaultTaskQueue is where ChainRun workflows and their non-regional activities run.
+const DefaultTaskQueue = "dchain"
+
+// ReplicationQueue is the task queue that serves replication into registry:
+// "<base>.replicate.<registry>". A worker started with --region X polls only
+// ReplicationQueue(base, X), so copies into a region can run inside it.
+func ReplicationQueue(base, registry string) string {
+	return base + ".replicate." + registry
+}
+
+// Activity names, registered by the worker and called by the workflow.
+const (
+	ActivityResolveImage   = "ResolveImage"
+	ActivityReplicateImage = "ReplicateImage"
+	ActivityDeliverTrigger = "DeliverTrigger"
+)
+
+// QueryStatus returns the run's live RunStatus.
+const QueryStatus = "status"
+
+// Search attributes, set as the run advances so the Temporal Web UI and
+// `dchain run list` can filter runs.
+var (
+	AttrChain      = temporal.NewSearchAttributeKeyKeyword("DchainChain")
+	AttrRepository = temporal.NewSearchAttributeKeyKeyword("DchainRepository")
+	AttrTag        = temporal.NewSearchAttributeKeyKeyword("DchainTag")
+	AttrCommit     = temporal.NewSearchAttributeKeyKeyword("DchainCommit")
+	AttrStage      = temporal.NewSearchAttributeKeyKeyword("DchainStage")
+	AttrOutcome    = temporal.NewSearchAttributeKeyKeyword("DchainOutcome")
+)
+
+// SearchAttributes lists every custom search attribute dchain uses (all keywords).
+var SearchAttributes = []temporal.SearchAttributeKeyKeyword{AttrChain, AttrRepository, AttrTag, AttrCommit, AttrStage, AttrOutcome}
+
+// WorkflowID is the run's ID, derived from the chain and what triggered it,
+// so the same event twice maps to one run: chain, repository, tag and the
+// first 16 hex digits of the digest ("demo:demo/app:v1@sha256:0123…").
+func WorkflowID(chainName string, img ImageRef) string {
+	d := img.Digest
+	if hex, ok := strings.CutPrefix(d, "sha256:"); ok && len(hex) > 16 {
+		d = "sha256:" + hex[:16]
+	}
+	return fmt.Sprintf("%s:%s:%s@%s", chainName, img.Repository, img.Tag, d)
+}

@@ -1,0 +1,101 @@
+package workflows
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// replicate fans out one branch per destination; each branch copies the
+// image by digest and succeeds or fails on its own. The stage fails if any
+// branch failed, after every branch has ended.
+func (r *run) replicate(ctx workflow.Context) error {
+	if len(r.in.Chain.Replication) == 0 {
+		return errSkipped("no replication rules")
+	}
+	src, err := r.registry(r.in.Image.Registry)
+	if err != nil {
+		return err
+	}
+	img := r.status.Image
+	wg := workflow.NewWaitGroup(ctx)
+	for _, rule := range r.in.Chain.Replication {
+		dst, err := r.registry(rule.Destination)
+		if err != nil {
+			return err
+		}
+		i := len(r.status.Destinations)
+		r.status.Destinations = append(r.status.Destinations, DestinationStatus{
+			Rule: rule.Name, Registry: dst.Name, Region: dst.RegionName(),
+			Reference: dst.Address + "/" + img.Repository + ":" + img.Tag, State: StatePending,
+		})
+		if ok, why := rule.Applies(r.in.Chain.Scope, img.Repository, img.Tag); !ok {
+			r.status.Destinations[i].State, r.status.Destinations[i].Message = StateSkipped, why
+			continue
+		}
+		in := ReplicateInput{Source: src, Destination: dst, Repository: img.Repository, Tag: img.Tag, Digest: img.Digest, Overwrite: rule.Overwrite}
+		opts := r.activityOptions(ReplicationQueue(r.in.TaskQueue, dst.Name),
+			fmt.Sprintf("replicate %s → %s (%s)", img.Repository+":"+img.Tag, dst.Name, dst.RegionName()),
+			2*time.Hour, r.in.Retry.ReplicationTimeout.Or(24*time.Hour))
+		opts.HeartbeatTimeout = time.Minute
+		wg.Add(1)
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			defer wg.Done()
+			r.replicateTo(workflow.WithActivityOptions(ctx, opts), i, in)
+		})
+	}
+	wg.Wait(ctx)
+	return r.replicationOutcome(ctx)
+}
+
+// replicateTo runs one branch and records it.
+func (r *run) replicateTo(ctx workflow.Context, i int, in ReplicateInput) {
+	d := &r.status.Destinations[i]
+	d.State = StateRunning
+	workflow.SetCurrentDetails(ctx, currentDetails(&r.status))
+	start := workflow.Now(ctx)
+	var res ReplicateResult
+	err := workflow.ExecuteActivity(ctx, ActivityReplicateImage, in).Get(ctx, &res)
+	d.Duration = workflow.Now(ctx).Sub(start)
+	switch {
+	case err == nil:
+		d.State, d.Digest = StateSucceeded, res.Digest
+		d.BytesCopied, d.BlobsCopied, d.BlobsSkipped = res.BytesCopied, res.BlobsCopied, res.BlobsSkipped
+		if res.AlreadyPresent {
+			d.Message = "already present"
+		}
+	case temporal.IsCanceledError(err):
+		d.State, d.Message = StateCanceled, "canceled"
+	default:
+		d.State, d.Message = StateFailed, errorMessage(err)
+	}
+	workflow.SetCurrentDetails(ctx, currentDetails(&r.status))
+}
+
+// replicationOutcome turns the branches' states into the stage's result.
+func (r *run) replicationOutcome(ctx workflow.Context) error {
+	var failed []string
+	copied := 0
+	for _, d := range r.status.Destinations {
+		switch d.State {
+		case StateFailed:
+			failed = append(failed, fmt.Sprintf("%s: %s", d.Registry, d.Message))
+		case StateSucceeded:
+			copied++
+		}
+	}
+	switch {
+	case ctx.Err() != nil:
+		return temporal.NewCanceledError()
+	case len(failed) > 0:
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("%d of %d destinations failed: %s", len(failed), len(r.status.Destinations), strings.Join(failed, "; ")),
+			"ReplicationFailed", nil)
+	case copied == 0:
+		return errSkipped("no replication rule applies to " + r.status.Image.Repository + ":" + r.status.Image.Tag)
+	}
+	return nil
+}

@@ -1,0 +1,107 @@
+package workflows
+
+import (
+	"crypto/sha256"
+	"errors"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// trigger fires every trigger whose filter matches the tag, in parallel.
+func (r *run) trigger(ctx workflow.Context) error {
+	if len(r.in.Chain.Triggers) == 0 {
+		return errSkipped("no triggers")
+	}
+	src, err := r.registry(r.in.Image.Registry)
+	if err != nil {
+		return err
+	}
+	event := TriggerEvent{
+		Chain: r.in.Chain.Name, RunID: workflow.GetInfo(ctx).WorkflowExecution.ID,
+		Registry: src.Address, Region: src.RegionName(), Repository: r.status.Image.Repository,
+		Tag: r.status.Image.Tag, Digest: r.status.Image.Digest, PushedAt: r.in.Cause.At,
+	}
+	for _, d := range r.status.Destinations {
+		if d.State == StateSucceeded {
+			event.Regions = append(event.Regions, d.Region)
+		}
+	}
+	wg := workflow.NewWaitGroup(ctx)
+	for _, t := range r.in.Chain.Triggers {
+		i := len(r.status.Triggers)
+		r.status.Triggers = append(r.status.Triggers, TriggerStatus{Name: t.Name, URL: t.URL, State: StatePending})
+		if !t.Matches(event.Tag) {
+			r.status.Triggers[i].State, r.status.Triggers[i].Message = StateSkipped, fmt.Sprintf("tag %q does not match (mode %s)", event.Tag, t.Mode)
+			continue
+		}
+		in := DeliverInput{Trigger: t, Event: event, IdempotencyKey: idempotencyKey(workflow.GetInfo(ctx).WorkflowExecution.RunID, t.Name)}
+		opts := r.activityOptions(r.in.TaskQueue, fmt.Sprintf("trigger %s → %s", t.Name, t.URL), time.Minute, r.in.Retry.TriggerTimeout.Or(time.Hour))
+		wg.Add(1)
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			defer wg.Done()
+			r.deliver(workflow.WithActivityOptions(ctx, opts), i, in)
+		})
+	}
+	wg.Wait(ctx)
+	return r.triggerOutcome(ctx)
+}
+
+// deliver runs one trigger delivery and records it.
+func (r *run) deliver(ctx workflow.Context, i int, in DeliverInput) {
+	t := &r.status.Triggers[i]
+	t.State = StateRunning
+	var res DeliverResult
+	err := workflow.ExecuteActivity(ctx, ActivityDeliverTrigger, in).Get(ctx, &res)
+	switch {
+	case err == nil:
+		t.State, t.HTTPStatus, t.Attempts = StateSucceeded, res.HTTPStatus, res.Attempts
+	case temporal.IsCanceledError(err):
+		t.State, t.Message = StateCanceled, "canceled"
+	default:
+		t.State, t.Message = StateFailed, errorMessage(err)
+		if d, ok := failureDetails(err); ok {
+			t.HTTPStatus, t.Attempts = d.HTTPStatus, d.Attempts
+		}
+	}
+	workflow.SetCurrentDetails(ctx, currentDetails(&r.status))
+}
+
+// failureDetails reads the DeliverResult an activity attached to its failure.
+func failureDetails(err error) (DeliverResult, bool) {
+	var d DeliverResult
+	var app *temporal.ApplicationError
+	if !errors.As(err, &app) || !app.HasDetails() || app.Details(&d) != nil {
+		return d, false
+	}
+	return d, true
+}
+
+func (r *run) triggerOutcome(ctx workflow.Context) error {
+	var failed []string
+	for _, t := range r.status.Triggers {
+		if t.State == StateFailed {
+			failed = append(failed, fmt.Sprintf("%s: %s", t.Name, t.Message))
+		}
+	}
+	switch {
+	case ctx.Err() != nil:
+		return temporal.NewCanceledError()
+	case len(failed) > 0:
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("%d of %d triggers failed: %s", len(failed), len(r.status.Triggers), strings.Join(failed, "; ")),
+			"TriggerFailed", nil)
+	}
+	return nil
+}
+
+// idempotencyKey is stable for one trigger of one run: the same on every
+// retry of the delivery, different for a re-run.
+func idempotencyKey(runID, trigger string) string {
+	sum := sha256.Sum256([]byte(runID + "\x00" + trigger))
+	return hex.EncodeToString(sum[:16])
+}

@@ -1,0 +1,200 @@
+package workflows
+
+import (
+	"time"
+
+	"github.com/dchain-dev/dchain/chain"
+)
+
+// ChainRunInput is everything one run needs, snapshotted when it starts so the
+// workflow history records exactly what ran. It holds secret references,
+// never secret values.
+type ChainRunInput struct {
+	Chain chain.Chain `json:"chain"`
+	// Registries are the source and destination registries as configured.
+	Registries []chain.Registry     `json:"registries"`
+	Retry      chain.RetrySettings `json:"retry"`
+	// Image is the image the run delivers: for an image push, the pushed
+	// repository:tag and its digest as resolved by the starter.
+	Image ImageRef `json:"image"`
+	Cause Cause    `json:"cause"`
+	// TaskQueue is the base task queue; replication runs on ReplicationQueue(TaskQueue, destination).
+	TaskQueue string `json:"taskQueue"`
+}
+
+// ImageRef names an image in a registry of the config.
+type ImageRef struct {
+	Registry string `json:"registry"`
+	// Repository is the path inside the registry: "namespace/name".
+	Repository string `json:"repository"`
+	Tag        string `json:"tag"`
+	Digest     string `json:"digest"`
+}
+
+// String is repository:tag@digest.
+func (i ImageRef) String() string {
+	s := i.Repository + ":" + i.Tag
+	if i.Digest != "" {
+		s += "@" + i.Digest
+	}
+	return s
+}
+
+// Cause says who or what started a run.
+type Cause struct {
+	// Kind is "manual" (CLI/API) or "image-push" (a registry notification).
+	Kind  string    `json:"kind"`
+	Actor string    `json:"actor,omitempty"`
+	At    time.Time `json:"at"`
+}
+
+// Outcome is how a run ended.
+type Outcome string
+
+// Outcomes.
+const (
+	OutcomeRunning   Outcome = "Running"
+	OutcomeSucceeded Outcome = "Succeeded"
+	OutcomeFailed    Outcome = "Failed"
+	OutcomeCanceled  Outcome = "Canceled"
+)
+
+// State is the state of a stage, destination or trigger.
+type State string
+
+// States.
+const (
+	StatePending   State = "Pending"
+	StateRunning   State = "Running"
+	StateSucceeded State = "Succeeded"
+	StateFailed    State = "Failed"
+	StateSkipped   State = "Skipped"
+	StateCanceled  State = "Canceled"
+)
+
+// Stage names, in run order.
+const (
+	StageResolve   = "resolve"
+	StageBuild     = "build"
+	StageScan      = "scan"
+	StageEvaluate  = "evaluate"
+	StageReplicate = "replicate"
+	StageTrigger   = "trigger"
+)
+
+// Stages lists the stages in run order.
+var Stages = []string{StageResolve, StageBuild, StageScan, StageEvaluate, StageReplicate, StageTrigger}
+
+// RunStatus is the live and final record of a run: the query result, the
+// workflow result, and the details of a failure or cancellation.
+type RunStatus struct {
+	Chain     string    `json:"chain"`
+	Image     ImageRef  `json:"image"`
+	MediaType string    `json:"mediaType,omitempty"`
+	Platforms []string  `json:"platforms,omitempty"`
+	Outcome   Outcome   `json:"outcome"`
+	// FailedStage and Message say where and why a run did not succeed.
+	FailedStage  string              `json:"failedStage,omitempty"`
+	Message      string              `json:"message,omitempty"`
+	Stages       []StageStatus       `json:"stages"`
+	Destinations []DestinationStatus `json:"destinations"`
+	Triggers     []TriggerStatus     `json:"triggers"`
+	StartedAt    time.Time           `json:"startedAt"`
+	EndedAt      time.Time           `json:"endedAt,omitzero"`
+}
+
+// StageStatus is one stage of the run.
+type StageStatus struct {
+	Name      string    `json:"name"`
+	State     State     `json:"state"`
+	Message   string    `json:"message,omitempty"`
+	StartedAt time.Time `json:"startedAt,omitzero"`
+	EndedAt   time.Time `json:"endedAt,omitzero"`
+}
+
+// DestinationStatus is one replication branch.
+type DestinationStatus struct {
+	Rule         string        `json:"rule"`
+	Registry     string        `json:"registry"`
+	Region       string        `json:"region"`
+	Reference    string        `json:"reference"`
+	State        State         `json:"state"`
+	Digest       string        `json:"digest,omitempty"`
+	Duration     time.Duration `json:"duration,omitempty"`
+	BytesCopied  int64         `json:"bytesCopied,omitempty"`
+	BlobsCopied  int           `json:"blobsCopied,omitempty"`
+	BlobsSkipped int           `json:"blobsSkipped,omitempty"`
+	Message      string        `json:"message,omitempty"`
+}
+
+// TriggerStatus is one distribution trigger.
+type TriggerStatus struct {
+	Name       string `json:"name"`
+	URL        string `json:"url"`
+	State      State  `json:"state"`
+	HTTPStatus int    `json:"httpStatus,omitempty"`
+	Attempts   int32  `json:"attempts,omitempty"`
+	Message    string `json:"message,omitempty"`
+}
+
+// ResolveImageInput asks for an image's manifest descriptor.
+type ResolveImageInput struct {
+	Registry chain.Registry `json:"registry"`
+	Image    ImageRef       `json:"image"`
+}
+
+// ImageInfo describes a resolved image.
+type ImageInfo struct {
+	Digest    string   `json:"digest"`
+	MediaType string   `json:"mediaType"`
+	Size      int64    `json:"size"`
+	Platforms []string `json:"platforms,omitempty"`
+}
+
+// ReplicateInput copies Source/Repository@Digest to Destination/Repository:Tag.
+type ReplicateInput struct {
+	Source      chain.Registry `json:"source"`
+	Destination chain.Registry `json:"destination"`
+	Repository  string         `json:"repository"`
+	Tag         string         `json:"tag"`
+	Digest      string         `json:"digest"`
+	Overwrite   bool           `json:"overwrite"`
+}
+
+// ReplicateResult is what a replication did.
+type ReplicateResult struct {
+	Digest       string `json:"digest"`
+	BytesCopied  int64  `json:"bytesCopied"`
+	BlobsCopied  int    `json:"blobsCopied"`
+	BlobsSkipped int    `json:"blobsSkipped"`
+	// AlreadyPresent is true when the destination tag already pointed at the digest.
+	AlreadyPresent bool `json:"alreadyPresent,omitempty"`
+}
+
+// DeliverInput is one trigger delivery.
+type DeliverInput struct {
+	Trigger chain.Trigger `json:"trigger"`
+	Event   TriggerEvent  `json:"event"`
+	// IdempotencyKey is the same on every retry of this delivery.
+	IdempotencyKey string `json:"idempotencyKey"`
+}
+
+// TriggerEvent is what a trigger tells its receiver.
+type TriggerEvent struct {
+	Chain      string    `json:"chain"`
+	RunID      string    `json:"runId"`
+	Registry   string    `json:"registry"`
+	Region     string    `json:"region"`
+	Repository string    `json:"repository"`
+	Tag        string    `json:"tag"`
+	Digest     string    `json:"digest"`
+	PushedAt   time.Time `json:"pushedAt"`
+	// Regions are the destination regions that now hold the image.
+	Regions []string `json:"regions,omitempty"`
+}
+
+// DeliverResult is a delivery's answer.
+type DeliverResult struct {
+	HTTPStatus int   `json:"httpStatus"`
+	Attempts   int32 `json:"attempts"`
+}
