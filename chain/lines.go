@@ -12,7 +12,10 @@ type lines map[string]int
 
 // indexLines records the line of every field below n.
 func indexLines(n *yaml.Node) lines {
-	l := lines{}
+	l := lines{"": n.Line}
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		l[""] = n.Content[0].Line
+	}
 	l.walk(n, "")
 	return l
 }

@@ -4,23 +4,43 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/distribution/distribution/v3/configuration"
-	"github.com/distribution/distribution/v3/registry"
+	"github.com/distribution/distribution/v3/registry/handlers"
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // the "filesystem" storage driver
+	"github.com/sirupsen/logrus"
 )
 
-// Registry is a real OCI registry (CNCF distribution) on a loopback port,
-// storing its blobs and manifests on disk, standing for one region.
+// Registry is a real OCI registry (CNCF distribution's registry application)
+// on a loopback port, storing blobs and manifests on disk, standing for one
+// region. Stop drops it at once, connections and all, as an outage would;
+// StartRegistry on the same address and directory brings it back with its content.
 type Registry struct {
 	Name    string
 	Addr    string
 	RootDir string
-	reg     *registry.Registry
+	app     *handlers.App
+	srv     *http.Server
 	done    chan error
+	once    sync.Once
+}
+
+var registryLog sync.Once
+
+// LogRegistriesTo sends the registries' own log (errors only) to w; the
+// first call wins. Without it the log is discarded.
+func LogRegistriesTo(w io.Writer) {
+	registryLog.Do(func() {
+		logrus.SetLevel(logrus.ErrorLevel)
+		logrus.SetOutput(w)
+	})
 }
 
 // StartRegistry serves a distribution registry at addr with storage in rootDir.
@@ -28,10 +48,7 @@ func StartRegistry(name, addr, rootDir string) (*Registry, error) {
 	if err := os.MkdirAll(rootDir, 0o755); err != nil {
 		return nil, fmt.Errorf("registry %s: %w", name, err)
 	}
-	if os.Getenv("OTEL_TRACES_EXPORTER") == "" {
-		// distribution exports traces to an OTLP collector by default; there is none here.
-		os.Setenv("OTEL_TRACES_EXPORTER", "none")
-	}
+	LogRegistriesTo(io.Discard)
 	cfg := &configuration.Configuration{
 		Storage: configuration.Storage{
 			"filesystem": configuration.Parameters{"rootdirectory": rootDir},
@@ -39,42 +56,38 @@ func StartRegistry(name, addr, rootDir string) (*Registry, error) {
 		},
 	}
 	cfg.HTTP.Addr = addr
-	cfg.HTTP.Net = "tcp"
-	cfg.Log.Level = "error"
-	cfg.Log.AccessLog.Disabled = true
-	cfg.Log.Formatter = "text"
-	reg, err := registry.NewRegistry(context.Background(), cfg)
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("registry %s: %w", name, err)
 	}
-	r := &Registry{Name: name, Addr: addr, RootDir: rootDir, reg: reg, done: make(chan error, 1)}
-	go func() { r.done <- reg.ListenAndServe() }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		select {
-		case err := <-r.done:
-			return nil, fmt.Errorf("registry %s on %s: %w", name, addr, err)
-		default:
-		}
-		if resp, err := http.Get("http://" + addr + "/v2/"); err == nil {
-			resp.Body.Close()
-			return r, nil
-		}
-		if time.Now().After(deadline) {
-			_ = r.Stop()
-			return nil, fmt.Errorf("registry %s on %s did not answer within 10s", name, addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	r := &Registry{Name: name, Addr: l.Addr().String(), RootDir: rootDir, done: make(chan error, 1)}
+	r.app = handlers.NewApp(context.Background(), cfg)
+	r.srv = &http.Server{Handler: r.app, ReadHeaderTimeout: 30 * time.Second}
+	go func() { r.done <- r.srv.Serve(l) }()
+	return r, nil
 }
 
-// Stop shuts the registry down; its data stays on disk.
+// Stop closes the registry and every open connection; its data stays on disk.
 func (r *Registry) Stop() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := r.reg.Shutdown(ctx)
-	if serveErr := <-r.done; serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
-		err = errors.Join(err, serveErr)
-	}
+	var err error
+	r.once.Do(func() {
+		err = r.srv.Close()
+		if serveErr := <-r.done; serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+			err = errors.Join(err, serveErr)
+		}
+		err = errors.Join(err, r.app.Shutdown())
+	})
 	return err
+}
+
+// logFile opens dir/name for appending, or returns io.Discard when dir is empty.
+func logFile(dir, name string) io.Writer {
+	if dir == "" {
+		return io.Discard
+	}
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return io.Discard
+	}
+	return f
 }

@@ -102,6 +102,7 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 		return nil, err
 	}
 	s.Endpoints = Endpoints{Temporal: s.Temporal.Address, Namespace: o.Namespace, UI: s.Temporal.UIURL, Registries: map[string]string{}, DataDir: o.DataDir}
+	LogRegistriesTo(logFile(o.DataDir, "registries.log"))
 	for _, r := range o.Regions {
 		addr := fmt.Sprintf("%s:%d", o.IP, r.Port)
 		reg, err := StartRegistry(r.Name, addr, dir("registries", r.Name))

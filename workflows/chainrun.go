@@ -167,7 +167,9 @@ func (r *run) build(workflow.Context) error {
 func (r *run) scan(workflow.Context) error { return errSkipped("no scan section") }
 
 // evaluate is the blocking-policy stage's slot.
-func (r *run) evaluate(workflow.Context) error { return errSkipped("no scan section, no blocking policy") }
+func (r *run) evaluate(workflow.Context) error {
+	return errSkipped("no scan section, no blocking policy")
+}
 
 // registry returns a registry of the run's snapshot by name.
 func (r *run) registry(name string) (chain.Registry, error) {

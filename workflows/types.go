@@ -12,7 +12,7 @@ import (
 type ChainRunInput struct {
 	Chain chain.Chain `json:"chain"`
 	// Registries are the source and destination registries as configured.
-	Registries []chain.Registry     `json:"registries"`
+	Registries []chain.Registry    `json:"registries"`
 	Retry      chain.RetrySettings `json:"retry"`
 	// Image is the image the run delivers: for an image push, the pushed
 	// repository:tag and its digest as resolved by the starter.
@@ -88,11 +88,11 @@ var Stages = []string{StageResolve, StageBuild, StageScan, StageEvaluate, StageR
 // RunStatus is the live and final record of a run: the query result, the
 // workflow result, and the details of a failure or cancellation.
 type RunStatus struct {
-	Chain     string    `json:"chain"`
-	Image     ImageRef  `json:"image"`
-	MediaType string    `json:"mediaType,omitempty"`
-	Platforms []string  `json:"platforms,omitempty"`
-	Outcome   Outcome   `json:"outcome"`
+	Chain     string   `json:"chain"`
+	Image     ImageRef `json:"image"`
+	MediaType string   `json:"mediaType,omitempty"`
+	Platforms []string `json:"platforms,omitempty"`
+	Outcome   Outcome  `json:"outcome"`
 	// FailedStage and Message say where and why a run did not succeed.
 	FailedStage  string              `json:"failedStage,omitempty"`
 	Message      string              `json:"message,omitempty"`

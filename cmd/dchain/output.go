@@ -37,4 +37,3 @@ func table(w io.Writer, header string, rows [][]string) {
 	}
 	tw.Flush()
 }
-
