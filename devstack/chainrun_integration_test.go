@@ -13,8 +13,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/converter"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/dchain-dev/dchain/activities"
 	"github.com/dchain-dev/dchain/chain"
@@ -33,7 +35,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	var regions []Region
-	for _, n := range []string{"src", "eu", "us"} {
+	for _, n := range []string{"src", "eu", "us", "ap"} {
 		p, err := freePort("127.0.0.1")
 		if err != nil {
 			panic(err)
@@ -57,7 +59,7 @@ func TestMain(m *testing.M) {
 // and a CloudEvents trigger, both pointing at the stack's receiver.
 func testChain(name, repo string) (*chain.Loaded, chain.Chain) {
 	cfg := &chain.Config{Path: "test", Retry: chain.RetrySettings{MaxInterval: chain.Duration(time.Second)}}
-	for _, r := range []string{"src", "eu", "us"} {
+	for _, r := range []string{"src", "eu", "us", "ap"} {
 		cfg.Registries = append(cfg.Registries, chain.Registry{Name: r, Region: "region-" + r, Address: stack.Endpoints.Registries[r], Insecure: true})
 	}
 	ns, repoName, _ := strings.Cut(repo, "/")
@@ -76,7 +78,7 @@ func testChain(name, repo string) (*chain.Loaded, chain.Chain) {
 	return &chain.Loaded{Config: cfg, Chains: []chain.Chain{ch}}, ch
 }
 
-func startRun(t *testing.T, l *chain.Loaded, image string) starter.Started {
+func startRun(t testing.TB, l *chain.Loaded, image string) starter.Started {
 	t.Helper()
 	repo, tag, err := starter.ParseImage(image)
 	if err != nil {
@@ -92,7 +94,7 @@ func startRun(t *testing.T, l *chain.Loaded, image string) starter.Started {
 	return st
 }
 
-func waitRun(t *testing.T, id string, d time.Duration) workflows.RunStatus {
+func waitRun(t testing.TB, id string, d time.Duration) workflows.RunStatus {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
@@ -221,6 +223,8 @@ func TestChainRunReplicatesAndTriggers(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
+	recordHistory(t, started.WorkflowID)
+
 	// The same event again starts nothing new.
 	again := startRun(t, l, "team/app:v1")
 	if !again.Existing || again.RunID != started.RunID {
@@ -271,4 +275,29 @@ func TestReplicationSurvivesDestinationOutage(t *testing.T) {
 	assertReplicated(t, "us", "team/api", "v7", digest)
 	assertReplicated(t, "eu", "team/api", "v7", digest)
 	fmt.Printf("outage run: us took %s\n", st.Destinations[1].Duration)
+}
+
+// recordHistory writes the run's history as JSON when DCHAIN_RECORD_HISTORY
+// names a file: that is how workflows/testdata's replay fixtures are made.
+func recordHistory(t *testing.T, id string) {
+	path := os.Getenv("DCHAIN_RECORD_HISTORY")
+	if path == "" {
+		return
+	}
+	h := &historypb.History{}
+	it := stack.Client.GetWorkflowHistory(context.Background(), id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Events = append(h.Events, e)
+	}
+	b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
