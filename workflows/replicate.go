@@ -21,6 +21,8 @@ func (r *run) replicate(ctx workflow.Context) error {
 		return err
 	}
 	img := r.status.Image
+	// Branches keep pointers into this slice: give it its final capacity first.
+	r.status.Destinations = make([]DestinationStatus, 0, len(r.in.Chain.Replication))
 	wg := workflow.NewWaitGroup(ctx)
 	for _, rule := range r.in.Chain.Replication {
 		dst, err := r.registry(rule.Destination)
@@ -87,15 +89,24 @@ func (r *run) replicationOutcome(ctx workflow.Context) error {
 			copied++
 		}
 	}
+	if err := branchesOutcome(ctx, "destinations", "ReplicationFailed", failed, len(r.status.Destinations)); err != nil {
+		return err
+	}
+	if copied == 0 {
+		return errSkipped("no replication rule applies to " + r.status.Image.Repository + ":" + r.status.Image.Tag)
+	}
+	return nil
+}
+
+// branchesOutcome is the result of a stage that ran parallel branches:
+// canceled if the run was, failed (naming each failed branch) if any failed.
+func branchesOutcome(ctx workflow.Context, what, errType string, failed []string, total int) error {
 	switch {
 	case ctx.Err() != nil:
 		return temporal.NewCanceledError()
 	case len(failed) > 0:
 		return temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("%d of %d destinations failed: %s", len(failed), len(r.status.Destinations), strings.Join(failed, "; ")),
-			"ReplicationFailed", nil)
-	case copied == 0:
-		return errSkipped("no replication rule applies to " + r.status.Image.Repository + ":" + r.status.Image.Tag)
+			fmt.Sprintf("%d of %d %s failed: %s", len(failed), total, what, strings.Join(failed, "; ")), errType, nil)
 	}
 	return nil
 }

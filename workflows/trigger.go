@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -31,6 +30,7 @@ func (r *run) trigger(ctx workflow.Context) error {
 			event.Regions = append(event.Regions, d.Region)
 		}
 	}
+	r.status.Triggers = make([]TriggerStatus, 0, len(r.in.Chain.Triggers))
 	wg := workflow.NewWaitGroup(ctx)
 	for _, t := range r.in.Chain.Triggers {
 		i := len(r.status.Triggers)
@@ -88,15 +88,7 @@ func (r *run) triggerOutcome(ctx workflow.Context) error {
 			failed = append(failed, fmt.Sprintf("%s: %s", t.Name, t.Message))
 		}
 	}
-	switch {
-	case ctx.Err() != nil:
-		return temporal.NewCanceledError()
-	case len(failed) > 0:
-		return temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("%d of %d triggers failed: %s", len(failed), len(r.status.Triggers), strings.Join(failed, "; ")),
-			"TriggerFailed", nil)
-	}
-	return nil
+	return branchesOutcome(ctx, "triggers", "TriggerFailed", failed, len(r.status.Triggers))
 }
 
 // idempotencyKey is stable for one trigger of one run: the same on every

@@ -58,3 +58,16 @@ func (g *globals) dial(ctx context.Context) (client.Client, error) {
 func (g *globals) load() (*chain.Loaded, error) {
 	return chain.Load(g.config)
 }
+
+// withClient is the RunE of a command that talks to Temporal: it dials,
+// runs fn, and closes the connection.
+func (g *globals) withClient(fn func(cmd *cobra.Command, c client.Client, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		c, err := g.dial(cmd.Context())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return fn(cmd, c, args)
+	}
+}

@@ -89,18 +89,13 @@ func runCancelCmd(g *globals) *cobra.Command {
 		Use:   "cancel RUN-ID",
 		Short: "Cancel a run: in-flight copies and deliveries stop, the run ends Canceled",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.dial(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: g.withClient(func(cmd *cobra.Command, c client.Client, args []string) error {
 			if err := c.CancelWorkflow(cmd.Context(), args[0], ""); err != nil {
 				return fmt.Errorf("cancel %s: %w", args[0], err)
 			}
 			fmt.Printf("cancellation requested for %s\n", args[0])
 			return nil
-		},
+		}),
 	}
 }
 
@@ -111,15 +106,10 @@ func runListCmd(g *globals) *cobra.Command {
 		Use:   "list",
 		Short: "List runs (Temporal visibility, filtered by dchain's search attributes)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: g.withClient(func(cmd *cobra.Command, c client.Client, _ []string) error {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			c, err := g.dial(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
 			q := listQuery(map[string]string{
 				workflows.AttrChain.GetName(): chainName, workflows.AttrOutcome.GetName(): outcome,
 				workflows.AttrRepository.GetName(): repo, workflows.AttrTag.GetName(): tag,
@@ -137,7 +127,7 @@ func runListCmd(g *globals) *cobra.Command {
 			}
 			table(os.Stdout, "RUN\tCHAIN\tIMAGE\tOUTCOME\tSTAGE\tSTARTED", rows)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&chainName, "chain", "", "only runs of this chain")
 	cmd.Flags().StringVar(&outcome, "outcome", "", "only runs with this outcome (Running, Succeeded, Failed, Canceled)")
@@ -209,15 +199,10 @@ func runShowCmd(g *globals) *cobra.Command {
 		Use:   "show RUN-ID",
 		Short: "Show a run's stages, destinations and triggers",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: g.withClient(func(cmd *cobra.Command, c client.Client, args []string) error {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			c, err := g.dial(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
 			st, err := runStatus(cmd.Context(), c, args[0])
 			if err != nil {
 				return err
@@ -227,7 +212,7 @@ func runShowCmd(g *globals) *cobra.Command {
 			}
 			printStatus(args[0], st)
 			return nil
-		},
+		}),
 	}
 	outputFlag(cmd, &output)
 	return cmd
@@ -238,14 +223,9 @@ func runWatchCmd(g *globals) *cobra.Command {
 		Use:   "watch RUN-ID",
 		Short: "Follow a run until it ends; exit code 0 Succeeded, 1 Failed, 3 Canceled",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.dial(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: g.withClient(func(cmd *cobra.Command, c client.Client, args []string) error {
 			return watchRun(cmd.Context(), c, args[0])
-		},
+		}),
 	}
 }
 
