@@ -41,9 +41,11 @@ type RetrySettings struct {
 
 // Chain is one delivery chain: build → scan → evaluate → replicate → trigger.
 type Chain struct {
-	Name        string            `yaml:"name" json:"name"`
-	Description string            `yaml:"description" json:"description,omitempty"`
-	Scope       Scope             `yaml:"scope" json:"scope"`
+	Name        string `yaml:"name" json:"name"`
+	Description string `yaml:"description" json:"description,omitempty"`
+	Scope       Scope  `yaml:"scope" json:"scope"`
+	// Build, when set, builds the images from a Git source on push.
+	Build       *Build            `yaml:"build" json:"build,omitempty"`
 	Replication []ReplicationRule `yaml:"replication" json:"replication,omitempty"`
 	Triggers    []Trigger         `yaml:"triggers" json:"triggers,omitempty"`
 

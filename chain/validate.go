@@ -112,6 +112,9 @@ func (v *validator) config(c *Config) {
 func (v *validator) chain(c *Chain) {
 	v.name("name", c.Name)
 	v.scope(&c.Scope)
+	if c.Build != nil {
+		v.build(c.Build, &c.Scope)
+	}
 	v.max("replication", len(c.Replication), MaxReplicationRules)
 	seen := map[string]string{}
 	for i := range c.Replication {

@@ -1,0 +1,161 @@
+package chain
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// push is a push at 2020-10-15 08:13:00 UTC = 16:13 in UTC+8.
+var push = Push{Ref: "refs/heads/release-v1", Commit: "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567", At: time.Date(2020, 10, 15, 8, 13, 0, 0, time.UTC)}
+
+func buildChain(rules ...BuildRule) Chain {
+	return Chain{Name: "c", Scope: Scope{Registry: "hangzhou", Namespace: "demo", Repository: "app"},
+		Build: &Build{Source: BuildSource{URL: "file:///src"}, Rules: rules}}
+}
+
+func TestPlanBuildsNamedGroupsBothSpellings(t *testing.T) {
+	for _, match := range []string{`release-(?<imageTag>\w*)`, `release-(?P<imageTag>\w*)`} {
+		c := buildChain(BuildRule{Name: "rel", Type: RuleBranch, Match: match, Tags: []TagTemplate{{Tag: "${imageTag}"}}})
+		plans, err := PlanBuilds(c, push, false)
+		if err != nil || len(plans) != 1 || plans[0].Tags[0] != "v1" {
+			t.Fatalf("%s: %+v %v", match, plans, err)
+		}
+		if plans[0].Dockerfile != "Dockerfile" || plans[0].Platforms[0] != "linux/amd64" {
+			t.Fatalf("defaults: %+v", plans[0])
+		}
+	}
+}
+
+func TestTagTemplates(t *testing.T) {
+	for _, tc := range []struct {
+		tmpl TagTemplate
+		want string
+	}{
+		{TagTemplate{Tag: "latest"}, "latest"},
+		{TagTemplate{Tag: "${imageTag}", BuildTime: BuildTimeDate}, "v1-20201015"},
+		{TagTemplate{Tag: "${imageTag}", BuildTime: BuildTimeMinute}, "v1-202010151613"},
+		{TagTemplate{CommitID: 6}, "0a1b2c"},
+		{TagTemplate{Tag: "build", CommitID: 10}, "build-0a1b2c3d4e"},
+		{TagTemplate{Tag: "${imageTag}", BuildTime: BuildTimeMinute, CommitID: 8}, "v1-202010151613-0a1b2c3d"},
+	} {
+		got, err := tc.tmpl.Render(map[string]string{"imageTag": "v1"}, push)
+		if err != nil || got != tc.want {
+			t.Errorf("%+v: %q %v, want %q", tc.tmpl, got, err, tc.want)
+		}
+	}
+	// UTC+8 crosses the date line: 20:00 UTC on the 15th is the 16th.
+	late := push
+	late.At = time.Date(2020, 10, 15, 20, 0, 0, 0, time.UTC)
+	if got, _ := (TagTemplate{BuildTime: BuildTimeDate}).Render(nil, late); got != "20201016" {
+		t.Errorf("UTC+8 date: %s", got)
+	}
+}
+
+func TestIllegalComputedTags(t *testing.T) {
+	for _, tc := range []struct {
+		tmpl   TagTemplate
+		groups map[string]string
+	}{
+		{TagTemplate{Tag: "${g}"}, map[string]string{"g": ""}},                        // empty
+		{TagTemplate{Tag: "${g}"}, map[string]string{"g": "a/b"}},                     // slash from the branch name
+		{TagTemplate{Tag: "${g}"}, map[string]string{"g": "-rc"}},                     // leading dash
+		{TagTemplate{Tag: "x${g}"}, map[string]string{"g": strings.Repeat("a", 128)}}, // too long
+		{TagTemplate{CommitID: 40}, nil},                                              // fine length but commit too short below
+	} {
+		p := push
+		if tc.tmpl.CommitID == 40 {
+			p.Commit = "abc"
+		}
+		if got, err := tc.tmpl.Render(tc.groups, p); err == nil {
+			t.Errorf("%+v with %v: got %q, want an error", tc.tmpl, tc.groups, got)
+		}
+	}
+}
+
+func TestManualStart(t *testing.T) {
+	plain := BuildRule{Name: "main", Type: RuleBranch, Match: "main", Tags: []TagTemplate{{Tag: "latest"}}}
+	regex := BuildRule{Name: "rel", Type: RuleBranch, Match: `release-(?<v>\w+)`, Tags: []TagTemplate{{Tag: "${v}"}}}
+	timed := BuildRule{Name: "nightly", Type: RuleBranch, Match: "main", Tags: []TagTemplate{{Tag: "n", BuildTime: BuildTimeDate}}}
+	commit := BuildRule{Name: "sha", Type: RuleBranch, Match: "dev", Tags: []TagTemplate{{CommitID: 6}}}
+	if ok, _ := plain.ManualAllowed(); !ok {
+		t.Fatal("a plain name with literal tags may be started by hand")
+	}
+	for _, r := range []BuildRule{regex, timed, commit} {
+		if ok, _ := r.ManualAllowed(); ok {
+			t.Errorf("rule %s must be push-only", r.Name)
+		}
+	}
+	c := buildChain(plain, regex)
+	if _, err := PlanBuilds(c, push, true); err == nil || !strings.Contains(err.Error(), "rule rel cannot be started by hand") {
+		t.Fatalf("manual start of a regex rule: %v", err)
+	}
+	if plans, err := PlanBuilds(c, push, false); err != nil || len(plans) != 1 {
+		t.Fatalf("a push may start it: %v %v", plans, err)
+	}
+	main := push
+	main.Ref = "refs/heads/main"
+	if plans, err := PlanBuilds(c, main, true); err != nil || len(plans) != 1 || plans[0].Tags[0] != "latest" {
+		t.Fatalf("manual start of main: %v %v", plans, err)
+	}
+}
+
+func TestPlanBuildsRefTypes(t *testing.T) {
+	c := buildChain(
+		BuildRule{Name: "b", Type: RuleBranch, Match: "v1", Tags: []TagTemplate{{Tag: "branch"}}},
+		BuildRule{Name: "t", Type: RuleTag, Match: `v(?<n>\d+)`, Tags: []TagTemplate{{Tag: "${n}"}}},
+	)
+	tag := push
+	tag.Ref = "refs/tags/v1"
+	plans, err := PlanBuilds(c, tag, false)
+	if err != nil || len(plans) != 1 || plans[0].Rule != "t" || plans[0].Tags[0] != "1" {
+		t.Fatalf("tag push: %+v %v", plans, err)
+	}
+	if _, err := PlanBuilds(c, Push{Ref: "main"}, false); err == nil {
+		t.Fatal("a short ref must be refused")
+	}
+	tag.Ref = "refs/tags/v1-rc" // the match must cover the whole name
+	if plans, _ := PlanBuilds(c, tag, false); len(plans) != 0 {
+		t.Fatalf("partial match built: %+v", plans)
+	}
+}
+
+func TestBuildValidation(t *testing.T) {
+	cfg := testConfig(t)
+	args := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "        A%d: v\n", i)
+		}
+		return b.String()
+	}
+	rule := "build:\n  source: {url: 'file:///src'}\n  rules:\n    - name: r\n      type: branch\n      match: 'release-(?<v>\\w+)'\n"
+	for _, tc := range []struct{ name, doc, field, msg string }{
+		{"four tags", base + rule + "      tags: [{tag: a}, {tag: b}, {tag: c}, {tag: d}]\n", "build.rules[0].tags", "at most 3"},
+		{"21 build args", base + rule + "      tags: [{tag: a}]\n      buildArgs:\n" + args(21), "build.rules[0].buildArgs", "at most 20"},
+		{"context escape", base + rule + "      tags: [{tag: a}]\n      context: ../../etc\n", "build.rules[0].context", "inside the repository"},
+		{"absolute dockerfile", base + rule + "      tags: [{tag: a}]\n      dockerfile: /etc/Dockerfile\n", "build.rules[0].dockerfile", "inside the repository"},
+		{"unknown group", base + rule + "      tags: [{tag: '${nope}'}]\n", "build.rules[0].tags[0].tag", "not a named group"},
+		{"bad tag literal", base + rule + "      tags: [{tag: 'a/b'}]\n", "build.rules[0].tags[0].tag", "may hold only"},
+		{"bad build time", base + rule + "      tags: [{tag: a, buildTime: hourly}]\n", "build.rules[0].tags[0].buildTime", "not a format"},
+		{"commit too long", base + rule + "      tags: [{commitId: 41}]\n", "build.rules[0].tags[0].commitId", "1 to 40"},
+		{"bad platform", base + rule + "      tags: [{tag: a}]\n      platforms: [arm64]\n", "build.rules[0].platforms[0]", "not a platform"},
+		{"bad arg name", base + rule + "      tags: [{tag: a}]\n      buildArgs: {'A-B': x}\n", "build.rules[0].buildArgs.A-B", "not a build argument"},
+		{"bad type", base + "build:\n  source: {url: x}\n  rules: [{name: r, type: commit, match: m, tags: [{tag: a}]}]\n", "build.rules[0].type", "not a type"},
+		{"no source", base + "build:\n  rules: [{name: r, type: tag, match: m, tags: [{tag: a}]}]\n", "build.source.url", "is required"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, ps := cfg.ParseChains("c.yaml", []byte(tc.doc))
+			for _, p := range ps {
+				if p.Field == tc.field && strings.Contains(p.Message, tc.msg) {
+					if p.Line == 0 {
+						t.Errorf("problem without a line: %s", p)
+					}
+					return
+				}
+			}
+			t.Fatalf("no problem on %q containing %q; got:\n%v", tc.field, tc.msg, ps)
+		})
+	}
+}

@@ -1,0 +1,107 @@
+package chain
+
+import (
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+var (
+	platformRe = regexp.MustCompile(`^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$`)
+	buildArgRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// tagLiteralRe is what a tag template's literal part may hold besides ${group} references.
+	tagLiteralRe = regexp.MustCompile(`^[A-Za-z0-9_.-]*$`)
+)
+
+func (v *validator) build(b *Build, s *Scope) {
+	if s.AllRepositories {
+		v.add("build", "a chain that builds must name one repository in scope.repository, not allRepositories")
+	}
+	v.required("build.source.url", b.Source.URL)
+	v.secret("build.source.credentials", b.Source.Credentials)
+	if len(b.Rules) == 0 {
+		v.add("build.rules", "at least one build rule is required")
+	}
+	v.max("build.rules", len(b.Rules), MaxBuildRules)
+	seen := map[string]string{}
+	for i := range b.Rules {
+		v.buildRule("build.rules["+strconv.Itoa(i)+"]", &b.Rules[i], seen)
+	}
+}
+
+func (v *validator) buildRule(f string, r *BuildRule, seen map[string]string) {
+	v.name(f+".name", r.Name)
+	v.unique(seen, f+".name", r.Name)
+	switch r.Type {
+	case RuleBranch, RuleTag:
+	case "":
+		v.add(f+".type", "is required: branch or tag")
+	default:
+		v.add(f+".type", "%q is not a type; use branch or tag", r.Type)
+	}
+	var groups map[string]bool
+	if v.required(f+".match", r.Match) {
+		if re, err := regexp.Compile(r.Match); err != nil {
+			v.add(f+".match", "bad regular expression %q: %v", r.Match, err)
+		} else {
+			groups = map[string]bool{}
+			for _, g := range re.SubexpNames() {
+				groups[g] = g != ""
+			}
+		}
+	}
+	v.relativePath(f+".context", r.Context)
+	v.relativePath(f+".dockerfile", r.Dockerfile)
+	if len(r.Tags) == 0 {
+		v.add(f+".tags", "at least one tag is required")
+	}
+	v.max(f+".tags", len(r.Tags), MaxTagTemplates)
+	for i, t := range r.Tags {
+		v.tagTemplate(f+".tags["+strconv.Itoa(i)+"]", t, groups)
+	}
+	for i, p := range r.Platforms {
+		if !platformRe.MatchString(p) {
+			v.add(f+".platforms["+strconv.Itoa(i)+"]", "%q is not a platform (os/arch[/variant], e.g. linux/arm64)", p)
+		}
+	}
+	v.max(f+".buildArgs", len(r.BuildArgs), MaxBuildArgs)
+	for k := range r.BuildArgs {
+		if !buildArgRe.MatchString(k) {
+			v.add(f+".buildArgs."+k, "%q is not a build argument name (letters, digits, _)", k)
+		}
+	}
+}
+
+func (v *validator) tagTemplate(f string, t TagTemplate, groups map[string]bool) {
+	if t.Tag == "" && t.BuildTime == "" && t.CommitID == 0 {
+		v.add(f, "needs a tag, a buildTime or a commitId")
+	}
+	if !tagLiteralRe.MatchString(groupRef.ReplaceAllString(t.Tag, "")) {
+		v.add(f+".tag", "%q may hold only letters, digits, _ . - and ${group} references", t.Tag)
+	}
+	for _, m := range groupRef.FindAllStringSubmatch(t.Tag, -1) {
+		if groups != nil && !groups[m[1]] {
+			v.add(f+".tag", "${%s} is not a named group of the rule's match", m[1])
+		}
+	}
+	switch t.BuildTime {
+	case "", BuildTimeDate, BuildTimeMinute:
+	default:
+		v.add(f+".buildTime", "%q is not a format; use date (20201015) or minute (202010151613)", t.BuildTime)
+	}
+	if t.CommitID < 0 || t.CommitID > MaxCommitChars {
+		v.add(f+".commitId", "%d characters: use 1 to %d (0 or absent: no commit id)", t.CommitID, MaxCommitChars)
+	}
+}
+
+// relativePath rejects absolute paths and paths that climb out of the repository.
+func (v *validator) relativePath(f, p string) {
+	if p == "" {
+		return
+	}
+	clean := path.Clean(p)
+	if path.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, "../") {
+		v.add(f, "%q must be a path inside the repository (relative, no ..)", p)
+	}
+}
