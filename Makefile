@@ -1,24 +1,36 @@
-# dchain — see README.md. Trivy (later) needs GOEXPERIMENT=jsonv2; every build and test sets it.
+# dchain — see README.md. Every build and test sets GOEXPERIMENT=jsonv2
+# (Trivy needs it); DCHAIN_BIN_DIR tells the dev stack and the tests where
+# scripts/install-build-deps.sh put buildkitd and the arm64 busybox.
 export GOEXPERIMENT := jsonv2
+export DCHAIN_BIN_DIR := $(CURDIR)/bin
 
-.PHONY: build test demo dev vet
+.PHONY: build deps test demo dev vet bench
 
 build:
 	go build -o bin/dchain ./cmd/dchain
+
+# runc, git, busybox-static, qemu-user-static + binfmt (arm64 builds), buildkitd.
+deps:
+	scripts/install-build-deps.sh
 
 vet:
 	go vet ./...
 
 # Unit tests (chain model, workflows on the SDK test suite, activities) and
-# integration tests (embedded Temporal + real registries + real receiver).
-test:
+# integration tests (embedded Temporal + real registries + real buildkitd +
+# real receiver).
+test: deps
 	go vet ./...
-	go test -count=1 ./...
+	go test -count=1 -timeout 20m ./...
 
-# Brings up the dev stack (or uses the one running), pushes a sample
-# multi-arch image, runs the demo chain, and shows the image in every region.
-demo: build
+# Brings up the dev stack (or uses the one running), builds the sample app
+# for two platforms from a Git push, replicates it to every region, fires the
+# triggers, and shows the result.
+demo: deps build
 	scripts/demo.sh
 
-dev: build
+dev: deps build
 	bin/dchain dev
+
+bench:
+	go test -run '^$$' -bench . -benchtime 10x -count 3 ./devstack/

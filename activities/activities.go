@@ -15,6 +15,10 @@ type Activities struct {
 	Jobs int
 	// HeartbeatEvery is how often long work reports progress (default 5s).
 	HeartbeatEvery time.Duration
+	// BuildKitAddr is buildkitd's address (unix:///run/buildkit/buildkitd.sock, tcp://host:port).
+	BuildKitAddr string
+	// TempDir holds source checkouts while they build (default: the system's).
+	TempDir string
 }
 
 func (a *Activities) httpClient() *http.Client {

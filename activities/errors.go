@@ -22,6 +22,7 @@ const (
 	ErrDigestMismatch   = "DigestMismatch"
 	ErrTriggerRejected  = "TriggerRejected"
 	ErrTriggerFailed    = "TriggerFailed"
+	ErrBuildFailed      = "BuildFailed"
 )
 
 // registryError decides, once, whether a registry error is worth retrying:

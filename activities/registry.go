@@ -55,3 +55,12 @@ func (a *Activities) remoteOptions(ctx context.Context, reg chain.Registry) ([]r
 	}
 	return []remote.Option{remote.WithContext(ctx), remote.WithAuth(auth), remote.WithTransport(tr)}, nil
 }
+
+// parseRef parses a full reference ("host/repo:tag") of reg.
+func parseRef(reg chain.Registry, ref string) (name.Reference, error) {
+	var opts []name.Option
+	if reg.Insecure {
+		opts = append(opts, name.Insecure)
+	}
+	return name.ParseReference(ref, opts...)
+}

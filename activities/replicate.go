@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
 	"sync/atomic"
-	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -28,81 +27,101 @@ type ReplicateProgress struct {
 }
 
 // ReplicateImage copies an image (or a whole multi-arch index) by digest from
-// the source registry to the destination and tags it. Blobs stream from
-// source to destination without being buffered, several at once; blobs the
-// destination already has are skipped. The destination's digest is checked
-// against the source's before the activity succeeds.
+// the source registry to the destination and points every tag at it. Blobs
+// stream from source to destination without being buffered, several at once;
+// blobs the destination already has are skipped. The destination's digest is
+// checked against the source's, for every tag, before the activity succeeds.
 func (a *Activities) ReplicateImage(ctx context.Context, in workflows.ReplicateInput) (workflows.ReplicateResult, error) {
+	res := workflows.ReplicateResult{Digest: in.Digest}
 	src, err := reference(in.Source, in.Repository, in.Digest)
 	if err != nil {
-		return workflows.ReplicateResult{}, err
-	}
-	dst, err := reference(in.Destination, in.Repository, in.Tag)
-	if err != nil {
-		return workflows.ReplicateResult{}, err
+		return res, err
 	}
 	srcOpts, err := a.remoteOptions(ctx, in.Source)
 	if err != nil {
-		return workflows.ReplicateResult{}, err
+		return res, err
 	}
 	dstOpts, err := a.remoteOptions(ctx, in.Destination)
 	if err != nil {
-		return workflows.ReplicateResult{}, err
+		return res, err
 	}
-	into := fmt.Sprintf("replicate %s into registry %s (%s)", dst, in.Destination.Name, in.Destination.RegionName())
+	into := fmt.Sprintf("replicate %s:%s into registry %s (%s)", in.Repository, in.Tag, in.Destination.Name, in.Destination.RegionName())
 
-	// What the destination tag points at now decides whether to copy at all.
-	if cur, err := remote.Head(dst, dstOpts...); err == nil {
-		if cur.Digest.String() == in.Digest {
-			return workflows.ReplicateResult{Digest: in.Digest, AlreadyPresent: true}, nil
+	// What the destination tags point at now decides what to write at all;
+	// a conflict fails before anything is written.
+	var todo []name.Reference
+	for _, tag := range append([]string{in.Tag}, in.Tags...) {
+		dst, err := reference(in.Destination, in.Repository, tag)
+		if err != nil {
+			return res, err
 		}
-		if !in.Overwrite {
-			return workflows.ReplicateResult{}, temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("%s: tag exists with digest %s and the rule's overwrite is off", into, cur.Digest), ErrTagConflict, nil)
+		cur, err := remote.Head(dst, dstOpts...)
+		switch {
+		case err == nil && cur.Digest.String() == in.Digest:
+			continue
+		case err == nil && !in.Overwrite:
+			return res, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("%s: tag %s exists with digest %s and the rule's overwrite is off", into, tag, cur.Digest), ErrTagConflict, nil)
+		case err != nil && !isNotFound(err):
+			return res, registryError(ctx, into, err)
 		}
-	} else if !isNotFound(err) {
-		return workflows.ReplicateResult{}, registryError(ctx, into, err)
+		todo = append(todo, dst)
+	}
+	if len(todo) == 0 {
+		res.AlreadyPresent = true
+		return res, nil
 	}
 
 	desc, err := remote.Get(src, srcOpts...)
 	if err != nil {
-		return workflows.ReplicateResult{}, registryError(ctx, fmt.Sprintf("read %s from registry %s", src, in.Source.Name), err)
+		return res, registryError(ctx, fmt.Sprintf("read %s from registry %s", src, in.Source.Name), err)
 	}
 	c := &counter{}
-	stop := a.heartbeat(ctx, c)
+	// Heartbeats report progress; they are also how a canceled run reaches
+	// this activity: the context ends.
+	stop := a.every(ctx, func() {
+		activity.RecordHeartbeat(ctx, ReplicateProgress{BytesCopied: c.bytes.Load(), BlobsCopied: c.blobs.Load()})
+	})
 	defer stop()
 	dstOpts = append(dstOpts, remote.WithJobs(a.jobs()))
 	if desc.MediaType.IsIndex() {
 		idx, err := desc.ImageIndex()
 		if err != nil {
-			return workflows.ReplicateResult{}, registryError(ctx, into, err)
+			return res, registryError(ctx, into, err)
 		}
-		err = remote.WriteIndex(dst, &countingIndex{idx, c}, dstOpts...)
+		err = remote.WriteIndex(todo[0], &countingIndex{idx, c}, dstOpts...)
 	} else {
 		img, err2 := desc.Image()
 		if err2 != nil {
-			return workflows.ReplicateResult{}, registryError(ctx, into, err2)
+			return res, registryError(ctx, into, err2)
 		}
-		err = remote.Write(dst, &countingImage{img, c}, dstOpts...)
+		err = remote.Write(todo[0], &countingImage{img, c}, dstOpts...)
 	}
 	if err != nil {
-		return workflows.ReplicateResult{}, registryError(ctx, into, err)
+		return res, registryError(ctx, into, err)
 	}
-
-	got, err := remote.Head(dst, dstOpts...)
-	if err != nil {
-		return workflows.ReplicateResult{}, registryError(ctx, "verify "+into, err)
+	for _, dst := range todo[1:] {
+		if err := remote.Tag(dst.(name.Tag), desc, dstOpts...); err != nil {
+			return res, registryError(ctx, into, err)
+		}
 	}
-	if got.Digest.String() != in.Digest {
-		return workflows.ReplicateResult{}, temporal.NewApplicationError(
-			fmt.Sprintf("%s: destination digest %s differs from source digest %s", into, got.Digest, in.Digest), ErrDigestMismatch)
+	for _, dst := range todo {
+		got, err := remote.Head(dst, dstOpts...)
+		if err != nil {
+			return res, registryError(ctx, "verify "+into, err)
+		}
+		if got.Digest.String() != in.Digest {
+			return res, temporal.NewApplicationError(
+				fmt.Sprintf("%s: destination %s has digest %s, source has %s", into, dst, got.Digest, in.Digest), ErrDigestMismatch)
+		}
 	}
 	total, err := countBlobs(desc)
 	if err != nil {
-		return workflows.ReplicateResult{}, registryError(ctx, into, err)
+		return res, registryError(ctx, into, err)
 	}
 	copied := int(c.blobs.Load())
-	return workflows.ReplicateResult{Digest: in.Digest, BytesCopied: c.bytes.Load(), BlobsCopied: copied, BlobsSkipped: max(total-copied, 0)}, nil
+	res.BytesCopied, res.BlobsCopied, res.BlobsSkipped = c.bytes.Load(), copied, max(total-copied, 0)
+	return res, nil
 }
 
 func (a *Activities) jobs() int {
@@ -115,30 +134,6 @@ func (a *Activities) jobs() int {
 func isNotFound(err error) bool {
 	var te *transport.Error
 	return errors.As(err, &te) && te.StatusCode == http.StatusNotFound
-}
-
-// heartbeat reports progress every HeartbeatEvery until stop is called. It
-// is also how a canceled run reaches this activity: the context ends.
-func (a *Activities) heartbeat(ctx context.Context, c *counter) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(a.heartbeatEvery())
-		defer t.Stop()
-		for {
-			activity.RecordHeartbeat(ctx, ReplicateProgress{BytesCopied: c.bytes.Load(), BlobsCopied: c.blobs.Load()})
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return func() { close(done); wg.Wait() }
 }
 
 // countBlobs counts the distinct blobs (layers and configs) below desc.

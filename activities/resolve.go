@@ -42,6 +42,10 @@ func (a *Activities) ResolveImage(ctx context.Context, in workflows.ResolveImage
 		for _, c := range m.Manifests {
 			if c.Platform != nil {
 				info.Platforms = append(info.Platforms, c.Platform.String())
+				if info.Manifests == nil {
+					info.Manifests = map[string]string{}
+				}
+				info.Manifests[c.Platform.String()] = c.Digest.String()
 			}
 		}
 	}

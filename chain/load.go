@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -158,7 +159,26 @@ func (c *Config) ParseChains(file string, data []byte) ([]Chain, Problems) {
 			problems = append(problems, v.problems...)
 			continue
 		}
+		if ch.Build != nil {
+			ch.Build.Source.URL = localSource(file, ch.Build.Source.URL)
+		}
 		chains = append(chains, ch)
 	}
 	return chains, problems
+}
+
+// localSource makes a relative local path of a build source absolute,
+// relative to the chain file; URLs and scp-like addresses pass unchanged.
+func localSource(chainFile, url string) string {
+	if strings.Contains(url, "://") || filepath.IsAbs(url) {
+		return url
+	}
+	if at, colon := strings.Index(url, "@"), strings.Index(url, ":"); at >= 0 && colon > at {
+		return url // git@host:owner/repo
+	}
+	abs, err := filepath.Abs(filepath.Join(filepath.Dir(chainFile), url))
+	if err != nil {
+		return url
+	}
+	return abs
 }

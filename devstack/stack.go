@@ -10,6 +10,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/dchain-dev/dchain/activities"
 	"github.com/dchain-dev/dchain/worker"
 )
 
@@ -44,6 +45,9 @@ type Options struct {
 	TaskQueue    string
 	// Worker, when set, starts the worker with these options (Regions default to every dev registry).
 	Worker *worker.Options
+	// BuildKit starts a buildkitd child for the build stage and seeds the
+	// offline base image (BaseImage) into the first region's registry.
+	BuildKit bool
 }
 
 // Endpoints are where the stack's parts listen; written to <data-dir>/endpoints.json.
@@ -53,7 +57,10 @@ type Endpoints struct {
 	UI         string            `json:"ui,omitempty"`
 	Registries map[string]string `json:"registries"`
 	Receiver   string            `json:"receiver"`
-	DataDir    string            `json:"dataDir"`
+	BuildKit   string            `json:"buildkit,omitempty"`
+	// BaseImage is the seeded offline base image, for FROM lines.
+	BaseImage string `json:"baseImage,omitempty"`
+	DataDir   string `json:"dataDir"`
 }
 
 // Stack is a running dev stack.
@@ -62,6 +69,7 @@ type Stack struct {
 	Temporal   *Temporal
 	Registries map[string]*Registry
 	Receiver   *Receiver
+	BuildKit   *BuildKit
 	Client     client.Client
 	workers    worker.Workers
 }
@@ -112,6 +120,11 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 		s.Registries[r.Name] = reg
 		s.Endpoints.Registries[r.Name] = addr
 	}
+	if o.BuildKit {
+		if err := s.startBuildKit(ctx, o, dir("buildkit")); err != nil {
+			return nil, err
+		}
+	}
 	if os.Getenv(TriggerSecretEnv) == "" {
 		os.Setenv(TriggerSecretEnv, "dchain-dev-secret")
 	}
@@ -133,6 +146,12 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 		if wo.TaskQueue == "" {
 			wo.TaskQueue = o.TaskQueue
 		}
+		if wo.Activities == nil {
+			wo.Activities = &activities.Activities{}
+		}
+		if s.BuildKit != nil && wo.Activities.BuildKitAddr == "" {
+			wo.Activities.BuildKitAddr = s.BuildKit.Addr
+		}
 		if len(wo.Regions) == 0 {
 			for _, r := range o.Regions {
 				wo.Regions = append(wo.Regions, r.Name)
@@ -149,6 +168,33 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	return s, nil
 }
 
+// startBuildKit runs buildkitd trusting the dev registries and seeds the base image.
+func (s *Stack) startBuildKit(ctx context.Context, o Options, dir string) error {
+	bin, err := FindBuildKitd()
+	if err != nil {
+		return err
+	}
+	var regs []string
+	for _, r := range o.Regions {
+		regs = append(regs, s.Endpoints.Registries[r.Name])
+	}
+	if s.BuildKit, err = StartBuildKit(bin, dir, regs, filepath.Join(dir, "buildkitd.log")); err != nil {
+		return err
+	}
+	s.Endpoints.BuildKit = s.BuildKit.Addr
+	first := s.Endpoints.Registries[o.Regions[0].Name]
+	if _, err := PushBusybox(ctx, first, BaseImage, BusyboxBinaries()); err != nil {
+		return fmt.Errorf("seed base image: %w", err)
+	}
+	s.Endpoints.BaseImage = first + "/" + BaseImage
+	if o.DataDir != "" {
+		if err := SampleRepo(ctx, filepath.Join(o.DataDir, "git", "sample-app")); err != nil {
+			return fmt.Errorf("sample app repository: %w", err)
+		}
+	}
+	return nil
+}
+
 // Stop stops everything that started, in reverse order.
 func (s *Stack) Stop() {
 	s.workers.Stop()
@@ -157,6 +203,9 @@ func (s *Stack) Stop() {
 	}
 	if s.Receiver != nil {
 		s.Receiver.Stop()
+	}
+	if s.BuildKit != nil {
+		s.BuildKit.Stop()
 	}
 	for _, r := range s.Registries {
 		_ = r.Stop()

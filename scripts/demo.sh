@@ -24,26 +24,31 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/7233) 2>/dev/null; then
   sed -n '1,12p' "$DATA_DIR/dev.log"
 fi
 
-echo "== pushing the sample image demo/app:$TAG (linux/amd64 + linux/arm64) to hangzhou"
-$DCHAIN dev seed --data-dir "$DATA_DIR" --image "demo/app:$TAG"
-
 echo "== chains"
 $DCHAIN chain list
 
-echo "== running chain demo"
+echo "== a push to branch release-v1 of the sample app: build (linux/amd64 + linux/arm64) → replicate → trigger"
 start=$(date +%s.%N)
-$DCHAIN run start --chain demo --image "demo/app:$TAG" --watch
+$DCHAIN run start --chain demo --ref refs/heads/release-v1 --as-push --rerun --watch
 end=$(date +%s.%N)
-echo "demo run took $(echo "$end - $start" | bc 2>/dev/null || awk "BEGIN{print $end-$start}") s"
+echo "build run took $(awk "BEGIN{print $end-$start}") s (wall, watch polls once a second)"
+run=$($DCHAIN run list --chain demo --limit 1 -o json | grep -o '"workflowId": "[^"]*"' | head -1 | cut -d'"' -f4)
+
+echo "== build log (dchain run logs $run), last lines"
+$DCHAIN run logs "$run" | tail -6
 
 echo "== the image in every region"
 for r in hangzhou:5001 frankfurt:5002 virginia:5003; do
-  d=$(curl -sfI -H 'Accept: application/vnd.oci.image.index.v1+json' "http://127.0.0.1:${r#*:}/v2/demo/app/manifests/$TAG" | tr -d '\r' | awk -F': ' 'tolower($1)=="docker-content-digest"{print $2}')
-  printf '  %-10s demo/app:%s  %s\n' "${r%%:*}" "$TAG" "${d:-MISSING}"
+  d=$(curl -sfI -H 'Accept: application/vnd.oci.image.index.v1+json' "http://127.0.0.1:${r#*:}/v2/demo/app/manifests/v1" | tr -d '\r' | awk -F': ' 'tolower($1)=="docker-content-digest"{print $2}')
+  printf '  %-10s demo/app:v1  %s\n' "${r%%:*}" "${d:-MISSING}"
   [ -n "$d" ] || exit 1
 done
 
-echo "== trigger deliveries the receiver got for this tag"
+echo "== trigger deliveries the receiver got (last two)"
 curl -sf http://127.0.0.1:8089/deliveries | grep -o "\"path\":\"[^\"]*\",\"contentType\":\"[^\"]*\"[^}]*\"signatureValid\":[a-z]*" | sed 's/^/  /' | tail -2
+
+echo "== an image pushed from elsewhere (no build): demo/app:$TAG"
+$DCHAIN dev seed --data-dir "$DATA_DIR" --image "demo/app:$TAG"
+$DCHAIN run start --chain demo --image "demo/app:$TAG" --watch | tail -8
 echo
-echo "Record of the run: http://127.0.0.1:8233/namespaces/default/workflows (while dchain dev runs)"
+echo "Record of the runs: http://127.0.0.1:8233/namespaces/default/workflows (while dchain dev runs)"

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -84,7 +85,7 @@ func (s *Starter) StartImage(ctx context.Context, req ImageRequest) (Started, er
 	if err != nil {
 		return Started{}, err
 	}
-	return s.start(ctx, in, req.Rerun)
+	return s.start(ctx, workflows.WorkflowID(in.Chain.Name, in.Image), in, req.Rerun)
 }
 
 // Input snapshots the chain and the registries it names into a run's input.
@@ -109,8 +110,7 @@ func Input(cfg *chain.Config, ch chain.Chain, img workflows.ImageRef, cause work
 	return in, nil
 }
 
-func (s *Starter) start(ctx context.Context, in workflows.ChainRunInput, rerun bool) (Started, error) {
-	id := workflows.WorkflowID(in.Chain.Name, in.Image)
+func (s *Starter) start(ctx context.Context, id string, in workflows.ChainRunInput, rerun bool) (Started, error) {
 	reuse := enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE
 	if rerun {
 		reuse = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
@@ -125,7 +125,7 @@ func (s *Starter) start(ctx context.Context, in workflows.ChainRunInput, rerun b
 		WorkflowIDReusePolicy:                    reuse,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		StaticSummary:                            fmt.Sprintf("%s: %s → %s", in.Chain.Name, in.Image.Repository+":"+in.Image.Tag, strings.Join(dests, ", ")),
-		StaticDetails:                            fmt.Sprintf("digest `%s`, started by %s %s", in.Image.Digest, in.Cause.Kind, in.Cause.Actor),
+		StaticDetails:                            staticDetails(in),
 	}, "ChainRun", in)
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &already) {
@@ -156,4 +156,69 @@ func describeScope(s chain.Scope) string {
 		return fmt.Sprintf("all repositories of %s except %v", s.Namespace, s.Exclude)
 	}
 	return s.FullRepository(s.Repository)
+}
+
+// PushRequest asks for the runs a source push starts: one per build rule of
+// the chain that matches the ref.
+type PushRequest struct {
+	Chain string
+	// Ref is refs/heads/NAME or refs/tags/NAME.
+	Ref string
+	// Commit is the pushed commit; empty means "what Ref points at now".
+	Commit string
+	At     time.Time
+	Pusher string
+	// Manual is true when a person (CLI/API) asks rather than a push; rules
+	// with regular expressions, build time or commit id then refuse.
+	Manual bool
+	Cause  workflows.Cause
+	Rerun  bool
+}
+
+// StartPush plans the builds a push triggers and starts (or finds) a run for each.
+func (s *Starter) StartPush(ctx context.Context, req PushRequest) ([]Started, error) {
+	ch, err := s.Config.Chain(req.Chain)
+	if err != nil {
+		return nil, err
+	}
+	if ch.Build == nil {
+		return nil, fmt.Errorf("chain %s has no build section; start it with an image instead", ch.Name)
+	}
+	if req.Commit == "" {
+		if req.Commit, err = activities.ResolveRef(ctx, ch.Build.Source, req.Ref); err != nil {
+			return nil, err
+		}
+	}
+	push := chain.Push{Ref: req.Ref, Commit: req.Commit, At: req.At, Pusher: req.Pusher}
+	plans, err := chain.PlanBuilds(ch, push, req.Manual)
+	if err != nil {
+		return nil, err
+	}
+	if len(plans) == 0 {
+		return nil, fmt.Errorf("no build rule of chain %s matches %s", ch.Name, req.Ref)
+	}
+	var out []Started
+	for _, plan := range plans {
+		img := workflows.ImageRef{Registry: ch.Scope.Registry, Repository: ch.Scope.FullRepository(ch.Scope.Repository), Tag: plan.Tags[0]}
+		in, err := Input(s.Config.Config, ch, img, req.Cause, s.taskQueue())
+		if err != nil {
+			return out, err
+		}
+		in.Push, in.Build = &push, &plan
+		st, err := s.start(ctx, workflows.BuildWorkflowID(ch.Name, plan.Rule, push.Commit), in, req.Rerun)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// staticDetails is the run's description in the Web UI.
+func staticDetails(in workflows.ChainRunInput) string {
+	if in.Push != nil && in.Build != nil {
+		return fmt.Sprintf("build rule `%s` of %s at `%s` (%s) → tags %v for %v; started by %s %s",
+			in.Build.Rule, in.Chain.Build.Source.URL, in.Push.Commit, in.Push.Ref, in.Build.Tags, in.Build.Platforms, in.Cause.Kind, in.Cause.Actor)
+	}
+	return fmt.Sprintf("digest `%s`, started by %s %s", in.Image.Digest, in.Cause.Kind, in.Cause.Actor)
 }

@@ -21,7 +21,7 @@ import (
 type Options struct {
 	// TaskQueue is the base task queue (default workflows.DefaultTaskQueue).
 	TaskQueue string
-	// Chains serves the base queue: ChainRun workflows, resolve and trigger activities.
+	// Chains serves the base queue: ChainRun workflows, build, resolve and trigger activities.
 	Chains bool
 	// Regions are the registries whose replication queues this process serves.
 	Regions []string
@@ -50,6 +50,7 @@ func Start(c client.Client, o Options) (Workers, error) {
 		w.RegisterWorkflowWithOptions(workflows.ChainRun, workflow.RegisterOptions{Name: "ChainRun"})
 		w.RegisterActivityWithOptions(a.ResolveImage, activity.RegisterOptions{Name: workflows.ActivityResolveImage})
 		w.RegisterActivityWithOptions(a.DeliverTrigger, activity.RegisterOptions{Name: workflows.ActivityDeliverTrigger})
+		w.RegisterActivityWithOptions(a.BuildImage, activity.RegisterOptions{Name: workflows.ActivityBuildImage})
 		ws = append(ws, w)
 	}
 	for _, region := range o.Regions {

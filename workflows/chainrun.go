@@ -40,9 +40,15 @@ func newRun(ctx workflow.Context, in ChainRunInput) *run {
 		in.TaskQueue = DefaultTaskQueue
 	}
 	r := &run{in: in, status: RunStatus{
-		Chain: in.Chain.Name, Image: in.Image, Outcome: OutcomeRunning,
+		Chain: in.Chain.Name, Image: in.Image, Tags: []string{in.Image.Tag}, Outcome: OutcomeRunning,
 		StartedAt: workflow.Now(ctx), Destinations: []DestinationStatus{}, Triggers: []TriggerStatus{},
 	}}
+	if in.Build != nil {
+		r.status.Tags = in.Build.Tags
+	}
+	if in.Push != nil {
+		r.status.Commit = in.Push.Commit
+	}
 	for _, s := range Stages {
 		r.status.Stages = append(r.status.Stages, StageStatus{Name: s, State: StatePending})
 	}
@@ -53,20 +59,30 @@ func (r *run) setup(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (RunStatus, error) { return r.status, nil }); err != nil {
 		return err
 	}
-	return workflow.UpsertTypedSearchAttributes(ctx,
+	attrs := []temporal.SearchAttributeUpdate{
 		AttrChain.ValueSet(r.in.Chain.Name),
 		AttrRepository.ValueSet(r.in.Image.Repository),
 		AttrTag.ValueSet(r.in.Image.Tag),
 		AttrOutcome.ValueSet(string(OutcomeRunning)),
-	)
+	}
+	if r.status.Commit != "" {
+		attrs = append(attrs, AttrCommit.ValueSet(r.status.Commit))
+	}
+	return workflow.UpsertTypedSearchAttributes(ctx, attrs...)
 }
 
 // run is the chain's story.
 func (r *run) run(ctx workflow.Context) (*RunStatus, error) {
-	steps := []func(workflow.Context) error{r.resolve, r.build, r.scan, r.evaluate, r.replicate, r.trigger}
+	stages := []string{StageBuild, StageResolve, StageScan, StageEvaluate, StageReplicate, StageTrigger}
+	steps := []func(workflow.Context) error{r.build, r.resolve, r.scan, r.evaluate, r.replicate, r.trigger}
+	// Runs started before the build stage existed resolved first.
+	if workflow.GetVersion(ctx, "build-before-resolve", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		stages[0], stages[1] = stages[1], stages[0]
+		steps[0], steps[1] = steps[1], steps[0]
+	}
 	for i, step := range steps {
-		if err := r.stage(ctx, Stages[i], step); err != nil {
-			return r.finish(ctx, Stages[i], err)
+		if err := r.stage(ctx, stages[i], step); err != nil {
+			return r.finish(ctx, stages[i], err)
 		}
 	}
 	return r.finish(ctx, "", nil)
@@ -156,11 +172,6 @@ func (r *run) resolve(ctx workflow.Context) error {
 	}
 	r.status.Image.Digest, r.status.MediaType, r.status.Platforms = info.Digest, info.MediaType, info.Platforms
 	return nil
-}
-
-// build is the build stage's slot: images pushed from elsewhere skip it.
-func (r *run) build(workflow.Context) error {
-	return errSkipped("no build section: the image was pushed to " + r.in.Image.Registry)
 }
 
 // scan is the scan stage's slot.

@@ -22,6 +22,7 @@ const (
 	ActivityResolveImage   = "ResolveImage"
 	ActivityReplicateImage = "ReplicateImage"
 	ActivityDeliverTrigger = "DeliverTrigger"
+	ActivityBuildImage     = "BuildImage"
 )
 
 // QueryStatus returns the run's live RunStatus.
@@ -50,4 +51,10 @@ func WorkflowID(chainName string, img ImageRef) string {
 		d = "sha256:" + hex[:16]
 	}
 	return fmt.Sprintf("%s:%s:%s@%s", chainName, img.Repository, img.Tag, d)
+}
+
+// BuildWorkflowID is the ID of a run started by a push: chain, build rule and
+// commit, so the same push (or its redelivery) builds once.
+func BuildWorkflowID(chainName, rule, commit string) string {
+	return fmt.Sprintf("%s:%s@%s", chainName, rule, commit[:min(12, len(commit))])
 }

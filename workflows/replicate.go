@@ -34,13 +34,24 @@ func (r *run) replicate(ctx workflow.Context) error {
 			Rule: rule.Name, Registry: dst.Name, Region: dst.RegionName(),
 			Reference: dst.Address + "/" + img.Repository + ":" + img.Tag, State: StatePending,
 		})
-		if ok, why := rule.Applies(r.in.Chain.Scope, img.Repository, img.Tag); !ok {
+		var tags []string
+		why := ""
+		for _, tag := range r.status.Tags {
+			ok, reason := rule.Applies(r.in.Chain.Scope, img.Repository, tag)
+			if ok {
+				tags = append(tags, tag)
+			} else if why == "" {
+				why = reason
+			}
+		}
+		if len(tags) == 0 {
 			r.status.Destinations[i].State, r.status.Destinations[i].Message = StateSkipped, why
 			continue
 		}
-		in := ReplicateInput{Source: src, Destination: dst, Repository: img.Repository, Tag: img.Tag, Digest: img.Digest, Overwrite: rule.Overwrite}
+		r.status.Destinations[i].Reference = dst.Address + "/" + img.Repository + ":" + strings.Join(tags, ",")
+		in := ReplicateInput{Source: src, Destination: dst, Repository: img.Repository, Tag: tags[0], Tags: tags[1:], Digest: img.Digest, Overwrite: rule.Overwrite}
 		opts := r.activityOptions(ReplicationQueue(r.in.TaskQueue, dst.Name),
-			fmt.Sprintf("replicate %s → %s (%s)", img.Repository+":"+img.Tag, dst.Name, dst.RegionName()),
+			fmt.Sprintf("replicate %s → %s (%s)", img.Repository+":"+strings.Join(tags, ","), dst.Name, dst.RegionName()),
 			2*time.Hour, r.in.Retry.ReplicationTimeout.Or(24*time.Hour))
 		opts.HeartbeatTimeout = time.Minute
 		wg.Add(1)

@@ -35,11 +35,18 @@ func (r *run) trigger(ctx workflow.Context) error {
 	for _, t := range r.in.Chain.Triggers {
 		i := len(r.status.Triggers)
 		r.status.Triggers = append(r.status.Triggers, TriggerStatus{Name: t.Name, URL: t.URL, State: StatePending})
-		if !t.Matches(event.Tag) {
-			r.status.Triggers[i].State, r.status.Triggers[i].Message = StateSkipped, fmt.Sprintf("tag %q does not match (mode %s)", event.Tag, t.Mode)
+		ev, ok := event, false
+		for _, tag := range r.status.Tags {
+			if ok = t.Matches(tag); ok {
+				ev.Tag = tag
+				break
+			}
+		}
+		if !ok {
+			r.status.Triggers[i].State, r.status.Triggers[i].Message = StateSkipped, fmt.Sprintf("no tag of %v matches (mode %s)", r.status.Tags, t.Mode)
 			continue
 		}
-		in := DeliverInput{Trigger: t, Event: event, IdempotencyKey: idempotencyKey(workflow.GetInfo(ctx).WorkflowExecution.RunID, t.Name)}
+		in := DeliverInput{Trigger: t, Event: ev, IdempotencyKey: idempotencyKey(workflow.GetInfo(ctx).WorkflowExecution.RunID, t.Name)}
 		opts := r.activityOptions(r.in.TaskQueue, fmt.Sprintf("trigger %s → %s", t.Name, t.URL), time.Minute, r.in.Retry.TriggerTimeout.Or(time.Hour))
 		wg.Add(1)
 		workflow.Go(ctx, func(ctx workflow.Context) {
@@ -64,16 +71,16 @@ func (r *run) deliver(ctx workflow.Context, i int, in DeliverInput) {
 		t.State, t.Message = StateCanceled, "canceled"
 	default:
 		t.State, t.Message = StateFailed, errorMessage(err)
-		if d, ok := failureDetails(err); ok {
+		if d, ok := failureDetails[DeliverResult](err); ok {
 			t.HTTPStatus, t.Attempts = d.HTTPStatus, d.Attempts
 		}
 	}
 	workflow.SetCurrentDetails(ctx, currentDetails(&r.status))
 }
 
-// failureDetails reads the DeliverResult an activity attached to its failure.
-func failureDetails(err error) (DeliverResult, bool) {
-	var d DeliverResult
+// failureDetails reads the result an activity attached to its failure.
+func failureDetails[T any](err error) (T, bool) {
+	var d T
 	var app *temporal.ApplicationError
 	if !errors.As(err, &app) || !app.HasDetails() || app.Details(&d) != nil {
 		return d, false

@@ -15,9 +15,14 @@ type ChainRunInput struct {
 	Registries []chain.Registry    `json:"registries"`
 	Retry      chain.RetrySettings `json:"retry"`
 	// Image is the image the run delivers: for an image push, the pushed
-	// repository:tag and its digest as resolved by the starter.
+	// repository:tag and its digest as resolved by the starter; for a build,
+	// the repository and first tag, with the digest known once built.
 	Image ImageRef `json:"image"`
 	Cause Cause    `json:"cause"`
+	// Push and Build are set for a run started by a source push: the commit
+	// and the plan of the build rule it matched.
+	Push  *chain.Push      `json:"push,omitempty"`
+	Build *chain.BuildPlan `json:"build,omitempty"`
 	// TaskQueue is the base task queue; replication runs on ReplicationQueue(TaskQueue, destination).
 	TaskQueue string `json:"taskQueue"`
 }
@@ -83,13 +88,16 @@ const (
 )
 
 // Stages lists the stages in run order.
-var Stages = []string{StageResolve, StageBuild, StageScan, StageEvaluate, StageReplicate, StageTrigger}
+var Stages = []string{StageBuild, StageResolve, StageScan, StageEvaluate, StageReplicate, StageTrigger}
 
 // RunStatus is the live and final record of a run: the query result, the
 // workflow result, and the details of a failure or cancellation.
 type RunStatus struct {
-	Chain     string   `json:"chain"`
-	Image     ImageRef `json:"image"`
+	Chain string   `json:"chain"`
+	Image ImageRef `json:"image"`
+	// Tags are every tag the run delivers (a build may push up to three).
+	Tags      []string `json:"tags,omitempty"`
+	Commit    string   `json:"commit,omitempty"`
 	MediaType string   `json:"mediaType,omitempty"`
 	Platforms []string `json:"platforms,omitempty"`
 	Outcome   Outcome  `json:"outcome"`
@@ -99,8 +107,10 @@ type RunStatus struct {
 	Stages       []StageStatus       `json:"stages"`
 	Destinations []DestinationStatus `json:"destinations"`
 	Triggers     []TriggerStatus     `json:"triggers"`
-	StartedAt    time.Time           `json:"startedAt"`
-	EndedAt      time.Time           `json:"endedAt,omitzero"`
+	// Build is what the build stage pushed, when the run built the image.
+	Build     *BuildResult `json:"build,omitempty"`
+	StartedAt time.Time    `json:"startedAt"`
+	EndedAt   time.Time    `json:"endedAt,omitzero"`
 }
 
 // StageStatus is one stage of the run.
@@ -149,6 +159,8 @@ type ImageInfo struct {
 	MediaType string   `json:"mediaType"`
 	Size      int64    `json:"size"`
 	Platforms []string `json:"platforms,omitempty"`
+	// Manifests maps each platform of an index to its manifest digest.
+	Manifests map[string]string `json:"manifests,omitempty"`
 }
 
 // ReplicateInput copies Source/Repository@Digest to Destination/Repository:Tag.
@@ -157,8 +169,10 @@ type ReplicateInput struct {
 	Destination chain.Registry `json:"destination"`
 	Repository  string         `json:"repository"`
 	Tag         string         `json:"tag"`
-	Digest      string         `json:"digest"`
-	Overwrite   bool           `json:"overwrite"`
+	// Tags are more tags to point at the same digest.
+	Tags      []string `json:"tags,omitempty"`
+	Digest    string   `json:"digest"`
+	Overwrite bool     `json:"overwrite"`
 }
 
 // ReplicateResult is what a replication did.
@@ -197,4 +211,28 @@ type TriggerEvent struct {
 type DeliverResult struct {
 	HTTPStatus int   `json:"httpStatus"`
 	Attempts   int32 `json:"attempts"`
+}
+
+// BuildInput builds one rule's image at one commit and pushes it to the
+// chain's source repository under every tag of the plan.
+type BuildInput struct {
+	Source     chain.BuildSource `json:"source"`
+	Push       chain.Push        `json:"push"`
+	Plan       chain.BuildPlan   `json:"plan"`
+	Registry   chain.Registry    `json:"registry"`
+	Repository string            `json:"repository"`
+}
+
+// BuildResult is what a build pushed.
+type BuildResult struct {
+	// Digest is the image index covering every platform.
+	Digest string   `json:"digest"`
+	Tags   []string `json:"tags"`
+	// Platforms maps each platform to its image manifest's digest.
+	Platforms map[string]string `json:"platforms"`
+	// Log is the reference of the build log artifact (`dchain run logs`).
+	Log string `json:"log,omitempty"`
+	// Steps and Cached count the build's steps and those served from cache.
+	Steps  int `json:"steps"`
+	Cached int `json:"cached"`
 }

@@ -18,7 +18,7 @@ import (
 func newDevCmd(g *globals) *cobra.Command {
 	o := devstack.Options{}
 	var regions []string
-	var noUI bool
+	var noUI, noBuildKit bool
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the whole stack in one process: Temporal + Web UI, regional registries, trigger receiver, worker",
@@ -33,6 +33,7 @@ func newDevCmd(g *globals) *cobra.Command {
 			}
 			o.Namespace, o.TaskQueue = g.namespace, g.taskQueue
 			o.Worker = &worker.Options{Chains: true}
+			o.BuildKit = !noBuildKit
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			s, err := devstack.Start(ctx, o)
@@ -51,6 +52,7 @@ func newDevCmd(g *globals) *cobra.Command {
 	f.IntVar(&o.TemporalPort, "temporal-port", devstack.DefaultTemporalPort, "Temporal frontend gRPC port")
 	f.IntVar(&o.UIPort, "ui-port", devstack.DefaultUIPort, "Temporal Web UI port")
 	f.BoolVar(&noUI, "headless", false, "do not serve the Web UI")
+	f.BoolVar(&noBuildKit, "no-buildkit", false, "do not start buildkitd (chains with a build section cannot run)")
 	f.IntVar(&o.ReceiverPort, "receiver-port", devstack.DefaultReceiverPort, "trigger receiver port")
 	f.StringSliceVar(&regions, "region", nil, "a regional registry as NAME=PORT (repeatable; default hangzhou=5001,frankfurt=5002,virginia=5003)")
 	cmd.AddCommand(newDevSeedCmd())
@@ -81,11 +83,17 @@ func printEndpoints(e devstack.Endpoints, config string) {
 		fmt.Printf("  registry %-9s http://%s\n", name, addr)
 	}
 	fmt.Printf("  trigger receiver  %s (GET /deliveries)\n", e.Receiver)
+	if e.BuildKit != "" {
+		fmt.Printf("  buildkitd         %s\n", e.BuildKit)
+		fmt.Printf("  base image        %s (FROM this; offline busybox)\n", e.BaseImage)
+		fmt.Printf("  sample app repo   %s/git/sample-app (branches main, release-v1)\n", e.DataDir)
+	}
 	fmt.Printf("  endpoints         %s/endpoints.json\n", e.DataDir)
 	fmt.Println()
 	fmt.Println("Start a run:")
+	fmt.Printf("  dchain --config %s run start --chain demo --ref refs/heads/release-v1 --as-push --watch   # build → replicate → trigger\n", config)
 	fmt.Println("  dchain dev seed --image demo/app:v1")
-	fmt.Printf("  dchain --config %s run start --chain demo --image demo/app:v1 --watch\n", config)
+	fmt.Printf("  dchain --config %s run start --chain demo --image demo/app:v1 --watch                    # an image pushed from elsewhere\n", config)
 }
 
 func newDevSeedCmd() *cobra.Command {

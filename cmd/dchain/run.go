@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/user"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,30 +18,27 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/dchain-dev/dchain/activities"
 	"github.com/dchain-dev/dchain/starter"
 	"github.com/dchain-dev/dchain/workflows"
 )
 
 func newRunCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "run", Short: "Start, cancel, list, show and watch chain runs"}
-	cmd.AddCommand(runStartCmd(g), runCancelCmd(g), runListCmd(g), runShowCmd(g), runWatchCmd(g))
+	cmd.AddCommand(runStartCmd(g), runCancelCmd(g), runListCmd(g), runShowCmd(g), runWatchCmd(g), runLogsCmd(g))
 	return cmd
 }
 
 func runStartCmd(g *globals) *cobra.Command {
-	var chainName, image string
-	var rerun, watch bool
+	var chainName, image, ref, commit string
+	var rerun, watch, asPush bool
 	cmd := &cobra.Command{
-		Use:   "start --chain NAME --image NAMESPACE/REPO:TAG",
-		Short: "Start a chain run for an image in the chain's source registry",
+		Use:   "start --chain NAME (--image NAMESPACE/REPO:TAG | --ref REF [--commit SHA])",
+		Short: "Start a chain run: for an image already in the source registry, or a build of a source ref",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if chainName == "" || image == "" {
-				return errors.New("--chain and --image are required")
-			}
-			repo, tag, err := starter.ParseImage(image)
-			if err != nil {
-				return err
+			if chainName == "" || (image == "") == (ref == "") {
+				return errors.New("--chain and exactly one of --image or --ref are required")
 			}
 			l, err := g.load()
 			if err != nil {
@@ -52,27 +51,51 @@ func runStartCmd(g *globals) *cobra.Command {
 			}
 			defer c.Close()
 			s := &starter.Starter{Client: c, Config: l, TaskQueue: g.taskQueue}
-			st, err := s.StartImage(ctx, starter.ImageRequest{
-				Chain: chainName, Repository: repo, Tag: tag, Rerun: rerun,
-				Cause: workflows.Cause{Kind: "manual", Actor: actor(), At: time.Now().UTC()},
-			})
-			if err != nil {
-				return err
-			}
-			if st.Existing {
-				fmt.Printf("run %s already exists for this image (run id %s); pass --rerun to run it again\n", st.WorkflowID, st.RunID)
+			cause := workflows.Cause{Kind: "manual", Actor: actor(), At: time.Now().UTC()}
+			var runs []starter.Started
+			if image != "" {
+				repo, tag, err := starter.ParseImage(image)
+				if err != nil {
+					return err
+				}
+				st, err := s.StartImage(ctx, starter.ImageRequest{Chain: chainName, Repository: repo, Tag: tag, Rerun: rerun, Cause: cause})
+				if err != nil {
+					return err
+				}
+				runs = append(runs, st)
 			} else {
-				fmt.Printf("started run %s (run id %s)\n", st.WorkflowID, st.RunID)
+				if asPush {
+					cause.Kind = "push"
+				}
+				runs, err = s.StartPush(ctx, starter.PushRequest{Chain: chainName, Ref: ref, Commit: commit, At: cause.At,
+					Pusher: cause.Actor, Manual: !asPush, Cause: cause, Rerun: rerun})
+				if err != nil {
+					return err
+				}
+			}
+			for _, st := range runs {
+				if st.Existing {
+					fmt.Printf("run %s already exists for this event (run id %s); pass --rerun to run it again\n", st.WorkflowID, st.RunID)
+				} else {
+					fmt.Printf("started run %s (run id %s)\n", st.WorkflowID, st.RunID)
+				}
 			}
 			if watch {
-				return watchRun(ctx, c, st.WorkflowID)
+				for _, st := range runs {
+					if err := watchRun(ctx, c, st.WorkflowID); err != nil {
+						return err
+					}
+				}
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&chainName, "chain", "", "chain name")
 	cmd.Flags().StringVar(&image, "image", "", "image in the chain's source registry: namespace/repository:tag")
-	cmd.Flags().BoolVar(&rerun, "rerun", false, "run again even if this image already had a run")
+	cmd.Flags().StringVar(&ref, "ref", "", "build the source at this ref: refs/heads/NAME or refs/tags/NAME")
+	cmd.Flags().StringVar(&commit, "commit", "", "with --ref: the commit to build (default: what the ref points at now)")
+	cmd.Flags().BoolVar(&asPush, "as-push", false, "with --ref: deliver it as the source push event a webhook would, so push-only rules (regex, build time, commit id) run")
+	cmd.Flags().BoolVar(&rerun, "rerun", false, "run again even if this event already had a run")
 	cmd.Flags().BoolVar(&watch, "watch", false, "watch the run until it ends (exit code by outcome)")
 	return cmd
 }
@@ -260,6 +283,18 @@ func runStatus(ctx context.Context, c client.Client, id string) (workflows.RunSt
 
 func printStatus(id string, st workflows.RunStatus) {
 	fmt.Printf("Run:      %s\nChain:    %s\nImage:    %s\n", id, st.Chain, st.Image)
+	if len(st.Tags) > 1 {
+		fmt.Printf("Tags:     %s\n", strings.Join(st.Tags, ", "))
+	}
+	if st.Commit != "" {
+		fmt.Printf("Commit:   %s\n", st.Commit)
+	}
+	if b := st.Build; b != nil {
+		fmt.Printf("Build:    %d steps, %d cached; log: dchain run logs %s\n", b.Steps, b.Cached, id)
+		for _, p := range slices.Sorted(maps.Keys(b.Platforms)) {
+			fmt.Printf("          %-14s %s\n", p, b.Platforms[p])
+		}
+	}
 	if len(st.Platforms) > 0 {
 		fmt.Printf("Platforms: %s\n", strings.Join(st.Platforms, ", "))
 	}
@@ -339,5 +374,36 @@ func watchRun(ctx context.Context, c client.Client, id string) error {
 			return ctx.Err()
 		case <-time.After(time.Second):
 		}
+	}
+}
+
+func runLogsCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "logs RUN-ID",
+		Short: "Print the build log of a run (BuildKit's steps and output), kept as an artifact in the source registry",
+		Args:  cobra.ExactArgs(1),
+		RunE: g.withClient(func(cmd *cobra.Command, c client.Client, args []string) error {
+			st, err := runStatus(cmd.Context(), c, args[0])
+			if err != nil {
+				return err
+			}
+			if st.Build == nil || st.Build.Log == "" {
+				return fmt.Errorf("run %s has no build log (it built nothing, or the build has not ended)", args[0])
+			}
+			l, err := g.load()
+			if err != nil {
+				return err
+			}
+			reg, ok := l.Config.Registry(st.Image.Registry)
+			if !ok {
+				return fmt.Errorf("registry %s of run %s is not in %s", st.Image.Registry, args[0], l.Config.Path)
+			}
+			b, err := (&activities.Activities{}).ReadBuildLog(cmd.Context(), reg, st.Build.Log)
+			if err != nil {
+				return err
+			}
+			_, err = os.Stdout.Write(b)
+			return err
+		}),
 	}
 }

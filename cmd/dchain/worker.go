@@ -8,12 +8,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dchain-dev/dchain/activities"
 	"github.com/dchain-dev/dchain/chain"
 	"github.com/dchain-dev/dchain/worker"
 )
 
 func newWorkerCmd(g *globals) *cobra.Command {
 	var regions []string
+	var buildkit string
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run a worker: chain runs plus replication into every configured registry, or with --region only that region's replication",
@@ -23,7 +25,8 @@ func newWorkerCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			o := worker.Options{TaskQueue: g.taskQueue, Regions: regions, Chains: len(regions) == 0}
+			o := worker.Options{TaskQueue: g.taskQueue, Regions: regions, Chains: len(regions) == 0,
+				Activities: &activities.Activities{BuildKitAddr: buildkit}}
 			for _, r := range regions {
 				if _, ok := cfg.Registry(r); !ok {
 					return fmt.Errorf("--region %q: no such registry in %s", r, cfg.Path)
@@ -51,5 +54,6 @@ func newWorkerCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringSliceVar(&regions, "region", nil, "serve only replication into this registry (repeatable)")
+	cmd.Flags().StringVar(&buildkit, "buildkit-addr", envOr("BUILDKIT_HOST", ""), "buildkitd address for the build stage, e.g. unix:///run/buildkit/buildkitd.sock (env BUILDKIT_HOST)")
 	return cmd
 }

@@ -1,0 +1,128 @@
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// BuildKit is a buildkitd child process: OCI worker (runc), its own state
+// directory, trusting the dev registries over plain HTTP.
+type BuildKit struct {
+	Addr string
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// binDirs are where the dev stack looks for the tools that
+// scripts/install-build-deps.sh puts in bin/: $DCHAIN_BIN_DIR, the dchain
+// binary's own directory, and ./bin.
+func binDirs() []string {
+	var dirs []string
+	if d := os.Getenv("DCHAIN_BIN_DIR"); d != "" {
+		dirs = append(dirs, d)
+	}
+	if exe, err := os.Executable(); err == nil {
+		dirs = append(dirs, filepath.Dir(exe))
+	}
+	return append(dirs, "bin")
+}
+
+// findTool returns the first regular file rel below one of binDirs.
+func findTool(rel string) (string, bool) {
+	for _, d := range binDirs() {
+		p := filepath.Join(d, rel)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			abs, err := filepath.Abs(p)
+			return abs, err == nil
+		}
+	}
+	return "", false
+}
+
+// FindBuildKitd returns the buildkitd to run: from binDirs, else PATH.
+func FindBuildKitd() (string, error) {
+	if p, ok := findTool("buildkitd"); ok {
+		return p, nil
+	}
+	if p, err := exec.LookPath("buildkitd"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("buildkitd not found (run scripts/install-build-deps.sh to build it into bin/, or put it on PATH)")
+}
+
+// StartBuildKit runs buildkitd with state under dir, trusting the given
+// insecure registries (host:port), and waits until it answers.
+func StartBuildKit(binary, dir string, insecureRegistries []string, logFile string) (*BuildKit, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	sock := filepath.Join(dir, "buildkitd.sock")
+	if len(sock) > 100 { // unix socket paths are limited to ~108 bytes
+		sock = filepath.Join(os.TempDir(), fmt.Sprintf("dchain-buildkitd-%d.sock", os.Getpid()))
+	}
+	os.Remove(sock)
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "root = %q\n\n[grpc]\n  address = [%q]\n\n[worker.oci]\n  enabled = true\n  snapshotter = \"overlayfs\"\n  gc = true\n\n[worker.containerd]\n  enabled = false\n",
+		filepath.Join(dir, "state"), "unix://"+sock)
+	for _, r := range insecureRegistries {
+		fmt.Fprintf(&cfg, "\n[registry.%q]\n  http = true\n  insecure = true\n", r)
+	}
+	cfgPath := filepath.Join(dir, "buildkitd.toml")
+	if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o644); err != nil {
+		return nil, err
+	}
+	out, err := os.OpenFile(logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(binary, "--config", cfgPath)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		out.Close()
+		return nil, fmt.Errorf("start buildkitd: %w", err)
+	}
+	b := &BuildKit{Addr: "unix://" + sock, cmd: cmd, done: make(chan error, 1)}
+	go func() { b.done <- cmd.Wait(); out.Close() }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+			c.Close()
+			return b, nil
+		}
+		select {
+		case err := <-b.done:
+			return nil, fmt.Errorf("buildkitd exited at start (%v); see %s", err, logFile)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			b.Stop()
+			return nil, fmt.Errorf("buildkitd did not listen on %s within 30s; see %s", sock, logFile)
+		}
+	}
+}
+
+// Stop asks buildkitd to exit and waits for it (killing it after 10 s).
+func (b *BuildKit) Stop() {
+	_ = b.cmd.Process.Signal(syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	select {
+	case <-b.done:
+	case <-ctx.Done():
+		_ = syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL)
+		<-b.done
+	}
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what the build stage needs on a fresh machine, idempotently:
+#  - runc, git, busybox-static, qemu-user-static (Debian packages);
+#  - the arm64 busybox binary (bin/arm64/busybox), for the offline base image;
+#  - qemu-aarch64 registered in binfmt_misc, so RUN steps of arm64 builds run;
+#  - buildkitd and buildctl, built from tools/buildkit into bin/ (~3 min the first time).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+
+missing=()
+command -v runc >/dev/null || missing+=(runc)
+command -v git >/dev/null || missing+=(git)
+[ -x /bin/busybox ] || missing+=(busybox-static)
+[ -x /usr/bin/qemu-aarch64-static ] || missing+=(qemu-user-static)
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get update -q && $SUDO apt-get install -y -q "${missing[@]}"
+fi
+
+if [ ! -x bin/arm64/busybox ]; then
+  dpkg --print-foreign-architectures | grep -qx arm64 || { $SUDO dpkg --add-architecture arm64 && $SUDO apt-get update -q; }
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -q busybox-static:arm64 && dpkg-deb -x busybox-static_*_arm64.deb x)
+  mkdir -p bin/arm64 && cp "$tmp/x/bin/busybox" bin/arm64/busybox && rm -rf "$tmp"
+fi
+
+if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+  [ -e /proc/sys/fs/binfmt_misc/register ] || $SUDO mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  conf=$(cat /usr/lib/binfmt.d/qemu-aarch64.conf)
+  # Debian's line with the static interpreter and flags POCF (F: the kernel keeps
+  # the interpreter open, so it also runs inside buildkitd's containers).
+  reg="${conf%:*}:POCF"
+  reg="${reg/\/usr\/libexec\/qemu-binfmt\/aarch64-binfmt-P//usr/bin/qemu-aarch64-static}"
+  echo "$reg" | $SUDO tee /proc/sys/fs/binfmt_misc/register >/dev/null
+fi
+
+if [ ! -x bin/buildkitd ] || [ ! -x bin/buildctl ] || [ tools/buildkit/go.mod -nt bin/buildkitd ]; then
+  echo "building buildkitd and buildctl (first time: ~3 min)"
+  mkdir -p bin
+  (cd tools/buildkit && go mod tidy -e >/dev/null 2>&1 || true
+   GOBIN="$PWD/../../bin" go install -mod=mod github.com/moby/buildkit/cmd/buildkitd github.com/moby/buildkit/cmd/buildctl)
+fi
+echo "build dependencies ready: buildkitd $(bin/buildkitd --version | awk '{print $3}'), $(runc --version | head -1), qemu-aarch64 $(head -1 /proc/sys/fs/binfmt_misc/qemu-aarch64)"
