@@ -25,7 +25,7 @@ func (r *run) build(ctx workflow.Context) error {
 	opts := r.activityOptions(r.in.TaskQueue,
 		fmt.Sprintf("build %s@%s → %s:%v (%v)", r.in.Build.Rule, r.in.Push.Commit[:min(12, len(r.in.Push.Commit))], r.in.Image.Repository, r.in.Build.Tags, r.in.Build.Platforms),
 		time.Hour, 2*time.Hour)
-	opts.HeartbeatTimeout = time.Minute
+	opts.HeartbeatTimeout = heartbeatTimeout
 	var res BuildResult
 	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), ActivityBuildImage, in).Get(ctx, &res); err != nil {
 		if failed, ok := failureDetails[BuildResult](err); ok {

@@ -226,3 +226,9 @@ func errorMessage(err error) string {
 	}
 	return err.Error()
 }
+
+// heartbeatTimeout bounds the silence of a long activity (build, replicate).
+// The SDK sends heartbeats at most every 80% of it, and a cancellation
+// reaches an activity with a heartbeat's answer, so it also bounds how long
+// a canceled run's build or copy goes on: keep it short.
+const heartbeatTimeout = 10 * time.Second

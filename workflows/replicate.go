@@ -53,7 +53,7 @@ func (r *run) replicate(ctx workflow.Context) error {
 		opts := r.activityOptions(ReplicationQueue(r.in.TaskQueue, dst.Name),
 			fmt.Sprintf("replicate %s → %s (%s)", img.Repository+":"+strings.Join(tags, ","), dst.Name, dst.RegionName()),
 			2*time.Hour, r.in.Retry.ReplicationTimeout.Or(24*time.Hour))
-		opts.HeartbeatTimeout = time.Minute
+		opts.HeartbeatTimeout = heartbeatTimeout
 		wg.Add(1)
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer wg.Done()
