@@ -156,6 +156,8 @@ func TestBuildPushReplicateTrigger(t *testing.T) {
 		t.Fatalf("build log (%v):\n%s", err, log)
 	}
 
+	recordHistory(t, started.WorkflowID, "chainrun-build.json")
+
 	// The same push again starts nothing; a rebuild of the same commit hits the cache.
 	if again := startPush(t, l, "refs/heads/main", false); !again.Existing {
 		t.Fatalf("a redelivered push started a new run: %+v", again)

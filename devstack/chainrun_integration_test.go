@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -223,7 +224,7 @@ func TestChainRunReplicatesAndTriggers(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
-	recordHistory(t, started.WorkflowID)
+	recordHistory(t, started.WorkflowID, "chainrun-image.json")
 
 	// The same event again starts nothing new.
 	again := startRun(t, l, "team/app:v1")
@@ -277,13 +278,15 @@ func TestReplicationSurvivesDestinationOutage(t *testing.T) {
 	fmt.Printf("outage run: us took %s\n", st.Destinations[1].Duration)
 }
 
-// recordHistory writes the run's history as JSON when DCHAIN_RECORD_HISTORY
-// names a file: that is how workflows/testdata's replay fixtures are made.
-func recordHistory(t *testing.T, id string) {
-	path := os.Getenv("DCHAIN_RECORD_HISTORY")
-	if path == "" {
+// recordHistory writes the run's history as JSON into the directory
+// DCHAIN_RECORD_HISTORY names, when set: that is how workflows/testdata's
+// replay fixtures are made.
+func recordHistory(t *testing.T, id, file string) {
+	dir := os.Getenv("DCHAIN_RECORD_HISTORY")
+	if dir == "" {
 		return
 	}
+	path := filepath.Join(dir, file)
 	h := &historypb.History{}
 	it := stack.Client.GetWorkflowHistory(context.Background(), id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
