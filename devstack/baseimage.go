@@ -10,11 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -98,15 +96,7 @@ func PushBusybox(ctx context.Context, addr, ref string, binaries map[string]stri
 		}
 		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: osName, Architecture: arch}}})
 	}
-	r, err := name.ParseReference(addr+"/"+ref, name.Insecure)
-	if err != nil {
-		return "", err
-	}
-	if err := remote.WriteIndex(r, idx, remote.WithContext(ctx)); err != nil {
-		return "", fmt.Errorf("push %s: %w", r, err)
-	}
-	d, err := idx.Digest()
-	return d.String(), err
+	return pushIndex(ctx, addr+"/"+ref, idx)
 }
 
 // tarLayer is a layer of the given entries; regular files take their bytes from contents.

@@ -64,12 +64,17 @@ func PushSample(ctx context.Context, addr, repo, tag string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	ref, err := name.ParseReference(addr+"/"+repo+":"+tag, name.Insecure)
+	return pushIndex(ctx, addr+"/"+repo+":"+tag, idx)
+}
+
+// pushIndex pushes idx to ref on a plain-HTTP registry and returns its digest.
+func pushIndex(ctx context.Context, ref string, idx v1.ImageIndex) (string, error) {
+	r, err := name.ParseReference(ref, name.Insecure)
 	if err != nil {
 		return "", err
 	}
-	if err := remote.WriteIndex(ref, idx, remote.WithContext(ctx)); err != nil {
-		return "", fmt.Errorf("push %s: %w", ref, err)
+	if err := remote.WriteIndex(r, idx, remote.WithContext(ctx)); err != nil {
+		return "", fmt.Errorf("push %s: %w", r, err)
 	}
 	d, err := idx.Digest()
 	return d.String(), err
