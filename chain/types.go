@@ -45,7 +45,9 @@ type Chain struct {
 	Description string `yaml:"description" json:"description,omitempty"`
 	Scope       Scope  `yaml:"scope" json:"scope"`
 	// Build, when set, builds the images from a Git source on push.
-	Build       *Build            `yaml:"build" json:"build,omitempty"`
+	Build *Build `yaml:"build" json:"build,omitempty"`
+	// Scan, when set, scans every image with Trivy and applies the blocking policy.
+	Scan        *Scan             `yaml:"scan" json:"scan,omitempty"`
 	Replication []ReplicationRule `yaml:"replication" json:"replication,omitempty"`
 	Triggers    []Trigger         `yaml:"triggers" json:"triggers,omitempty"`
 

@@ -115,6 +115,9 @@ func (v *validator) chain(c *Chain) {
 	if c.Build != nil {
 		v.build(c.Build, &c.Scope)
 	}
+	if c.Scan != nil {
+		v.scan(c.Scan, &c.Scope)
+	}
 	v.max("replication", len(c.Replication), MaxReplicationRules)
 	seen := map[string]string{}
 	for i := range c.Replication {
