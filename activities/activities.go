@@ -19,6 +19,8 @@ type Activities struct {
 	BuildKitAddr string
 	// TempDir holds source checkouts while they build (default: the system's).
 	TempDir string
+	// Scanner scans images (package scanner: Trivy); nil means this worker does not scan.
+	Scanner ImageScanner
 }
 
 func (a *Activities) httpClient() *http.Client {

@@ -51,6 +51,11 @@ func (a *Activities) pushBuildLog(ctx context.Context, in workflows.BuildInput, 
 
 // ReadBuildLog fetches a build log stored by BuildImage.
 func (a *Activities) ReadBuildLog(ctx context.Context, reg chain.Registry, ref string) ([]byte, error) {
+	return a.readArtifact(ctx, reg, ref)
+}
+
+// readArtifact returns the content of a one-layer artifact (build log, scan report).
+func (a *Activities) readArtifact(ctx context.Context, reg chain.Registry, ref string) ([]byte, error) {
 	opts, err := a.remoteOptions(ctx, reg)
 	if err != nil {
 		return nil, err
@@ -61,11 +66,11 @@ func (a *Activities) ReadBuildLog(ctx context.Context, reg chain.Registry, ref s
 	}
 	img, err := remote.Image(r, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("build log %s: %w", ref, err)
+		return nil, fmt.Errorf("%s: %w", ref, err)
 	}
 	layers, err := img.Layers()
 	if err != nil || len(layers) != 1 {
-		return nil, fmt.Errorf("build log %s: not a dchain build log (%v)", ref, err)
+		return nil, fmt.Errorf("%s: not a dchain artifact (%v)", ref, err)
 	}
 	rc, err := layers[0].Uncompressed()
 	if err != nil {

@@ -36,17 +36,11 @@ func reference(reg chain.Registry, repo, tagOrDigest string) (name.Reference, er
 // resolved here, inside the activity.
 func (a *Activities) remoteOptions(ctx context.Context, reg chain.Registry) ([]remote.Option, error) {
 	auth := authn.Anonymous
-	if reg.Credentials != "" {
-		secret, err := reg.Credentials.Resolve()
-		if err != nil {
-			return nil, temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("credentials of registry %s: %v", reg.Name, err), ErrCredentials, nil)
-		}
-		user, pass, ok := strings.Cut(secret, ":")
-		if !ok {
-			return nil, temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("credentials of registry %s (%s) must hold username:password", reg.Name, reg.Credentials), ErrCredentials, nil)
-		}
+	user, pass, err := a.credentials(reg)
+	if err != nil {
+		return nil, err
+	}
+	if user != "" {
 		auth = &authn.Basic{Username: user, Password: pass}
 	}
 	tr := a.Transport
@@ -63,4 +57,22 @@ func parseRef(reg chain.Registry, ref string) (name.Reference, error) {
 		opts = append(opts, name.Insecure)
 	}
 	return name.ParseReference(ref, opts...)
+}
+
+// credentials resolves the registry's credentials ("" for anonymous access).
+func (a *Activities) credentials(reg chain.Registry) (user, pass string, err error) {
+	if reg.Credentials == "" {
+		return "", "", nil
+	}
+	secret, err := reg.Credentials.Resolve()
+	if err != nil {
+		return "", "", temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("credentials of registry %s: %v", reg.Name, err), ErrCredentials, nil)
+	}
+	user, pass, ok := strings.Cut(secret, ":")
+	if !ok {
+		return "", "", temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("credentials of registry %s (%s) must hold username:password", reg.Name, reg.Credentials), ErrCredentials, nil)
+	}
+	return user, pass, nil
 }

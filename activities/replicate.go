@@ -45,13 +45,17 @@ func (a *Activities) ReplicateImage(ctx context.Context, in workflows.ReplicateI
 	if err != nil {
 		return res, err
 	}
-	into := fmt.Sprintf("replicate %s:%s into registry %s (%s)", in.Repository, in.Tag, in.Destination.Name, in.Destination.RegionName())
+	target := in.Repository
+	if in.TargetRepository != "" {
+		target = in.TargetRepository
+	}
+	into := fmt.Sprintf("replicate %s:%s into registry %s (%s)", target, in.Tag, in.Destination.Name, in.Destination.RegionName())
 
 	// What the destination tags point at now decides what to write at all;
 	// a conflict fails before anything is written.
 	var todo []name.Reference
 	for _, tag := range append([]string{in.Tag}, in.Tags...) {
-		dst, err := reference(in.Destination, in.Repository, tag)
+		dst, err := reference(in.Destination, target, tag)
 		if err != nil {
 			return res, err
 		}

@@ -14,7 +14,9 @@ import (
 var sampleApp embed.FS
 
 // SampleRepo makes the sample app's Git repository at dir, unless it exists:
-// branch main, and branch release-v1 one commit ahead (VERSION 1.0.0).
+// branch main, branch release-v1 one commit ahead (VERSION 1.0.0, clean),
+// and branch release-v2 one more ahead (VERSION 2.0.0, which vendors
+// lodash 4.17.11: known-vulnerable in the demo vulnerability DB).
 // Commit dates are fixed, so the commits are the same on every machine.
 func SampleRepo(ctx context.Context, dir string) error {
 	if _, err := os.Stat(filepath.Join(dir, ".git")); err == nil {
@@ -65,8 +67,25 @@ func SampleRepo(ctx context.Context, dir string) error {
 	if err := os.WriteFile(filepath.Join(dir, "app", "VERSION"), []byte("1.0.0\n"), 0o644); err != nil {
 		return err
 	}
-	for _, step := range [][]string{{"commit", "-q", "-am", "release 1.0.0"}, {"checkout", "-q", "main"}} {
-		if err := git(d2, step...); err != nil {
+	if err := git(d2, "commit", "-q", "-am", "release 1.0.0"); err != nil {
+		return err
+	}
+	if err := git(d2, "checkout", "-q", "-b", "release-v2"); err != nil {
+		return err
+	}
+	lodash := filepath.Join(dir, "app", "node_modules", "lodash")
+	if err := os.MkdirAll(lodash, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(lodash, "package.json"), []byte(`{"name": "lodash", "version": "4.17.11", "license": "MIT"}`+"\n"), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "app", "VERSION"), []byte("2.0.0\n"), 0o644); err != nil {
+		return err
+	}
+	const d3 = "2026-01-03T00:00:00Z"
+	for _, step := range [][]string{{"add", "."}, {"commit", "-q", "-m", "release 2.0.0: vendor lodash 4.17.11"}, {"checkout", "-q", "main"}} {
+		if err := git(d3, step...); err != nil {
 			return err
 		}
 	}

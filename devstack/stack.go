@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/dchain-dev/dchain/activities"
+	"github.com/dchain-dev/dchain/scanner"
 	"github.com/dchain-dev/dchain/worker"
 )
 
@@ -48,6 +49,10 @@ type Options struct {
 	// BuildKit starts a buildkitd child for the build stage and seeds the
 	// offline base image (BaseImage) into the first region's registry.
 	BuildKit bool
+	// Scan builds the demo vulnerability DB, pushes it to the first region's
+	// registry as Trivy's OCI artifact, and gives the worker a Trivy scanner
+	// that downloads it from there.
+	Scan bool
 }
 
 // Endpoints are where the stack's parts listen; written to <data-dir>/endpoints.json.
@@ -58,6 +63,8 @@ type Endpoints struct {
 	Registries map[string]string `json:"registries"`
 	Receiver   string            `json:"receiver"`
 	BuildKit   string            `json:"buildkit,omitempty"`
+	// TrivyDB is the repository the scanner downloads its (demo) DB from.
+	TrivyDB string `json:"trivyDB,omitempty"`
 	// BaseImage is the seeded offline base image, for FROM lines.
 	BaseImage string `json:"baseImage,omitempty"`
 	DataDir   string `json:"dataDir"`
@@ -70,6 +77,7 @@ type Stack struct {
 	Registries map[string]*Registry
 	Receiver   *Receiver
 	BuildKit   *BuildKit
+	Scanner    *scanner.Scanner
 	Client     client.Client
 	workers    worker.Workers
 }
@@ -125,6 +133,11 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 			return nil, err
 		}
 	}
+	if o.Scan {
+		if err := s.startScanner(ctx, o); err != nil {
+			return nil, err
+		}
+	}
 	if os.Getenv(TriggerSecretEnv) == "" {
 		os.Setenv(TriggerSecretEnv, "dchain-dev-secret")
 	}
@@ -151,6 +164,9 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 		}
 		if s.BuildKit != nil && wo.Activities.BuildKitAddr == "" {
 			wo.Activities.BuildKitAddr = s.BuildKit.Addr
+		}
+		if s.Scanner != nil && wo.Activities.Scanner == nil {
+			wo.Activities.Scanner = s.Scanner
 		}
 		if len(wo.Regions) == 0 {
 			for _, r := range o.Regions {
@@ -193,6 +209,29 @@ func (s *Stack) startBuildKit(ctx context.Context, o Options, dir string) error 
 		}
 	}
 	return nil
+}
+
+// DemoDBRepository is where the dev stack serves its demo Trivy DB, in the first region's registry.
+const DemoDBRepository = "dchain/trivy-db:2"
+
+// startScanner builds and serves the demo DB, then opens a scanner on it
+// through Trivy's own download path.
+func (s *Stack) startScanner(ctx context.Context, o Options) error {
+	advisories, err := scanner.DemoAdvisories()
+	if err != nil {
+		return err
+	}
+	fixture := filepath.Join(o.DataDir, "trivy", "demo-db")
+	if err := scanner.BuildDB(fixture, advisories); err != nil {
+		return err
+	}
+	ref := s.Endpoints.Registries[o.Regions[0].Name] + "/" + DemoDBRepository
+	if err := scanner.PushDB(ctx, fixture, ref, true); err != nil {
+		return fmt.Errorf("push the demo vulnerability DB: %w", err)
+	}
+	s.Endpoints.TrivyDB = ref
+	s.Scanner, err = scanner.New(ctx, scanner.Options{CacheDir: filepath.Join(o.DataDir, "trivy", "cache"), DBRepository: ref, InsecureDB: true})
+	return err
 }
 
 // Stop stops everything that started, in reverse order.

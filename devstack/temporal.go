@@ -13,7 +13,6 @@ import (
 	uiserver "github.com/temporalio/ui-server/v2/server"
 	uiconfig "github.com/temporalio/ui-server/v2/server/config"
 	uioptions "github.com/temporalio/ui-server/v2/server/server_options"
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/server/common/cluster"
 	"go.temporal.io/server/common/config"
 	"go.temporal.io/server/common/dynamicconfig"
@@ -82,11 +81,7 @@ func StartTemporal(o TemporalOptions) (*Temporal, error) {
 	if err != nil {
 		return nil, err
 	}
-	attrs := map[string]enumspb.IndexedValueType{}
-	for _, k := range workflows.SearchAttributes {
-		attrs[k.GetName()] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
-	}
-	ns, err := sqliteschema.NewNamespaceConfig("active", o.Namespace, false, attrs)
+	ns, err := sqliteschema.NewNamespaceConfig("active", o.Namespace, false, workflows.SearchAttributes)
 	if err != nil {
 		return nil, fmt.Errorf("temporal: namespace config: %w", err)
 	}

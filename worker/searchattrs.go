@@ -20,9 +20,9 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 		return fmt.Errorf("list search attributes of namespace %s: %w", namespace, err)
 	}
 	missing := map[string]enumspb.IndexedValueType{}
-	for _, k := range workflows.SearchAttributes {
-		if _, ok := have.CustomAttributes[k.GetName()]; !ok {
-			missing[k.GetName()] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
+	for name, typ := range workflows.SearchAttributes {
+		if _, ok := have.CustomAttributes[name]; !ok {
+			missing[name] = typ
 		}
 	}
 	if len(missing) == 0 {

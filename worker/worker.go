@@ -51,6 +51,12 @@ func Start(c client.Client, o Options) (Workers, error) {
 		w.RegisterActivityWithOptions(a.ResolveImage, activity.RegisterOptions{Name: workflows.ActivityResolveImage})
 		w.RegisterActivityWithOptions(a.DeliverTrigger, activity.RegisterOptions{Name: workflows.ActivityDeliverTrigger})
 		w.RegisterActivityWithOptions(a.BuildImage, activity.RegisterOptions{Name: workflows.ActivityBuildImage})
+		w.RegisterActivityWithOptions(a.ScanImage, activity.RegisterOptions{Name: workflows.ActivityScanImage})
+		w.RegisterActivityWithOptions(a.EvaluatePolicy, activity.RegisterOptions{Name: workflows.ActivityEvaluatePolicy})
+		w.RegisterActivityWithOptions(a.ApplyBlockAction, activity.RegisterOptions{Name: workflows.ActivityApplyBlock})
+		w.RegisterActivityWithOptions(a.ListTags, activity.RegisterOptions{Name: workflows.ActivityListTags})
+		w.RegisterWorkflowWithOptions(workflows.ScanImageWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowScanImage})
+		w.RegisterWorkflowWithOptions(workflows.ScanRepositoryWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowScanRepository})
 		ws = append(ws, w)
 	}
 	for _, region := range o.Regions {

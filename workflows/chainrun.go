@@ -97,9 +97,12 @@ func (r *run) stage(ctx workflow.Context, name string, step func(workflow.Contex
 	err := step(ctx)
 	s.EndedAt = workflow.Now(ctx)
 	var skipped errSkipped
+	var blocked errBlocked
 	switch {
 	case err == nil:
 		s.State = StateSucceeded
+	case errors.As(err, &blocked):
+		s.State, s.Message = StateBlocked, blocked.Error()
 	case errors.As(err, &skipped):
 		s.State, s.Message, err = StateSkipped, skipped.Error(), nil
 	case temporal.IsCanceledError(err):
@@ -128,9 +131,12 @@ func (r *run) publish(ctx workflow.Context, stage string) {
 // finish records the outcome and ends the workflow accordingly.
 func (r *run) finish(ctx workflow.Context, stage string, err error) (*RunStatus, error) {
 	r.status.EndedAt = workflow.Now(ctx)
+	var blocked errBlocked
 	switch {
 	case err == nil:
 		r.status.Outcome = OutcomeSucceeded
+	case errors.As(err, &blocked):
+		r.status.Outcome, r.status.FailedStage, r.status.Message = OutcomeBlocked, stage, "blocked by the scan policy: "+blocked.Error()
 	case temporal.IsCanceledError(err):
 		r.status.Outcome, r.status.FailedStage, r.status.Message = OutcomeCanceled, stage, "canceled during "+stage
 		// The run's context is canceled: record the outcome on one that is not.
@@ -142,12 +148,15 @@ func (r *run) finish(ctx workflow.Context, stage string, err error) (*RunStatus,
 	for i := range r.status.Stages {
 		if r.status.Stages[i].State == StatePending && err != nil {
 			r.status.Stages[i].State, r.status.Stages[i].Message = StateSkipped, "not reached"
+			if r.status.Outcome == OutcomeBlocked {
+				r.status.Stages[i].Message = "blocked"
+			}
 		}
 	}
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrOutcome.ValueSet(string(r.status.Outcome)))
 	workflow.SetCurrentDetails(ctx, currentDetails(&r.status))
 	switch r.status.Outcome {
-	case OutcomeSucceeded:
+	case OutcomeSucceeded, OutcomeBlocked:
 		return &r.status, nil
 	case OutcomeCanceled:
 		return nil, temporal.NewCanceledError(r.status)
@@ -172,14 +181,6 @@ func (r *run) resolve(ctx workflow.Context) error {
 	}
 	r.status.Image.Digest, r.status.MediaType, r.status.Platforms = info.Digest, info.MediaType, info.Platforms
 	return nil
-}
-
-// scan is the scan stage's slot.
-func (r *run) scan(workflow.Context) error { return errSkipped("no scan section") }
-
-// evaluate is the blocking-policy stage's slot.
-func (r *run) evaluate(workflow.Context) error {
-	return errSkipped("no scan section, no blocking policy")
 }
 
 // registry returns a registry of the run's snapshot by name.

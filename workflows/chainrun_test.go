@@ -42,6 +42,9 @@ func testInput() ChainRunInput {
 
 // fakes are the activities of a workflow test, recording what they were asked.
 type fakes struct {
+	counts     map[string]int
+	scanned    []string
+	blocked    []string
 	replicated []string
 	delivered  []string
 	replicate  func(ctx context.Context, in ReplicateInput) (ReplicateResult, error)
@@ -70,6 +73,23 @@ func runWorkflow(t *testing.T, in ChainRunInput, f *fakes, setup func(env *tests
 		}
 		return DeliverResult{HTTPStatus: 200, Attempts: 1}, nil
 	}, activity.RegisterOptions{Name: ActivityDeliverTrigger})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in ScanInput) (ScanSummary, error) {
+		f.scanned = append(f.scanned, in.Digest)
+		return ScanSummary{Digest: in.Digest, Counts: f.counts, Report: "h:5000/demo/app@sha256:report"}, nil
+	}, activity.RegisterOptions{Name: ActivityScanImage})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in EvaluateInput) (chain.Decision, error) {
+		var fs []chain.Finding
+		for sev, n := range f.counts {
+			for range n {
+				fs = append(fs, chain.Finding{ID: "CVE-" + sev + "-" + string(rune('a'+len(fs))), Package: "p", Severity: sev, FixedVersion: "2"})
+			}
+		}
+		return in.Policy.Evaluate(fs, in.Now), nil
+	}, activity.RegisterOptions{Name: ActivityEvaluatePolicy})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in BlockInput) (BlockResult, error) {
+		f.blocked = append(f.blocked, in.Action)
+		return BlockResult{Deleted: in.Tags}, nil
+	}, activity.RegisterOptions{Name: ActivityApplyBlock})
 	if setup != nil {
 		setup(env)
 	}
@@ -285,5 +305,56 @@ func TestWorkflowIDIsDeterministic(t *testing.T) {
 	}
 	if idempotencyKey("run-1", "t") != idempotencyKey("run-1", "t") || idempotencyKey("run-1", "t") == idempotencyKey("run-2", "t") {
 		t.Fatal("idempotency keys must be stable per run and trigger")
+	}
+}
+
+func scanPolicy(mode string) *chain.Scan {
+	return &chain.Scan{Mode: mode, Conditions: []chain.Condition{{Severity: "CRITICAL", Count: 1}}, Action: chain.ActionDeleteTag}
+}
+
+func TestChainRunBlockedStopsEverything(t *testing.T) {
+	in := testInput()
+	in.Chain.Scan = scanPolicy(chain.ModeBlocking)
+	f := &fakes{counts: map[string]int{"CRITICAL": 2, "HIGH": 1}}
+	st, err := runWorkflow(t, in, f, nil)
+	if err != nil {
+		t.Fatalf("a blocked run is not a failed workflow: %v", err)
+	}
+	if st.Outcome != OutcomeBlocked || st.FailedStage != StageEvaluate {
+		t.Fatalf("outcome %s at %s: %s", st.Outcome, st.FailedStage, st.Message)
+	}
+	if len(f.replicated) != 0 || len(f.delivered) != 0 {
+		t.Fatalf("a blocked run replicated %v and triggered %v", f.replicated, f.delivered)
+	}
+	if len(f.blocked) != 1 || f.blocked[0] != chain.ActionDeleteTag || st.Block == nil || len(st.Block.Deleted) != 1 {
+		t.Fatalf("block action %v, result %+v", f.blocked, st.Block)
+	}
+	states := stageStates(st)
+	if states[StageEvaluate] != StateBlocked || states[StageReplicate] != StateSkipped || states[StageTrigger] != StateSkipped {
+		t.Fatalf("stages %v", states)
+	}
+	if st.Decision == nil || !st.Decision.Blocked || st.Decision.Counts["CRITICAL"] != 2 || len(f.scanned) != 1 {
+		t.Fatalf("decision %+v, scans %v", st.Decision, f.scanned)
+	}
+}
+
+func TestChainRunScanNotTriggeredOrNonBlockingGoesOn(t *testing.T) {
+	for _, tc := range []struct {
+		mode   string
+		counts map[string]int
+	}{
+		{chain.ModeBlocking, map[string]int{"HIGH": 5}},        // below the policy
+		{chain.ModeNonBlocking, map[string]int{"CRITICAL": 9}}, // above it, but non-blocking
+	} {
+		in := testInput()
+		in.Chain.Scan = scanPolicy(tc.mode)
+		f := &fakes{counts: tc.counts}
+		st, err := runWorkflow(t, in, f, nil)
+		if err != nil || st.Outcome != OutcomeSucceeded {
+			t.Fatalf("%s %v: %v %s", tc.mode, tc.counts, err, st.Outcome)
+		}
+		if len(f.replicated) != 2 || len(f.blocked) != 0 || st.Scan == nil {
+			t.Fatalf("%s %v: replicated %v, blocked %v", tc.mode, tc.counts, f.replicated, f.blocked)
+		}
 	}
 }

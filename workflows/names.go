@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 )
 
@@ -23,6 +24,9 @@ const (
 	ActivityReplicateImage = "ReplicateImage"
 	ActivityDeliverTrigger = "DeliverTrigger"
 	ActivityBuildImage     = "BuildImage"
+	ActivityScanImage      = "ScanImage"
+	ActivityEvaluatePolicy = "EvaluatePolicy"
+	ActivityApplyBlock     = "ApplyBlockAction"
 )
 
 // QueryStatus returns the run's live RunStatus.
@@ -37,10 +41,22 @@ var (
 	AttrCommit     = temporal.NewSearchAttributeKeyKeyword("DchainCommit")
 	AttrStage      = temporal.NewSearchAttributeKeyKeyword("DchainStage")
 	AttrOutcome    = temporal.NewSearchAttributeKeyKeyword("DchainOutcome")
+	// AttrCritical and AttrHigh count the scan's critical and high findings.
+	AttrCritical = temporal.NewSearchAttributeKeyInt64("DchainCritical")
+	AttrHigh     = temporal.NewSearchAttributeKeyInt64("DchainHigh")
 )
 
-// SearchAttributes lists every custom search attribute dchain uses (all keywords).
-var SearchAttributes = []temporal.SearchAttributeKeyKeyword{AttrChain, AttrRepository, AttrTag, AttrCommit, AttrStage, AttrOutcome}
+// SearchAttributes lists every custom search attribute dchain uses, with its type.
+var SearchAttributes = map[string]enumspb.IndexedValueType{}
+
+func init() {
+	for _, k := range []temporal.SearchAttributeKeyKeyword{AttrChain, AttrRepository, AttrTag, AttrCommit, AttrStage, AttrOutcome} {
+		SearchAttributes[k.GetName()] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
+	}
+	for _, k := range []temporal.SearchAttributeKeyInt64{AttrCritical, AttrHigh} {
+		SearchAttributes[k.GetName()] = enumspb.INDEXED_VALUE_TYPE_INT
+	}
+}
 
 // WorkflowID is the run's ID, derived from the chain and what triggered it,
 // so the same event twice maps to one run: chain, repository, tag and the

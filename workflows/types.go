@@ -62,6 +62,8 @@ const (
 	OutcomeSucceeded Outcome = "Succeeded"
 	OutcomeFailed    Outcome = "Failed"
 	OutcomeCanceled  Outcome = "Canceled"
+	// OutcomeBlocked: the blocking policy stopped the chain (not a failure).
+	OutcomeBlocked Outcome = "Blocked"
 )
 
 // State is the state of a stage, destination or trigger.
@@ -75,6 +77,7 @@ const (
 	StateFailed    State = "Failed"
 	StateSkipped   State = "Skipped"
 	StateCanceled  State = "Canceled"
+	StateBlocked   State = "Blocked"
 )
 
 // Stage names, in run order.
@@ -108,9 +111,14 @@ type RunStatus struct {
 	Destinations []DestinationStatus `json:"destinations"`
 	Triggers     []TriggerStatus     `json:"triggers"`
 	// Build is what the build stage pushed, when the run built the image.
-	Build     *BuildResult `json:"build,omitempty"`
-	StartedAt time.Time    `json:"startedAt"`
-	EndedAt   time.Time    `json:"endedAt,omitzero"`
+	Build *BuildResult `json:"build,omitempty"`
+	// Scan, Decision and Block are the scan's summary, the policy's decision
+	// and what a blocking action did.
+	Scan      *ScanSummary    `json:"scan,omitempty"`
+	Decision  *chain.Decision `json:"decision,omitempty"`
+	Block     *BlockResult    `json:"block,omitempty"`
+	StartedAt time.Time       `json:"startedAt"`
+	EndedAt   time.Time       `json:"endedAt,omitzero"`
 }
 
 // StageStatus is one stage of the run.
@@ -168,7 +176,9 @@ type ReplicateInput struct {
 	Source      chain.Registry `json:"source"`
 	Destination chain.Registry `json:"destination"`
 	Repository  string         `json:"repository"`
-	Tag         string         `json:"tag"`
+	// TargetRepository is the destination repository when it differs from Repository.
+	TargetRepository string `json:"targetRepository,omitempty"`
+	Tag              string `json:"tag"`
 	// Tags are more tags to point at the same digest.
 	Tags      []string `json:"tags,omitempty"`
 	Digest    string   `json:"digest"`
@@ -235,4 +245,73 @@ type BuildResult struct {
 	// Steps and Cached count the build's steps and those served from cache.
 	Steps  int `json:"steps"`
 	Cached int `json:"cached"`
+}
+
+// ScanDB describes the vulnerability DB a scan used.
+type ScanDB struct {
+	Repository   string    `json:"repository,omitempty"`
+	UpdatedAt    time.Time `json:"updatedAt,omitzero"`
+	DownloadedAt time.Time `json:"downloadedAt,omitzero"`
+	// Demo is true for dchain's fixture DB: its findings are demo data.
+	Demo bool `json:"demo,omitempty"`
+	// Server is the trivy server's address in client/server mode.
+	Server string `json:"server,omitempty"`
+}
+
+// ScanInput scans Registry/Repository@Digest (every platform of an index).
+type ScanInput struct {
+	Registry   chain.Registry `json:"registry"`
+	Repository string         `json:"repository"`
+	Digest     string         `json:"digest"`
+}
+
+// ScanReport is the full report, stored in the registry as a referrer of
+// the image, never in workflow history.
+type ScanReport struct {
+	Image     string          `json:"image"`
+	Digest    string          `json:"digest"`
+	ScannedAt time.Time       `json:"scannedAt"`
+	DB        ScanDB          `json:"db"`
+	Platforms []string        `json:"platforms,omitempty"`
+	Counts    map[string]int  `json:"counts"`
+	Findings  []chain.Finding `json:"findings"`
+	// New are the ids not in the image's previous report (periodic scans).
+	New []string `json:"new,omitempty"`
+}
+
+// ScanSummary is what a scan returns to the workflow.
+type ScanSummary struct {
+	Digest    string          `json:"digest"`
+	Counts    map[string]int  `json:"counts"`
+	Total     int             `json:"total"`
+	Top       []chain.Finding `json:"top,omitempty"`
+	Report    string          `json:"report"`
+	DB        ScanDB          `json:"db"`
+	ScannedAt time.Time       `json:"scannedAt"`
+	New       []string        `json:"new,omitempty"`
+}
+
+// EvaluateInput applies Policy to the report at Report (a reference) as of Now.
+type EvaluateInput struct {
+	Registry chain.Registry `json:"registry"`
+	Report   string         `json:"report"`
+	Policy   chain.Scan     `json:"policy"`
+	Now      time.Time      `json:"now"`
+}
+
+// BlockInput applies a blocking action to the run's tags.
+type BlockInput struct {
+	Registry   chain.Registry `json:"registry"`
+	Repository string         `json:"repository"`
+	Tags       []string       `json:"tags"`
+	Digest     string         `json:"digest"`
+	Action     string         `json:"action"`
+	// BackupRepository is the quarantine repository of block-and-backup.
+	BackupRepository string `json:"backupRepository,omitempty"`
+}
+
+// BlockResult says what the action did.
+type BlockResult struct {
+	Deleted  []string `json:"deleted,omitempty"`
+	BackedUp []string `json:"backedUp,omitempty"`
 }

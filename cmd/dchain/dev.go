@@ -18,7 +18,7 @@ import (
 func newDevCmd(g *globals) *cobra.Command {
 	o := devstack.Options{}
 	var regions []string
-	var noUI, noBuildKit bool
+	var noUI, noBuildKit, noScan bool
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the whole stack in one process: Temporal + Web UI, regional registries, trigger receiver, worker",
@@ -33,7 +33,7 @@ func newDevCmd(g *globals) *cobra.Command {
 			}
 			o.Namespace, o.TaskQueue = g.namespace, g.taskQueue
 			o.Worker = &worker.Options{Chains: true}
-			o.BuildKit = !noBuildKit
+			o.BuildKit, o.Scan = !noBuildKit, !noScan
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			s, err := devstack.Start(ctx, o)
@@ -53,6 +53,7 @@ func newDevCmd(g *globals) *cobra.Command {
 	f.IntVar(&o.UIPort, "ui-port", devstack.DefaultUIPort, "Temporal Web UI port")
 	f.BoolVar(&noUI, "headless", false, "do not serve the Web UI")
 	f.BoolVar(&noBuildKit, "no-buildkit", false, "do not start buildkitd (chains with a build section cannot run)")
+	f.BoolVar(&noScan, "no-scan", false, "no Trivy scanner (chains with a scan section cannot run)")
 	f.IntVar(&o.ReceiverPort, "receiver-port", devstack.DefaultReceiverPort, "trigger receiver port")
 	f.StringSliceVar(&regions, "region", nil, "a regional registry as NAME=PORT (repeatable; default hangzhou=5001,frankfurt=5002,virginia=5003)")
 	cmd.AddCommand(newDevSeedCmd())
@@ -86,7 +87,10 @@ func printEndpoints(e devstack.Endpoints, config string) {
 	if e.BuildKit != "" {
 		fmt.Printf("  buildkitd         %s\n", e.BuildKit)
 		fmt.Printf("  base image        %s (FROM this; offline busybox)\n", e.BaseImage)
-		fmt.Printf("  sample app repo   %s/git/sample-app (branches main, release-v1)\n", e.DataDir)
+		fmt.Printf("  sample app repo   %s/git/sample-app (branches main, release-v1 clean, release-v2 vulnerable)\n", e.DataDir)
+	}
+	if e.TrivyDB != "" {
+		fmt.Printf("  vulnerability DB  %s (DEMO DATA built from fixture advisories)\n", e.TrivyDB)
 	}
 	fmt.Printf("  endpoints         %s/endpoints.json\n", e.DataDir)
 	fmt.Println()

@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/dchain-dev/dchain/activities"
+	"github.com/dchain-dev/dchain/chain"
 	"github.com/dchain-dev/dchain/starter"
 	"github.com/dchain-dev/dchain/workflows"
 )
@@ -244,7 +245,7 @@ func runShowCmd(g *globals) *cobra.Command {
 func runWatchCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "watch RUN-ID",
-		Short: "Follow a run until it ends; exit code 0 Succeeded, 1 Failed, 3 Canceled",
+		Short: "Follow a run until it ends; exit code 0 Succeeded, 1 Failed, 3 Canceled, 4 Blocked",
 		Args:  cobra.ExactArgs(1),
 		RunE: g.withClient(func(cmd *cobra.Command, c client.Client, args []string) error {
 			return watchRun(cmd.Context(), c, args[0])
@@ -297,6 +298,31 @@ func printStatus(id string, st workflows.RunStatus) {
 	}
 	if len(st.Platforms) > 0 {
 		fmt.Printf("Platforms: %s\n", strings.Join(st.Platforms, ", "))
+	}
+	if sc := st.Scan; sc != nil && len(sc.Top) > 0 {
+		defer func() { fmt.Println(); printFindings(sc.Top) }()
+	}
+	if sc := st.Scan; sc != nil {
+		var parts []string
+		for _, sev := range chain.Severities {
+			parts = append(parts, fmt.Sprintf("%s %d", sev, sc.Counts[sev]))
+		}
+		demo := ""
+		if sc.DB.Demo {
+			demo = " (DEMO DB)"
+		}
+		fmt.Printf("Scan:     %d findings: %s%s; report %s\n", sc.Total, strings.Join(parts, ", "), demo, sc.Report)
+	}
+	if d := st.Decision; d != nil {
+		fmt.Printf("Policy:   %s\n", strings.Join(d.Reasons, "; "))
+	}
+	if b := st.Block; b != nil {
+		if len(b.BackedUp) > 0 {
+			fmt.Printf("Backup:   %s\n", strings.Join(b.BackedUp, ", "))
+		}
+		if len(b.Deleted) > 0 {
+			fmt.Printf("Deleted:  %s\n", strings.Join(b.Deleted, ", "))
+		}
 	}
 	fmt.Printf("Outcome:  %s", st.Outcome)
 	if st.Message != "" {
@@ -365,6 +391,8 @@ func watchRun(ctx context.Context, c client.Client, id string) error {
 				return nil
 			case workflows.OutcomeCanceled:
 				return &exitError{code: 3}
+			case workflows.OutcomeBlocked:
+				return &exitError{code: 4}
 			default:
 				return &exitError{code: 1}
 			}

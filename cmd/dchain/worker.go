@@ -1,21 +1,26 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/dchain-dev/dchain/activities"
 	"github.com/dchain-dev/dchain/chain"
+	"github.com/dchain-dev/dchain/scanner"
 	"github.com/dchain-dev/dchain/worker"
 )
 
 func newWorkerCmd(g *globals) *cobra.Command {
 	var regions []string
 	var buildkit string
+	var noScan bool
+	var trivy scanner.Options
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run a worker: chain runs plus replication into every configured registry, or with --region only that region's replication",
@@ -39,6 +44,14 @@ func newWorkerCmd(g *globals) *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if o.Chains && !noScan {
+				s, err := scanner.New(ctx, trivy)
+				if err != nil {
+					return err
+				}
+				o.Activities.Scanner = s
+				go keepDBFresh(ctx, s)
+			}
 			c, err := g.dial(ctx)
 			if err != nil {
 				return err
@@ -54,6 +67,29 @@ func newWorkerCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringSliceVar(&regions, "region", nil, "serve only replication into this registry (repeatable)")
+	cmd.Flags().BoolVar(&noScan, "no-scan", false, "do not scan (no vulnerability DB is loaded)")
+	cmd.Flags().StringVar(&trivy.CacheDir, "trivy-cache-dir", envOr("DCHAIN_TRIVY_CACHE_DIR", ""), "Trivy DB and layer cache (default: the user cache dir)")
+	cmd.Flags().StringVar(&trivy.DBRepository, "trivy-db-repository", envOr("DCHAIN_TRIVY_DB_REPOSITORY", scanner.DefaultDBRepository), "OCI repository of the vulnerability DB")
+	cmd.Flags().BoolVar(&trivy.InsecureDB, "trivy-db-insecure", false, "the DB repository is served over plain HTTP")
+	cmd.Flags().BoolVar(&trivy.Offline, "trivy-offline", false, "never download the DB: use the one in the cache dir")
+	cmd.Flags().StringVar(&trivy.ServerAddr, "trivy-server", envOr("DCHAIN_TRIVY_SERVER", ""), "scan through this `trivy server` (client/server mode)")
 	cmd.Flags().StringVar(&buildkit, "buildkit-addr", envOr("BUILDKIT_HOST", ""), "buildkitd address for the build stage, e.g. unix:///run/buildkit/buildkitd.sock (env BUILDKIT_HOST)")
 	return cmd
+}
+
+// keepDBFresh checks for a newer vulnerability DB every hour; scans running
+// during a swap finish on the old one.
+func keepDBFresh(ctx context.Context, s *scanner.Scanner) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.Update(ctx); err != nil {
+				fmt.Fprintln(os.Stderr, "vulnerability DB update:", err)
+			}
+		}
+	}
 }

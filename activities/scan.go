@@ -1,0 +1,296 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/dchain-dev/dchain/chain"
+	"github.com/dchain-dev/dchain/workflows"
+)
+
+// ImageScanner scans one platform of an image in a registry. Package
+// scanner implements it with Trivy; it is an interface so that this
+// package's tests do not link Trivy.
+type ImageScanner interface {
+	Scan(ctx context.Context, ref, platform, username, password string, insecure bool) ([]chain.Finding, error)
+	DB() workflows.ScanDB
+}
+
+// Media types of the scan report artifact.
+const (
+	ScanReportArtifactType = "application/vnd.dchain.scan.report.v1+json"
+	ScanReportLayerType    = "application/json"
+)
+
+// ScanImage scans every platform of the image with the worker's scanner,
+// stores the full report as an OCI referrer of the image (subject = its
+// digest), and returns a summary with the report's reference.
+func (a *Activities) ScanImage(ctx context.Context, in workflows.ScanInput) (workflows.ScanSummary, error) {
+	if a.Scanner == nil {
+		return workflows.ScanSummary{}, temporal.NewNonRetryableApplicationError("this worker has no scanner configured", ErrRejected, nil)
+	}
+	ref, err := reference(in.Registry, in.Repository, in.Digest)
+	if err != nil {
+		return workflows.ScanSummary{}, err
+	}
+	opts, err := a.remoteOptions(ctx, in.Registry)
+	if err != nil {
+		return workflows.ScanSummary{}, err
+	}
+	what := fmt.Sprintf("scan %s in registry %s", ref, in.Registry.Name)
+	desc, err := remote.Get(ref, opts...)
+	if err != nil {
+		return workflows.ScanSummary{}, registryError(ctx, what, err)
+	}
+	platforms, err := scanPlatforms(desc)
+	if err != nil {
+		return workflows.ScanSummary{}, registryError(ctx, what, err)
+	}
+	user, pass, err := a.credentials(in.Registry)
+	if err != nil {
+		return workflows.ScanSummary{}, err
+	}
+	report := workflows.ScanReport{Image: ref.String(), Digest: in.Digest, DB: a.Scanner.DB(), Findings: []chain.Finding{}}
+	for i, p := range platforms {
+		activity.RecordHeartbeat(ctx, fmt.Sprintf("scanning %s (%d/%d)", orDefault(p, "image"), i+1, len(platforms)))
+		fs, err := a.Scanner.Scan(ctx, ref.String(), p, user, pass, in.Registry.Insecure)
+		if err != nil {
+			if ctx.Err() != nil {
+				return workflows.ScanSummary{}, ctx.Err()
+			}
+			return workflows.ScanSummary{}, temporal.NewApplicationError(fmt.Sprintf("%s (%s): %v", what, orDefault(p, "image"), err), ErrTransient)
+		}
+		report.Findings = append(report.Findings, fs...)
+		if p != "" {
+			report.Platforms = append(report.Platforms, p)
+		}
+	}
+	report.Counts = chain.Scan{}.Evaluate(report.Findings, time.Now()).Counts
+	report.ScannedAt = time.Now().UTC()
+	if prev, err := a.latestReport(ctx, in.Registry, in.Repository, in.Digest); err == nil && prev != nil {
+		report.New = newIDs(prev.Findings, report.Findings)
+	}
+	reportRef, err := a.pushReport(ctx, in.Registry, in.Repository, desc.Descriptor, report)
+	if err != nil {
+		return workflows.ScanSummary{}, registryError(ctx, "store the scan report of "+ref.String(), err)
+	}
+	return summarize(report, reportRef), nil
+}
+
+// scanPlatforms are the platforms to scan: each image of an index (one scan
+// per distinct manifest digest), or "" for a single image.
+func scanPlatforms(desc *remote.Descriptor) ([]string, error) {
+	if !desc.MediaType.IsIndex() {
+		return []string{""}, nil
+	}
+	idx, err := desc.ImageIndex()
+	if err != nil {
+		return nil, err
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	seen := map[v1.Hash]bool{}
+	var ps []string
+	for _, c := range m.Manifests {
+		if !c.MediaType.IsImage() || c.Platform == nil || c.Platform.OS == "unknown" || seen[c.Digest] {
+			continue
+		}
+		seen[c.Digest] = true
+		ps = append(ps, c.Platform.String())
+	}
+	return ps, nil
+}
+
+// summarize keeps the counts and the ten most severe findings.
+func summarize(r workflows.ScanReport, reportRef string) workflows.ScanSummary {
+	top := slices.Clone(r.Findings)
+	rank := func(s string) int { return slices.Index(chain.Severities, strings.ToUpper(s)) }
+	slices.SortStableFunc(top, func(a, b chain.Finding) int { return rank(a.Severity) - rank(b.Severity) })
+	seen := map[string]bool{}
+	top = slices.DeleteFunc(top, func(f chain.Finding) bool {
+		k := f.ID + "\x00" + f.Package
+		dup := seen[k]
+		seen[k] = true
+		return dup
+	})
+	total := 0
+	for _, n := range r.Counts {
+		total += n
+	}
+	return workflows.ScanSummary{Digest: r.Digest, Counts: r.Counts, Total: total, Top: top[:min(10, len(top))],
+		Report: reportRef, DB: r.DB, ScannedAt: r.ScannedAt, New: r.New}
+}
+
+func newIDs(prev, cur []chain.Finding) []string {
+	old := map[string]bool{}
+	for _, f := range prev {
+		old[f.ID] = true
+	}
+	var out []string
+	for _, f := range cur {
+		if !old[f.ID] && !slices.Contains(out, f.ID) {
+			out = append(out, f.ID)
+		}
+	}
+	return out
+}
+
+// pushReport stores the report as an artifact whose subject is the image.
+func (a *Activities) pushReport(ctx context.Context, reg chain.Registry, repo string, subject v1.Descriptor, r workflows.ScanReport) (string, error) {
+	body, err := json.Marshal(r)
+	if err != nil {
+		return "", err
+	}
+	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, types.MediaType(ScanReportArtifactType))
+	img, err = mutate.Append(img, mutate.Addendum{Layer: static.NewLayer(body, ScanReportLayerType),
+		Annotations: map[string]string{"org.opencontainers.image.title": "scan-report.json"}})
+	if err != nil {
+		return "", err
+	}
+	img = mutate.Annotations(img, map[string]string{"org.opencontainers.image.created": r.ScannedAt.Format(time.RFC3339)}).(v1.Image)
+	img = mutate.Subject(img, v1.Descriptor{MediaType: subject.MediaType, Digest: subject.Digest, Size: subject.Size}).(v1.Image)
+	d, err := img.Digest()
+	if err != nil {
+		return "", err
+	}
+	ref, err := reference(reg, repo, d.String())
+	if err != nil {
+		return "", err
+	}
+	opts, err := a.remoteOptions(ctx, reg)
+	if err != nil {
+		return "", err
+	}
+	return ref.String(), remote.Write(ref, img, opts...)
+}
+
+// ScanReports lists the scan reports attached to an image, newest first.
+func (a *Activities) ScanReports(ctx context.Context, reg chain.Registry, repo, digest string) ([]v1.Descriptor, error) {
+	ref, err := reference(reg, repo, digest)
+	if err != nil {
+		return nil, err
+	}
+	opts, err := a.remoteOptions(ctx, reg)
+	if err != nil {
+		return nil, err
+	}
+	idx, err := remote.Referrers(ref.(name.Digest), append(opts, remote.WithFilter("artifactType", ScanReportArtifactType))...)
+	if err != nil {
+		return nil, err
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	ds := slices.Clone(m.Manifests)
+	slices.SortStableFunc(ds, func(a, b v1.Descriptor) int {
+		return strings.Compare(b.Annotations["org.opencontainers.image.created"], a.Annotations["org.opencontainers.image.created"])
+	})
+	return ds, nil
+}
+
+// ReadScanReport fetches a report stored by ScanImage.
+func (a *Activities) ReadScanReport(ctx context.Context, reg chain.Registry, ref string) (workflows.ScanReport, error) {
+	var r workflows.ScanReport
+	b, err := a.readArtifact(ctx, reg, ref)
+	if err != nil {
+		return r, err
+	}
+	return r, json.Unmarshal(b, &r)
+}
+
+// latestReport is the newest report of the image, or nil.
+func (a *Activities) latestReport(ctx context.Context, reg chain.Registry, repo, digest string) (*workflows.ScanReport, error) {
+	ds, err := a.ScanReports(ctx, reg, repo, digest)
+	if err != nil || len(ds) == 0 {
+		return nil, err
+	}
+	r, err := a.ReadScanReport(ctx, reg, reg.Address+"/"+repo+"@"+ds[0].Digest.String())
+	return &r, err
+}
+
+// EvaluatePolicy applies the chain's blocking policy to a stored report.
+func (a *Activities) EvaluatePolicy(ctx context.Context, in workflows.EvaluateInput) (chain.Decision, error) {
+	r, err := a.ReadScanReport(ctx, in.Registry, in.Report)
+	if err != nil {
+		return chain.Decision{}, registryError(ctx, "read scan report "+in.Report, err)
+	}
+	return in.Policy.Evaluate(r.Findings, in.Now), nil
+}
+
+// ApplyBlockAction does what a triggered blocking policy says to the run's
+// tags: nothing (block), delete them, or copy the image to the quarantine
+// repository under the same tags and then delete them.
+func (a *Activities) ApplyBlockAction(ctx context.Context, in workflows.BlockInput) (workflows.BlockResult, error) {
+	var res workflows.BlockResult
+	if in.Action == chain.ActionBackup {
+		if _, err := a.ReplicateImage(ctx, workflows.ReplicateInput{
+			Source: in.Registry, Destination: in.Registry, Repository: in.Repository, TargetRepository: in.BackupRepository,
+			Tag: in.Tags[0], Tags: in.Tags[1:], Digest: in.Digest, Overwrite: true,
+		}); err != nil {
+			return res, err
+		}
+		for _, t := range in.Tags {
+			res.BackedUp = append(res.BackedUp, in.BackupRepository+":"+t)
+		}
+	}
+	if in.Action == chain.ActionDeleteTag || in.Action == chain.ActionBackup {
+		opts, err := a.remoteOptions(ctx, in.Registry)
+		if err != nil {
+			return res, err
+		}
+		for _, t := range in.Tags {
+			ref, err := reference(in.Registry, in.Repository, t)
+			if err != nil {
+				return res, err
+			}
+			if err := remote.Delete(ref, opts...); err != nil && !isNotFound(err) {
+				return res, registryError(ctx, "delete blocked tag "+ref.String(), err)
+			}
+			res.Deleted = append(res.Deleted, in.Repository+":"+t)
+		}
+	}
+	return res, nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// ListTags lists a repository's tags.
+func (a *Activities) ListTags(ctx context.Context, in workflows.ListTagsInput) ([]string, error) {
+	opts, err := a.remoteOptions(ctx, in.Registry)
+	if err != nil {
+		return nil, err
+	}
+	var nopts []name.Option
+	if in.Registry.Insecure {
+		nopts = append(nopts, name.Insecure)
+	}
+	repo, err := name.NewRepository(in.Registry.Address+"/"+in.Repository, nopts...)
+	if err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrInvalidReference, nil)
+	}
+	tags, err := remote.List(repo, opts...)
+	return tags, registryError(ctx, "list tags of "+repo.String(), err)
+}

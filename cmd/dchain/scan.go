@@ -1,0 +1,280 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+
+	"github.com/dchain-dev/dchain/activities"
+	"github.com/dchain-dev/dchain/chain"
+	"github.com/dchain-dev/dchain/starter"
+	"github.com/dchain-dev/dchain/workflows"
+)
+
+func newScanCmd(g *globals) *cobra.Command {
+	var registry, output string
+	cmd := &cobra.Command{
+		Use:   "scan NAMESPACE/REPO:TAG",
+		Short: "Scan an image now (as a recorded workflow) and print the summary; -o json prints the full report",
+		Args:  cobra.ExactArgs(1),
+		RunE: g.withClient(func(cmd *cobra.Command, c client.Client, args []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			reg, repo, tag, err := g.scanTarget(registry, args[0])
+			if err != nil {
+				return err
+			}
+			id := fmt.Sprintf("scan:%s:%s:%d", repo, tag, time.Now().UnixNano())
+			run, err := c.ExecuteWorkflow(cmd.Context(), client.StartWorkflowOptions{ID: id, TaskQueue: g.taskQueue,
+				StaticSummary: "scan " + repo + ":" + tag + " in " + reg.Name},
+				workflows.WorkflowScanImage, workflows.ScanImageRequest{Registry: reg, Repository: repo, Tag: tag, TaskQueue: g.taskQueue})
+			if err != nil {
+				return err
+			}
+			var sum workflows.ScanSummary
+			if err := run.Get(cmd.Context(), &sum); err != nil {
+				return fmt.Errorf("scan %s: %w", id, err)
+			}
+			if output == "json" {
+				r, err := (&activities.Activities{}).ReadScanReport(cmd.Context(), reg, sum.Report)
+				if err != nil {
+					return err
+				}
+				return printJSON(os.Stdout, r)
+			}
+			fmt.Printf("Scan:     %s\n", id)
+			printScanSummary(sum)
+			return nil
+		}),
+	}
+	cmd.Flags().StringVar(&registry, "registry", "", "registry of the image (default: the first registry of the config)")
+	outputFlag(cmd, &output)
+	cmd.AddCommand(scanReportCmd(g), scanScheduleCmd(g))
+	return cmd
+}
+
+// scanTarget resolves --registry and NAMESPACE/REPO:TAG against the config.
+func (g *globals) scanTarget(registry, image string) (chain.Registry, string, string, error) {
+	cfg, err := chain.ReadConfig(g.config)
+	if err != nil {
+		return chain.Registry{}, "", "", err
+	}
+	if registry == "" {
+		registry = cfg.Registries[0].Name
+	}
+	reg, ok := cfg.Registry(registry)
+	if !ok {
+		return reg, "", "", fmt.Errorf("--registry %q is not in %s", registry, cfg.Path)
+	}
+	if image == "" {
+		return reg, "", "", nil
+	}
+	repo, tag, err := starter.ParseImage(image)
+	return reg, repo, tag, err
+}
+
+func printScanSummary(sum workflows.ScanSummary) {
+	db := sum.DB.Repository
+	if sum.DB.Demo {
+		db += " — DEMO DATA, not a real vulnerability feed"
+	}
+	if sum.DB.Server != "" {
+		db = "trivy server " + sum.DB.Server
+	}
+	fmt.Printf("Image:    %s\nDB:       %s\nReport:   %s\n", sum.Digest, db, sum.Report)
+	var parts []string
+	for _, s := range chain.Severities {
+		parts = append(parts, fmt.Sprintf("%s %d", s, sum.Counts[s]))
+	}
+	fmt.Printf("Findings: %d (%s)\n", sum.Total, strings.Join(parts, ", "))
+	if len(sum.New) > 0 {
+		fmt.Printf("New:      %s\n", strings.Join(sum.New, ", "))
+	}
+	if len(sum.Top) > 0 {
+		fmt.Println()
+		printFindings(sum.Top)
+	}
+}
+
+func printFindings(fs []chain.Finding) {
+	var rows [][]string
+	for _, f := range fs {
+		rows = append(rows, []string{f.Severity, f.ID, f.Package, f.InstalledVersion, orNone(f.FixedVersion), f.Platform, f.Title})
+	}
+	table(os.Stdout, "SEVERITY\tID\tPACKAGE\tINSTALLED\tFIXED IN\tPLATFORM\tTITLE", rows)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(no fix)"
+	}
+	return s
+}
+
+func scanReportCmd(g *globals) *cobra.Command {
+	var registry, output string
+	cmd := &cobra.Command{
+		Use:   "report NAMESPACE/REPO:TAG",
+		Short: "Print the newest scan report attached to an image (found through the registry's referrers)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			reg, repo, tag, err := g.scanTarget(registry, args[0])
+			if err != nil {
+				return err
+			}
+			a := &activities.Activities{}
+			info, err := a.ResolveImage(cmd.Context(), workflows.ResolveImageInput{Registry: reg, Image: workflows.ImageRef{Registry: reg.Name, Repository: repo, Tag: tag}})
+			if err != nil {
+				return err
+			}
+			ds, err := a.ScanReports(cmd.Context(), reg, repo, info.Digest)
+			if err != nil {
+				return err
+			}
+			if len(ds) == 0 {
+				return fmt.Errorf("%s:%s (%s) has no scan report; run `dchain scan %s`", repo, tag, info.Digest, args[0])
+			}
+			r, err := a.ReadScanReport(cmd.Context(), reg, reg.Address+"/"+repo+"@"+ds[0].Digest.String())
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(os.Stdout, r)
+			}
+			fmt.Printf("Image:    %s\nScanned:  %s (%d reports in all)\n", r.Image, r.ScannedAt.Local().Format(time.DateTime), len(ds))
+			if r.DB.Demo {
+				fmt.Println("DB:       DEMO DATA, not a real vulnerability feed")
+			}
+			fmt.Println()
+			printFindings(r.Findings)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&registry, "registry", "", "registry of the image (default: the first registry of the config)")
+	outputFlag(cmd, &output)
+	return cmd
+}
+
+func scanScheduleCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "schedule", Short: "Periodic re-scans of a repository's tags (Temporal Schedules)"}
+	var registry, repo, cron, id string
+	create := &cobra.Command{
+		Use:   "create --repository NAMESPACE/REPO --cron SPEC",
+		Short: "Re-scan every tag of a repository on a cron schedule; each run records new findings",
+		Args:  cobra.NoArgs,
+		RunE: g.withClient(func(cmd *cobra.Command, c client.Client, _ []string) error {
+			if repo == "" || cron == "" {
+				return errors.New("--repository and --cron are required")
+			}
+			reg, _, _, err := g.scanTarget(registry, "")
+			if err != nil {
+				return err
+			}
+			if id == "" {
+				id = "scan:" + reg.Name + ":" + repo
+			}
+			_, err = c.ScheduleClient().Create(cmd.Context(), client.ScheduleOptions{
+				ID:   id,
+				Spec: client.ScheduleSpec{CronExpressions: []string{cron}},
+				Action: &client.ScheduleWorkflowAction{
+					ID: id, Workflow: workflows.WorkflowScanRepository, TaskQueue: g.taskQueue,
+					Args: []any{workflows.ScanRepositoryRequest{Registry: reg, Repository: repo, TaskQueue: g.taskQueue}},
+				},
+			})
+			if err != nil {
+				return fmt.Errorf("create schedule %s: %w", id, err)
+			}
+			fmt.Printf("schedule %s: scans every tag of %s in %s on %q\n", id, repo, reg.Name, cron)
+			return nil
+		}),
+	}
+	create.Flags().StringVar(&registry, "registry", "", "registry of the repository (default: the first registry of the config)")
+	create.Flags().StringVar(&repo, "repository", "", "namespace/repository to re-scan")
+	create.Flags().StringVar(&cron, "cron", "", `cron spec, e.g. "0 3 * * *" (daily at 03:00 UTC)`)
+	create.Flags().StringVar(&id, "id", "", "schedule id (default scan:<registry>:<repository>)")
+	var output string
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List scan schedules",
+		Args:  cobra.NoArgs,
+		RunE: g.withClient(func(cmd *cobra.Command, c client.Client, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			rows, err := listSchedules(cmd.Context(), c)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(os.Stdout, rows)
+			}
+			var out [][]string
+			for _, r := range rows {
+				out = append(out, []string{r.ID, r.Spec, r.Next, fmt.Sprint(r.Paused)})
+			}
+			table(os.Stdout, "SCHEDULE\tSPEC\tNEXT RUN\tPAUSED", out)
+			return nil
+		}),
+	}
+	outputFlag(list, &output)
+	del := &cobra.Command{
+		Use:   "delete SCHEDULE-ID",
+		Short: "Delete a scan schedule",
+		Args:  cobra.ExactArgs(1),
+		RunE: g.withClient(func(cmd *cobra.Command, c client.Client, args []string) error {
+			if err := c.ScheduleClient().GetHandle(cmd.Context(), args[0]).Delete(cmd.Context()); err != nil {
+				return fmt.Errorf("delete schedule %s: %w", args[0], err)
+			}
+			fmt.Printf("deleted schedule %s\n", args[0])
+			return nil
+		}),
+	}
+	cmd.AddCommand(create, list, del)
+	return cmd
+}
+
+type scheduleRow struct {
+	ID     string `json:"id"`
+	Spec   string `json:"spec"`
+	Next   string `json:"nextRun"`
+	Paused bool   `json:"paused"`
+}
+
+// listSchedules lists the schedules of dchain's repository scans.
+func listSchedules(ctx context.Context, c client.Client) ([]scheduleRow, error) {
+	it, err := c.ScheduleClient().List(ctx, client.ScheduleListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	var rows []scheduleRow
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			return nil, err
+		}
+		if e.WorkflowType.Name != workflows.WorkflowScanRepository {
+			continue
+		}
+		r := scheduleRow{ID: e.ID, Paused: e.Paused}
+		if e.Spec != nil && len(e.Spec.CronExpressions) > 0 {
+			r.Spec = strings.Join(e.Spec.CronExpressions, "; ")
+		} else if e.Spec != nil && len(e.Spec.Calendars) > 0 {
+			r.Spec = fmt.Sprintf("%d calendar specs", len(e.Spec.Calendars))
+		}
+		if len(e.NextActionTimes) > 0 {
+			r.Next = e.NextActionTimes[0].Local().Format(time.DateTime)
+		}
+		rows = append(rows, r)
+	}
+	return rows, nil
+}
