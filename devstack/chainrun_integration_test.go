@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 	}
 	tp, _ := freePort("127.0.0.1")
 	stack, err = Start(context.Background(), Options{
-		DataDir: dir, TemporalPort: tp, Regions: regions, Worker: &worker.Options{Chains: true}, BuildKit: true,
+		DataDir: dir, TemporalPort: tp, Regions: regions, Worker: &worker.Options{Chains: true}, BuildKit: true, Scan: true,
 	})
 	if err != nil {
 		panic(err)

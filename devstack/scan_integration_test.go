@@ -1,0 +1,279 @@
+package devstack
+
+import (
+	"archive/tar"
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"go.temporal.io/sdk/client"
+
+	"github.com/dchain-dev/dchain/activities"
+	"github.com/dchain-dev/dchain/chain"
+	"github.com/dchain-dev/dchain/scanner"
+	"github.com/dchain-dev/dchain/workflows"
+)
+
+// vulnerableImage is an Alpine-style image (apk database with openssl and
+// busybox) with two npm packages, all with advisories in the demo DB.
+func vulnerableImage(t *testing.T) v1.Image {
+	t.Helper()
+	apk := "P:openssl\nV:3.1.0-r0\nA:x86_64\no:openssl\n\nP:busybox\nV:1.36.1-r2\nA:x86_64\no:busybox\n\n"
+	files := map[string][]byte{
+		"etc/alpine-release":                   []byte("3.18.4\n"),
+		"etc/os-release":                       []byte("NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.18.4\n"),
+		"lib/apk/db/installed":                 []byte(apk),
+		"app/node_modules/lodash/package.json": []byte(`{"name":"lodash","version":"4.17.11"}`),
+		"app/node_modules/qs/package.json":     []byte(`{"name":"qs","version":"6.10.1"}`),
+	}
+	var hs []*tar.Header
+	for _, d := range []string{"etc/", "lib/", "lib/apk/", "lib/apk/db/", "app/", "app/node_modules/", "app/node_modules/lodash/", "app/node_modules/qs/"} {
+		hs = append(hs, &tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: 0o755})
+	}
+	for _, f := range slices.Sorted(mapsKeys(files)) {
+		hs = append(hs, &tar.Header{Typeflag: tar.TypeReg, Name: f, Mode: 0o644})
+	}
+	layer, err := tarLayer(hs, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, _ := img.ConfigFile()
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func mapsKeys(m map[string][]byte) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func pushVulnerable(t *testing.T, repo, tag string) string {
+	t.Helper()
+	img := vulnerableImage(t)
+	ref, _ := name.ParseReference(stack.Endpoints.Registries["src"]+"/"+repo+":"+tag, name.Insecure)
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := img.Digest()
+	return d.String()
+}
+
+// want are the demo DB's findings in vulnerableImage.
+var want = map[string]string{
+	"CVE-2019-10744": "CRITICAL", "CVE-2020-8203": "HIGH", "CVE-2021-23337": "HIGH", "CVE-2022-24999": "HIGH",
+	"CVE-2023-5678": "MEDIUM", "CVE-2023-42363": "MEDIUM", "CVE-2023-6129": "LOW",
+}
+
+func TestScanFindsKnownVulnerabilities(t *testing.T) {
+	digest := pushVulnerable(t, "scan/vuln", "v1")
+	src, _ := testChainRegistry("src")
+	ctx := context.Background()
+	run, err := stack.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "it-scan-" + digest[7:19], TaskQueue: workflows.DefaultTaskQueue},
+		workflows.WorkflowScanImage, workflows.ScanImageRequest{Registry: src, Repository: "scan/vuln", Tag: "v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum workflows.ScanSummary
+	if err := run.Get(ctx, &sum); err != nil {
+		t.Fatal(err)
+	}
+	if sum.Digest != digest || !sum.DB.Demo || sum.Total != len(want) {
+		t.Fatalf("summary %+v", sum)
+	}
+	for sev, n := range map[string]int{"CRITICAL": 1, "HIGH": 3, "MEDIUM": 2, "LOW": 1, "UNKNOWN": 0} {
+		if sum.Counts[sev] != n {
+			t.Errorf("%s: %d, want %d", sev, sum.Counts[sev], n)
+		}
+	}
+	a := &activities.Activities{}
+	report, err := a.ReadScanReport(ctx, src, sum.Report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, f := range report.Findings {
+		got[f.ID] = f.Severity
+		if f.ID == "CVE-2023-5678" && (f.Package != "openssl" || f.InstalledVersion != "3.1.0-r0" || f.FixedVersion != "3.1.4-r1") {
+			t.Errorf("openssl finding %+v", f)
+		}
+		if f.ID == "CVE-2019-10744" && (f.Package != "lodash" || f.InstalledVersion != "4.17.11" || f.FixedVersion == "") {
+			t.Errorf("lodash finding %+v", f)
+		}
+	}
+	for id, sev := range want {
+		if got[id] != sev {
+			t.Errorf("%s: %q, want %s", id, got[id], sev)
+		}
+	}
+
+	// The report is a referrer of the image, found through the referrers API
+	// (distribution serves it through the OCI 1.1 tag-schema fallback).
+	ref, _ := name.NewDigest(stack.Endpoints.Registries["src"]+"/scan/vuln@"+digest, name.Insecure)
+	idx, err := remote.Referrers(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := idx.IndexManifest()
+	found := false
+	for _, d := range m.Manifests {
+		found = found || (d.ArtifactType == activities.ScanReportArtifactType && strings.HasSuffix(sum.Report, d.Digest.String()))
+	}
+	if !found {
+		t.Fatalf("the report %s is not among the image's referrers %+v", sum.Report, m.Manifests)
+	}
+}
+
+func testChainRegistry(n string) (chain.Registry, bool) {
+	l, _ := testChain("x", "x/y")
+	return l.Config.Registry(n)
+}
+
+// scanChain is testChain with a scan section.
+func scanChain(name, repo string, s chain.Scan) *chain.Loaded {
+	l, ch := testChain(name, repo)
+	ch.Scan = &s
+	l.Chains[0] = ch
+	return l
+}
+
+var critical = []chain.Condition{{Severity: "CRITICAL", Count: 1}}
+
+func tagStatus(t *testing.T, registry, repo, tag string) (string, bool) {
+	t.Helper()
+	ref, _ := name.ParseReference(stack.Endpoints.Registries[registry]+"/"+repo+":"+tag, name.Insecure)
+	d, err := remote.Head(ref)
+	if err != nil {
+		return "", false
+	}
+	return d.Digest.String(), true
+}
+
+func assertNoDeliveries(t *testing.T, chainName string) {
+	t.Helper()
+	for _, d := range stack.Receiver.Deliveries() {
+		if strings.HasPrefix(d.Path, "/"+chainName+"/") {
+			t.Fatalf("trigger receiver got %s for a blocked run", d.Path)
+		}
+	}
+}
+
+func TestBlockedRunDeletesTheTagAndReachesNoOne(t *testing.T) {
+	pushVulnerable(t, "scan/blocked", "v1")
+	l := scanChain("it-block", "scan/blocked", chain.Scan{Conditions: critical, Action: chain.ActionDeleteTag})
+	st := waitRun(t, startRun(t, l, "scan/blocked:v1").WorkflowID, 2*time.Minute)
+	if st.Outcome != workflows.OutcomeBlocked || st.Decision == nil || !st.Decision.Blocked {
+		t.Fatalf("outcome %s: %s", st.Outcome, st.Message)
+	}
+	if _, ok := tagStatus(t, "src", "scan/blocked", "v1"); ok {
+		t.Fatal("the blocked tag is still in the source registry")
+	}
+	for _, reg := range []string{"eu", "us"} {
+		if _, ok := tagStatus(t, reg, "scan/blocked", "v1"); ok {
+			t.Fatalf("destination %s got the blocked image", reg)
+		}
+	}
+	assertNoDeliveries(t, "it-block")
+}
+
+func TestBlockAndBackupQuarantines(t *testing.T) {
+	digest := pushVulnerable(t, "scan/backup", "v1")
+	l := scanChain("it-backup", "scan/backup", chain.Scan{Conditions: critical, Action: chain.ActionBackup, Backup: &chain.Backup{Repository: "quarantine/backup"}})
+	st := waitRun(t, startRun(t, l, "scan/backup:v1").WorkflowID, 2*time.Minute)
+	if st.Outcome != workflows.OutcomeBlocked || st.Block == nil || len(st.Block.BackedUp) != 1 {
+		t.Fatalf("outcome %s, block %+v: %s", st.Outcome, st.Block, st.Message)
+	}
+	if d, ok := tagStatus(t, "src", "quarantine/backup", "v1"); !ok || d != digest {
+		t.Fatalf("quarantine copy: %s %v", d, ok)
+	}
+	if _, ok := tagStatus(t, "src", "scan/backup", "v1"); ok {
+		t.Fatal("the original tag was not deleted after the backup")
+	}
+	if _, ok := tagStatus(t, "eu", "scan/backup", "v1"); ok {
+		t.Fatal("destination got the blocked image")
+	}
+	assertNoDeliveries(t, "it-backup")
+}
+
+func TestNonBlockingPolicyReplicates(t *testing.T) {
+	digest := pushVulnerable(t, "scan/nonblocking", "v1")
+	l := scanChain("it-nonblocking", "scan/nonblocking", chain.Scan{Mode: chain.ModeNonBlocking, Conditions: critical, Action: chain.ActionDeleteTag})
+	st := waitRun(t, startRun(t, l, "scan/nonblocking:v1").WorkflowID, 2*time.Minute)
+	if st.Outcome != workflows.OutcomeSucceeded || st.Scan == nil || st.Scan.Counts["CRITICAL"] != 1 || st.Decision.Blocked || !st.Decision.Triggered {
+		t.Fatalf("outcome %s, scan %+v, decision %+v", st.Outcome, st.Scan, st.Decision)
+	}
+	for _, reg := range []string{"src", "eu", "us"} {
+		if d, ok := tagStatus(t, reg, "scan/nonblocking", "v1"); !ok || d != digest {
+			t.Fatalf("%s: %s %v", reg, d, ok)
+		}
+	}
+	if v := searchAttrInt(t, st, "DchainCritical"); v != 1 {
+		t.Fatalf("DchainCritical = %d", v)
+	}
+}
+
+func searchAttrInt(t *testing.T, st workflows.RunStatus, key string) int64 {
+	t.Helper()
+	id := workflows.WorkflowID(st.Chain, st.Image)
+	desc, err := stack.Client.DescribeWorkflowExecution(context.Background(), id, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v int64
+	if p, ok := desc.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields()[key]; ok {
+		if err := jsonPayload(p.GetData(), &v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return v
+}
+
+func TestFreshScannerDownloadsTheDB(t *testing.T) {
+	digest := pushVulnerable(t, "scan/fresh", "v1")
+	s, err := scanner.New(context.Background(), scanner.Options{
+		CacheDir: filepath.Join(t.TempDir(), "trivy"), DBRepository: stack.Endpoints.TrivyDB, InsecureDB: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := s.DB()
+	if !db.Demo || db.DownloadedAt.IsZero() || db.Repository != stack.Endpoints.TrivyDB {
+		t.Fatalf("DB %+v", db)
+	}
+	fs, err := s.Scan(context.Background(), stack.Endpoints.Registries["src"]+"/scan/fresh@"+digest, "", "", "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, f := range fs {
+		ids[f.ID] = true
+	}
+	if !ids["CVE-2019-10744"] || !ids["CVE-2023-5678"] {
+		t.Fatalf("findings %v", ids)
+	}
+}
+
+func jsonPayload(b []byte, v any) error { return json.Unmarshal(b, v) }
