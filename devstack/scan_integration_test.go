@@ -212,6 +212,10 @@ func TestBlockAndBackupQuarantines(t *testing.T) {
 	if _, ok := tagStatus(t, "src", "scan/backup", "v1"); ok {
 		t.Fatal("the original tag was not deleted after the backup")
 	}
+	src, _ := testChainRegistry("src")
+	if reports, err := (&activities.Activities{}).ScanReports(context.Background(), src, "quarantine/backup", digest); err != nil || len(reports) != 1 {
+		t.Fatalf("the quarantined image's scan report: %v %v", reports, err)
+	}
 	if _, ok := tagStatus(t, "eu", "scan/backup", "v1"); ok {
 		t.Fatal("destination got the blocked image")
 	}

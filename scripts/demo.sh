@@ -47,6 +47,20 @@ done
 echo "== trigger deliveries the receiver got (last two)"
 curl -sf http://127.0.0.1:8089/deliveries | grep -o "\"path\":\"[^\"]*\",\"contentType\":\"[^\"]*\"[^}]*\"signatureValid\":[a-z]*" | sed 's/^/  /' | tail -2
 
+echo "== a push to branch release-v2, which vendors lodash 4.17.11 (critical in the demo DB): built, scanned, BLOCKED"
+set +e
+$DCHAIN run start --chain demo --ref refs/heads/release-v2 --as-push --rerun --watch
+code=$?
+set -e
+[ "$code" = 4 ] || { echo "expected the vulnerable image to be blocked (exit 4), got exit $code"; exit 1; }
+for r in "5001 demo/app" "5001 quarantine/app" "5002 demo/app" "5003 demo/app"; do
+  set -- $r
+  c=$(curl -s -o /dev/null -w '%{http_code}' -H 'Accept: application/vnd.oci.image.index.v1+json' "http://127.0.0.1:$1/v2/$2/manifests/v2")
+  printf '  127.0.0.1:%s/%s:v2 → HTTP %s\n' "$1" "$2" "$c"
+done
+echo "== the scan report attached to the quarantined image (dchain scan report)"
+$DCHAIN scan report quarantine/app:v2 | head -8
+
 echo "== an image pushed from elsewhere (no build): demo/app:$TAG"
 $DCHAIN dev seed --data-dir "$DATA_DIR" --image "demo/app:$TAG"
 $DCHAIN run start --chain demo --image "demo/app:$TAG" --watch | tail -8
