@@ -81,8 +81,13 @@ func (a *Activities) ScanImage(ctx context.Context, in workflows.ScanInput) (wor
 	}
 	report.Counts = chain.Scan{}.Evaluate(report.Findings, time.Now()).Counts
 	report.ScannedAt = time.Now().UTC()
-	if prev, err := a.latestReport(ctx, in.Registry, in.Repository, in.Digest); err == nil && prev != nil {
-		report.New = newIDs(prev.Findings, report.Findings)
+	// New: what no earlier report of this image had (everything, the first time).
+	if prev, err := a.latestReport(ctx, in.Registry, in.Repository, in.Digest); err == nil {
+		var before []chain.Finding
+		if prev != nil {
+			before = prev.Findings
+		}
+		report.New = newIDs(before, report.Findings)
 	}
 	reportRef, err := a.pushReport(ctx, in.Registry, in.Repository, desc.Descriptor, report)
 	if err != nil {

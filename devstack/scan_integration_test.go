@@ -281,3 +281,67 @@ func TestFreshScannerDownloadsTheDB(t *testing.T) {
 }
 
 func jsonPayload(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func TestScheduledRepositoryScanRecordsNewFindings(t *testing.T) {
+	digest := pushVulnerable(t, "scan/periodic", "v1")
+	pushVulnerable(t, "scan/periodic", "v1-again") // same digest, second tag
+	if _, err := PushSample(context.Background(), stack.Endpoints.Registries["src"], "scan/periodic", "clean"); err != nil {
+		t.Fatal(err)
+	}
+	src, _ := testChainRegistry("src")
+	ctx := context.Background()
+	id := "it-schedule-periodic"
+	h, err := stack.Client.ScheduleClient().Create(ctx, client.ScheduleOptions{
+		ID: id, Spec: client.ScheduleSpec{CronExpressions: []string{"0 3 * * *"}}, Paused: true,
+		Action: &client.ScheduleWorkflowAction{ID: id, Workflow: workflows.WorkflowScanRepository, TaskQueue: workflows.DefaultTaskQueue,
+			Args: []any{workflows.ScanRepositoryRequest{Registry: src, Repository: "scan/periodic"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Delete(ctx)
+	scanOnce := func() workflows.RepositoryScan {
+		t.Helper()
+		before := time.Now()
+		if err := h.Trigger(ctx, client.ScheduleTriggerOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// The schedule starts "<id>-<time>"; find the newest run and wait for it.
+		deadline := time.Now().Add(time.Minute)
+		for {
+			d, err := h.Describe(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range d.Info.RecentActions {
+				if !a.ActualTime.Before(before.Add(-time.Second)) && a.StartWorkflowResult != nil {
+					var res workflows.RepositoryScan
+					if err := stack.Client.GetWorkflow(ctx, a.StartWorkflowResult.WorkflowID, a.StartWorkflowResult.FirstExecutionRunID).Get(ctx, &res); err != nil {
+						t.Fatal(err)
+					}
+					return res
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the schedule did not start a scan")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	first := scanOnce()
+	if len(first.Tags) != 3 {
+		t.Fatalf("tags scanned: %+v", first.Tags)
+	}
+	for _, ts := range first.Tags {
+		if ts.Tag != "clean" && (ts.Summary.Digest != digest || ts.Summary.Counts["CRITICAL"] != 1) {
+			t.Errorf("tag %s: %+v", ts.Tag, ts.Summary)
+		}
+	}
+	if !slices.Contains(first.New, "CVE-2019-10744") {
+		t.Fatalf("first scan: new %v", first.New)
+	}
+	time.Sleep(1100 * time.Millisecond) // report timestamps are per second
+	if second := scanOnce(); len(second.New) != 0 {
+		t.Fatalf("second scan found new findings on unchanged images: %v", second.New)
+	}
+}
