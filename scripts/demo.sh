@@ -59,7 +59,7 @@ for r in "5001 demo/app" "5001 quarantine/app" "5002 demo/app" "5003 demo/app"; 
   printf '  127.0.0.1:%s/%s:v2 → HTTP %s\n' "$1" "$2" "$c"
 done
 echo "== the scan report attached to the quarantined image (dchain scan report)"
-$DCHAIN scan report quarantine/app:v2 | head -8
+$DCHAIN scan report quarantine/app:v2
 
 echo "== an image pushed from elsewhere (no build): demo/app:$TAG"
 $DCHAIN dev seed --data-dir "$DATA_DIR" --image "demo/app:$TAG"
