@@ -32,7 +32,7 @@ start=$(date +%s.%N)
 $DCHAIN run start --chain demo --ref refs/heads/release-v1 --as-push --rerun --watch
 end=$(date +%s.%N)
 echo "build run took $(awk "BEGIN{print $end-$start}") s (wall, watch polls once a second)"
-run=$($DCHAIN run list --chain demo --limit 1 -o json | grep -o '"workflowId": "[^"]*"' | head -1 | cut -d'"' -f4)
+run=$($DCHAIN run list --chain demo --limit 1 -o json | grep -o '"workflowId": "[^"]*"' | cut -d'"' -f4)
 
 echo "== build log (dchain run logs $run), last lines"
 $DCHAIN run logs "$run" | tail -6
