@@ -54,7 +54,16 @@ func Load(path string) (*Loaded, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Loaded{Config: cfg, Chains: chains}, nil
+	l := &Loaded{Config: cfg, Chains: chains}
+	var ps Problems
+	for i, src := range cfg.Sources {
+		for j, name := range src.Chains {
+			if _, err := l.Chain(name); err != nil {
+				ps = append(ps, Problem{File: cfg.Path, Field: fmt.Sprintf("sources[%d].chains[%d]", i, j), Message: fmt.Sprintf("unknown chain %q", name)})
+			}
+		}
+	}
+	return l, ps.errOrNil()
 }
 
 // ReadConfig reads and validates the config file (registries, globs, retry).
@@ -74,7 +83,7 @@ func ReadConfig(path string) (*Config, error) {
 		return nil, yamlProblems(path, err).errOrNil()
 	}
 	cfg.Path = path
-	v := validator{file: path, lines: indexLines(&node)}
+	v := validator{file: path, lines: indexLines(&node), cfg: &cfg}
 	v.config(&cfg)
 	return &cfg, v.problems.errOrNil()
 }

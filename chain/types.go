@@ -8,6 +8,10 @@ type Config struct {
 	Chains []string `yaml:"chains" json:"chains,omitempty"`
 	// Retry tunes how long transient failures are retried.
 	Retry RetrySettings `yaml:"retry" json:"retry"`
+	// Sources are the webhook senders `dchain api` accepts, at /webhooks/<name>.
+	Sources []Source `yaml:"sources" json:"sources,omitempty"`
+	// API configures `dchain api`.
+	API API `yaml:"api" json:"api"`
 
 	// Path is the file the config was read from.
 	Path string `yaml:"-" json:"-"`
@@ -125,4 +129,36 @@ const (
 	MaxTriggers         = 20
 	MaxTriggerTags      = 10
 	MaxExcludes         = 100
+)
+
+// Source is a webhook sender: a Git host or a registry.
+type Source struct {
+	Name string `yaml:"name" json:"name"`
+	// Provider is github, gitlab, gitee, bitbucket (Git pushes), distribution
+	// or harbor (image pushes).
+	Provider string `yaml:"provider" json:"provider"`
+	// Secret verifies deliveries (HMAC key, token or auth header, per provider).
+	Secret SecretRef `yaml:"secret" json:"secret,omitempty"`
+	// Registry is the registry an image-push source reports on.
+	Registry string `yaml:"registry" json:"registry,omitempty"`
+	// Chains limits the chains the source may start (default: every chain whose source or scope matches).
+	Chains []string `yaml:"chains" json:"chains,omitempty"`
+}
+
+// API configures the HTTP API and webhook receiver.
+type API struct {
+	// Listen is host:port (default 127.0.0.1:8080).
+	Listen string `yaml:"listen" json:"listen,omitempty"`
+	// Token guards /api/v1 (a bearer token); webhooks use their sources' secrets.
+	Token SecretRef `yaml:"token" json:"token,omitempty"`
+	// MaxBodyBytes limits a request body (default 1 MiB).
+	MaxBodyBytes int64 `yaml:"maxBodyBytes" json:"maxBodyBytes,omitempty"`
+	// UIURL is the Temporal Web UI, for links to runs (default http://127.0.0.1:8233).
+	UIURL string `yaml:"uiURL" json:"uiURL,omitempty"`
+}
+
+// Providers of webhook sources.
+var (
+	GitProviders      = []string{"github", "gitlab", "gitee", "bitbucket"}
+	RegistryProviders = []string{"distribution", "harbor"}
 )

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 )
 
@@ -106,6 +107,32 @@ func (v *validator) config(c *Config) {
 	}
 	if len(c.Registries) == 0 {
 		v.add("registries", "at least one registry is required")
+	}
+	seen = map[string]string{}
+	for i, src := range c.Sources {
+		f := "sources[" + strconv.Itoa(i) + "]"
+		v.name(f+".name", src.Name)
+		v.unique(seen, f+".name", src.Name)
+		switch {
+		case slices.Contains(GitProviders, src.Provider):
+			if src.Registry != "" {
+				v.add(f+".registry", "only applies to image-push providers (%v)", RegistryProviders)
+			}
+		case slices.Contains(RegistryProviders, src.Provider):
+			v.registry(f+".registry", src.Registry)
+		case src.Provider == "":
+			v.add(f+".provider", "is required: one of %v or %v", GitProviders, RegistryProviders)
+		default:
+			v.add(f+".provider", "%q is not a provider; use one of %v or %v", src.Provider, GitProviders, RegistryProviders)
+		}
+		if src.Secret == "" {
+			v.add(f+".secret", "is required: deliveries are verified with it (a reference env:NAME or file:PATH)")
+		}
+		v.secret(f+".secret", src.Secret)
+	}
+	v.secret("api.token", c.API.Token)
+	if c.API.MaxBodyBytes < 0 {
+		v.add("api.maxBodyBytes", "must be positive")
 	}
 }
 

@@ -36,7 +36,9 @@ type ImageRequest struct {
 	// Repository is "namespace/name" inside the source registry.
 	Repository string
 	Tag        string
-	Cause      workflows.Cause
+	// Digest, when known (a registry notification), is used instead of resolving the tag.
+	Digest string
+	Cause  workflows.Cause
 	// Rerun starts a new run even when one for the same event has ended.
 	Rerun bool
 }
@@ -75,7 +77,7 @@ func (s *Starter) StartImage(ctx context.Context, req ImageRequest) (Started, er
 		return Started{}, fmt.Errorf("chain %s does not cover repository %s (scope: %s)", ch.Name, req.Repository, describeScope(ch.Scope))
 	}
 	src, _ := s.Config.Config.Registry(ch.Scope.Registry)
-	img := workflows.ImageRef{Registry: src.Name, Repository: req.Repository, Tag: req.Tag}
+	img := workflows.ImageRef{Registry: src.Name, Repository: req.Repository, Tag: req.Tag, Digest: req.Digest}
 	info, err := s.activities().ResolveImage(ctx, workflows.ResolveImageInput{Registry: src, Image: img})
 	if err != nil {
 		return Started{}, err

@@ -18,7 +18,7 @@ import (
 func newDevCmd(g *globals) *cobra.Command {
 	o := devstack.Options{}
 	var regions []string
-	var noUI, noBuildKit, noScan bool
+	var noUI, noBuildKit, noScan, noAPI bool
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the whole stack in one process: Temporal + Web UI, regional registries, trigger receiver, worker",
@@ -36,11 +36,28 @@ func newDevCmd(g *globals) *cobra.Command {
 			o.BuildKit, o.Scan = !noBuildKit, !noScan
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			for k, v := range devSecrets {
+				if os.Getenv(k) == "" {
+					os.Setenv(k, v)
+				}
+			}
 			s, err := devstack.Start(ctx, o)
 			if err != nil {
 				return err
 			}
 			printEndpoints(s.Endpoints, g.config)
+			if !noAPI {
+				l, err := g.load()
+				if err != nil {
+					s.Stop()
+					return fmt.Errorf("the API needs the config: %w (or pass --no-api)", err)
+				}
+				go func() {
+					if err := serveAPI(ctx, s.Client, l, g, ""); err != nil {
+						fmt.Fprintln(os.Stderr, "api:", err)
+					}
+				}()
+			}
 			<-ctx.Done()
 			fmt.Println("\nshutting down…")
 			s.Stop()
@@ -54,10 +71,18 @@ func newDevCmd(g *globals) *cobra.Command {
 	f.BoolVar(&noUI, "headless", false, "do not serve the Web UI")
 	f.BoolVar(&noBuildKit, "no-buildkit", false, "do not start buildkitd (chains with a build section cannot run)")
 	f.BoolVar(&noScan, "no-scan", false, "no Trivy scanner (chains with a scan section cannot run)")
+	f.BoolVar(&noAPI, "no-api", false, "do not serve the webhook receiver and HTTP API")
 	f.IntVar(&o.ReceiverPort, "receiver-port", devstack.DefaultReceiverPort, "trigger receiver port")
 	f.StringSliceVar(&regions, "region", nil, "a regional registry as NAME=PORT (repeatable; default hangzhou=5001,frankfurt=5002,virginia=5003)")
 	cmd.AddCommand(newDevSeedCmd())
 	return cmd
+}
+
+// devSecrets are the dev stack's default secrets, set when the environment has none.
+var devSecrets = map[string]string{
+	"DCHAIN_API_TOKEN":            "dchain-dev-token",
+	"DCHAIN_DEMO_WEBHOOK_SECRET":  "dchain-dev-webhook-secret",
+	"DCHAIN_DEMO_REGISTRY_SECRET": "dchain-dev-registry-secret",
 }
 
 func parseRegions(specs []string) ([]devstack.Region, error) {

@@ -12,14 +12,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/dchain-dev/dchain/activities"
 	"github.com/dchain-dev/dchain/chain"
+	"github.com/dchain-dev/dchain/runs"
 	"github.com/dchain-dev/dchain/starter"
 	"github.com/dchain-dev/dchain/workflows"
 )
@@ -134,19 +131,15 @@ func runListCmd(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			q := listQuery(map[string]string{
-				workflows.AttrChain.GetName(): chainName, workflows.AttrOutcome.GetName(): outcome,
-				workflows.AttrRepository.GetName(): repo, workflows.AttrTag.GetName(): tag,
-			})
-			runs, err := listRuns(cmd.Context(), c, q, limit)
+			list, err := runs.List(cmd.Context(), c, runs.Filter{Chain: chainName, Outcome: outcome, Repository: repo, Tag: tag, Limit: limit})
 			if err != nil {
 				return err
 			}
 			if output == "json" {
-				return printJSON(os.Stdout, runs)
+				return printJSON(os.Stdout, list)
 			}
 			var rows [][]string
-			for _, r := range runs {
+			for _, r := range list {
 				rows = append(rows, []string{r.WorkflowID, r.Chain, r.Repository + ":" + r.Tag, r.Outcome, r.Stage, r.Started.Local().Format(time.DateTime)})
 			}
 			table(os.Stdout, "RUN\tCHAIN\tIMAGE\tOUTCOME\tSTAGE\tSTARTED", rows)
@@ -162,61 +155,6 @@ func runListCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// runRow is one line of `run list`.
-type runRow struct {
-	WorkflowID string    `json:"workflowId"`
-	RunID      string    `json:"runId"`
-	Chain      string    `json:"chain"`
-	Repository string    `json:"repository"`
-	Tag        string    `json:"tag"`
-	Stage      string    `json:"stage"`
-	Outcome    string    `json:"outcome"`
-	Status     string    `json:"status"`
-	Started    time.Time `json:"started"`
-}
-
-// listQuery is the visibility query for ChainRun workflows with the given
-// keyword attributes (empty values are left out).
-func listQuery(attrs map[string]string) string {
-	parts := []string{"WorkflowType = 'ChainRun'"}
-	for _, k := range []string{workflows.AttrChain.GetName(), workflows.AttrOutcome.GetName(), workflows.AttrRepository.GetName(), workflows.AttrTag.GetName()} {
-		if v := attrs[k]; v != "" {
-			parts = append(parts, fmt.Sprintf("%s = '%s'", k, strings.ReplaceAll(v, "'", "\\'")))
-		}
-	}
-	return strings.Join(parts, " AND ")
-}
-
-func listRuns(ctx context.Context, c client.Client, query string, limit int) ([]runRow, error) {
-	var rows []runRow
-	var token []byte
-	for len(rows) < limit {
-		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, PageSize: int32(min(limit, 100)), NextPageToken: token})
-		if err != nil {
-			return nil, fmt.Errorf("list runs (%s): %w", query, err)
-		}
-		for _, e := range resp.Executions {
-			fields := e.GetSearchAttributes().GetIndexedFields()
-			get := func(k temporal.SearchAttributeKeyKeyword) string {
-				var v string
-				if p, ok := fields[k.GetName()]; ok {
-					_ = converter.GetDefaultDataConverter().FromPayload(p, &v)
-				}
-				return v
-			}
-			rows = append(rows, runRow{
-				WorkflowID: e.GetExecution().GetWorkflowId(), RunID: e.GetExecution().GetRunId(),
-				Chain: get(workflows.AttrChain), Repository: get(workflows.AttrRepository), Tag: get(workflows.AttrTag),
-				Stage: get(workflows.AttrStage), Outcome: get(workflows.AttrOutcome), Status: e.GetStatus().String(), Started: e.GetStartTime().AsTime(),
-			})
-		}
-		if token = resp.NextPageToken; len(token) == 0 {
-			break
-		}
-	}
-	return rows[:min(len(rows), limit)], nil
-}
-
 func runShowCmd(g *globals) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
@@ -227,7 +165,7 @@ func runShowCmd(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			st, err := runStatus(cmd.Context(), c, args[0])
+			st, err := runs.Status(cmd.Context(), c, args[0])
 			if err != nil {
 				return err
 			}
@@ -251,35 +189,6 @@ func runWatchCmd(g *globals) *cobra.Command {
 			return watchRun(cmd.Context(), c, args[0])
 		}),
 	}
-}
-
-// runStatus asks the run for its live status; for a run whose workers are
-// gone it reads the status from the run's result or failure details.
-func runStatus(ctx context.Context, c client.Client, id string) (workflows.RunStatus, error) {
-	var st workflows.RunStatus
-	v, qerr := c.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
-	if qerr == nil {
-		return st, v.Get(&st)
-	}
-	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
-	if err != nil {
-		return st, fmt.Errorf("run %s: %w", id, err)
-	}
-	if desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-		return st, fmt.Errorf("run %s is running but did not answer its status query (is a worker running?): %w", id, qerr)
-	}
-	err = c.GetWorkflow(ctx, id, "").Get(ctx, &st)
-	var app *temporal.ApplicationError
-	var canceled *temporal.CanceledError
-	switch {
-	case err == nil:
-		return st, nil
-	case errors.As(err, &app) && app.HasDetails():
-		return st, app.Details(&st)
-	case errors.As(err, &canceled) && canceled.HasDetails():
-		return st, canceled.Details(&st)
-	}
-	return st, fmt.Errorf("run %s: %w", id, err)
 }
 
 func printStatus(id string, st workflows.RunStatus) {
@@ -366,7 +275,7 @@ func printStatus(id string, st workflows.RunStatus) {
 func watchRun(ctx context.Context, c client.Client, id string) error {
 	seen := map[string]string{}
 	for {
-		st, err := runStatus(ctx, c, id)
+		st, err := runs.Status(ctx, c, id)
 		if err != nil {
 			return err
 		}
@@ -411,7 +320,7 @@ func runLogsCmd(g *globals) *cobra.Command {
 		Short: "Print the build log of a run (BuildKit's steps and output), kept as an artifact in the source registry",
 		Args:  cobra.ExactArgs(1),
 		RunE: g.withClient(func(cmd *cobra.Command, c client.Client, args []string) error {
-			st, err := runStatus(cmd.Context(), c, args[0])
+			st, err := runs.Status(cmd.Context(), c, args[0])
 			if err != nil {
 				return err
 			}

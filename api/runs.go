@@ -1,0 +1,135 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"go.temporal.io/api/serviceerror"
+
+	"github.com/dchain-dev/dchain/runs"
+	"github.com/dchain-dev/dchain/starter"
+	"github.com/dchain-dev/dchain/workflows"
+)
+
+func (s *Server) listChains(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]any{"chains": s.Config.Chains})
+}
+
+// StartRequest starts a run: an image in the chain's source registry, or a
+// build of a ref (as a person: push-only rules refuse unless asPush).
+type StartRequest struct {
+	Chain  string `json:"chain"`
+	Image  string `json:"image,omitempty"`
+	Ref    string `json:"ref,omitempty"`
+	Commit string `json:"commit,omitempty"`
+	AsPush bool   `json:"asPush,omitempty"`
+	Rerun  bool   `json:"rerun,omitempty"`
+}
+
+func (s *Server) startRun(c echo.Context) error {
+	body, err := s.readBody(c)
+	if errors.Is(err, errTooLarge) {
+		return apiError(c, http.StatusRequestEntityTooLarge, "too_large", "the body is larger than %d bytes", s.MaxBody)
+	}
+	var req StartRequest
+	if err == nil {
+		err = jsonStrict(body, &req)
+	}
+	if err != nil {
+		return apiError(c, http.StatusBadRequest, "bad_request", "%v", err)
+	}
+	if req.Chain == "" || (req.Image == "") == (req.Ref == "") {
+		return apiError(c, http.StatusBadRequest, "bad_request", "chain and exactly one of image or ref are required")
+	}
+	if _, err := s.Config.Chain(req.Chain); err != nil {
+		return apiError(c, http.StatusNotFound, "unknown_chain", "%v", err)
+	}
+	ctx := c.Request().Context()
+	cause := workflows.Cause{Kind: "api", Actor: "api", At: time.Now().UTC()}
+	var started []starter.Started
+	if req.Image != "" {
+		repo, tag, perr := starter.ParseImage(req.Image)
+		if perr != nil {
+			return apiError(c, http.StatusBadRequest, "bad_request", "image: %v", perr)
+		}
+		var st starter.Started
+		st, err = s.Starter.StartImage(ctx, starter.ImageRequest{Chain: req.Chain, Repository: repo, Tag: tag, Cause: cause, Rerun: req.Rerun})
+		started = append(started, st)
+	} else {
+		started, err = s.Starter.StartPush(ctx, starter.PushRequest{Chain: req.Chain, Ref: req.Ref, Commit: req.Commit, At: cause.At,
+			Pusher: "api", Manual: !req.AsPush, Cause: cause, Rerun: req.Rerun})
+	}
+	if err != nil {
+		if errors.Is(starterUnavailable(err), starter.ErrUnavailable) {
+			return apiError(c, http.StatusServiceUnavailable, "temporal_unavailable", "%v", err)
+		}
+		return apiError(c, http.StatusUnprocessableEntity, "not_started", "%v", err)
+	}
+	ans := WebhookAnswer{Runs: []RunLink{}}
+	n := 0
+	for _, r := range started {
+		ans.Runs = append(ans.Runs, RunLink{WorkflowID: r.WorkflowID, RunID: r.RunID, Existing: r.Existing, UI: s.runLink(r.WorkflowID)})
+		if !r.Existing {
+			n++
+		}
+	}
+	s.metrics.runs.WithLabelValues("api").Add(float64(n))
+	if n > 0 {
+		return c.JSON(http.StatusAccepted, ans)
+	}
+	return c.JSON(http.StatusOK, ans)
+}
+
+func (s *Server) listRuns(c echo.Context) error {
+	limit, _ := strconv.Atoi(c.QueryParam("limit"))
+	list, err := runs.List(c.Request().Context(), s.Client, runs.Filter{
+		Chain: c.QueryParam("chain"), Outcome: c.QueryParam("outcome"), Repository: c.QueryParam("repository"), Tag: c.QueryParam("tag"), Limit: limit,
+	})
+	if err != nil {
+		return apiError(c, http.StatusServiceUnavailable, "temporal_unavailable", "%v", err)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"runs": list})
+}
+
+func (s *Server) getRun(c echo.Context) error {
+	st, err := runs.Status(c.Request().Context(), s.Client, c.Param("id"))
+	if errors.Is(err, runs.ErrNotFound) {
+		return apiError(c, http.StatusNotFound, "unknown_run", "%v", err)
+	}
+	if err != nil {
+		return apiError(c, http.StatusServiceUnavailable, "status_unavailable", "%v", err)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"run": st, "ui": s.runLink(c.Param("id"))})
+}
+
+func (s *Server) cancelRun(c echo.Context) error {
+	id := c.Param("id")
+	err := s.Client.CancelWorkflow(c.Request().Context(), id, "")
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return apiError(c, http.StatusNotFound, "unknown_run", "run %s: %v", id, err)
+	}
+	if err != nil {
+		return apiError(c, http.StatusConflict, "not_canceled", "run %s: %v", id, err)
+	}
+	return c.JSON(http.StatusAccepted, map[string]string{"workflowId": id, "status": "cancellation requested"})
+}
+
+// starterUnavailable classifies a start error like the webhook path does.
+func starterUnavailable(err error) error { return starter.Unavailable(err) }
+
+// jsonStrict decodes a request body, refusing unknown fields.
+func jsonStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("body: %v", err)
+	}
+	return nil
+}

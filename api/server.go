@@ -1,0 +1,151 @@
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.temporal.io/sdk/client"
+
+	"github.com/dchain-dev/dchain/chain"
+	"github.com/dchain-dev/dchain/starter"
+)
+
+// DefaultMaxBody is the default request body limit.
+const DefaultMaxBody = 1 << 20
+
+// Server serves the API.
+type Server struct {
+	Starter *starter.Starter
+	Client  client.Client
+	Config  *chain.Loaded
+	// Token is the resolved bearer token of /api/v1 (empty: refused, not open).
+	Token string
+	// Secrets are the resolved webhook secrets by source name.
+	Secrets map[string]string
+	MaxBody int64
+	UIURL   string
+	// Namespace is the Temporal namespace, for UI links.
+	Namespace string
+	metrics   *metrics
+}
+
+// ErrorBody is the shape of every error answer.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail says what went wrong.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// NewServer resolves the config's secrets (inside this process, never into
+// a workflow) and prepares the server.
+func NewServer(st *starter.Starter, l *chain.Loaded, namespace string) (*Server, error) {
+	s := &Server{Starter: st, Client: st.Client, Config: l, Secrets: map[string]string{}, MaxBody: l.Config.API.MaxBodyBytes,
+		UIURL: l.Config.API.UIURL, Namespace: namespace, metrics: newMetrics()}
+	if s.MaxBody == 0 {
+		s.MaxBody = DefaultMaxBody
+	}
+	if s.UIURL == "" {
+		s.UIURL = "http://127.0.0.1:8233"
+	}
+	var err error
+	if s.Token, err = l.Config.API.Token.Resolve(); err != nil {
+		return nil, fmt.Errorf("api.token: %w", err)
+	}
+	for _, src := range l.Config.Sources {
+		if s.Secrets[src.Name], err = src.Secret.Resolve(); err != nil {
+			return nil, fmt.Errorf("source %s: %w", src.Name, err)
+		}
+	}
+	return s, nil
+}
+
+// Handler is the echo instance with every route.
+func (s *Server) Handler() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.errorHandler
+	e.Use(s.count)
+	e.POST("/webhooks/:source", s.webhook)
+	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	e.GET("/readyz", s.ready)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{})))
+	v1 := e.Group("/api/v1", s.auth)
+	v1.GET("/chains", s.listChains)
+	v1.GET("/runs", s.listRuns)
+	v1.POST("/runs", s.startRun)
+	v1.GET("/runs/:id", s.getRun)
+	v1.POST("/runs/:id/cancel", s.cancelRun)
+	return e
+}
+
+// apiError answers with the common error body.
+func apiError(c echo.Context, status int, code, format string, args ...any) error {
+	return c.JSON(status, ErrorBody{Error: ErrorDetail{Code: code, Message: fmt.Sprintf(format, args...)}})
+}
+
+func (s *Server) errorHandler(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	status, msg := http.StatusInternalServerError, err.Error()
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		status, msg = he.Code, fmt.Sprint(he.Message)
+	}
+	_ = apiError(c, status, strings.ToLower(strings.ReplaceAll(http.StatusText(status), " ", "_")), "%s", msg)
+}
+
+// auth requires the bearer token on /api/v1.
+func (s *Server) auth(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if s.Token == "" {
+			return apiError(c, http.StatusUnauthorized, "unauthorized", "the API has no token configured (api.token in the config); it refuses every request")
+		}
+		got, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) != 1 {
+			return apiError(c, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required (Authorization: Bearer <api.token>)")
+		}
+		return next(c)
+	}
+}
+
+func (s *Server) ready(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
+	defer cancel()
+	if _, err := s.Client.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+		return apiError(c, http.StatusServiceUnavailable, "temporal_unavailable", "Temporal is not reachable: %v", err)
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// readBody reads at most MaxBody bytes; more is ErrTooLarge.
+func (s *Server) readBody(c echo.Context) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(c.Request().Body, s.MaxBody+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > s.MaxBody {
+		return nil, errTooLarge
+	}
+	return b, nil
+}
+
+var errTooLarge = errors.New("body too large")
+
+// runLink is the run's page in the Temporal Web UI.
+func (s *Server) runLink(workflowID string) string {
+	return fmt.Sprintf("%s/namespaces/%s/workflows/%s", strings.TrimSuffix(s.UIURL, "/"), url.PathEscape(s.Namespace), url.PathEscape(workflowID))
+}

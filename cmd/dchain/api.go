@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+
+	"github.com/dchain-dev/dchain/api"
+	"github.com/dchain-dev/dchain/chain"
+	"github.com/dchain-dev/dchain/starter"
+)
+
+const defaultListen = "127.0.0.1:8080"
+
+func newAPICmd(g *globals) *cobra.Command {
+	var listen string
+	cmd := &cobra.Command{
+		Use:   "api",
+		Short: "Serve the webhook receiver (/webhooks/<source>) and the HTTP API (/api/v1, /healthz, /readyz, /metrics)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := g.load()
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			c, err := g.dial(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return serveAPI(ctx, c, l, g, listen)
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "", "host:port (default: api.listen of the config, else "+defaultListen+")")
+	return cmd
+}
+
+// serveAPI serves the API until ctx ends.
+func serveAPI(ctx context.Context, c client.Client, l *chain.Loaded, g *globals, listen string) error {
+	if listen == "" {
+		listen = l.Config.API.Listen
+	}
+	if listen == "" {
+		listen = defaultListen
+	}
+	s, err := api.NewServer(&starter.Starter{Client: c, Config: l, TaskQueue: g.taskQueue}, l, g.namespace)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Addr: listen, Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	fmt.Printf("dchain api on http://%s (webhooks at /webhooks/<source>, API at /api/v1)\n", listen)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	}
+}
+
+func newWebhookCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "webhook", Short: "Check a webhook setup"}
+	var source, file, url string
+	test := &cobra.Command{
+		Use:   "test --source NAME --file PAYLOAD.json",
+		Short: "Send a delivery signed with the source's secret to a running `dchain api`, and print the answer",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if source == "" || file == "" {
+				return errors.New("--source and --file are required")
+			}
+			cfg, err := chain.ReadConfig(g.config)
+			if err != nil {
+				return err
+			}
+			var src *chain.Source
+			for i := range cfg.Sources {
+				if cfg.Sources[i].Name == source {
+					src = &cfg.Sources[i]
+				}
+			}
+			if src == nil {
+				return fmt.Errorf("--source %q is not in %s", source, cfg.Path)
+			}
+			secret, err := src.Secret.Resolve()
+			if err != nil {
+				return err
+			}
+			body, err := os.ReadFile(file)
+			if err != nil {
+				return err
+			}
+			h, err := starter.SignedHeaders(src.Provider, secret, body, time.Now())
+			if err != nil {
+				return err
+			}
+			if url == "" {
+				listen := cfg.API.Listen
+				if listen == "" {
+					listen = defaultListen
+				}
+				url = "http://" + listen
+			}
+			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodPost, url+"/webhooks/"+source, bytes.NewReader(body))
+			if err != nil {
+				return err
+			}
+			req.Header = h
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return fmt.Errorf("is `dchain api` (or `dchain dev`) running at %s? %w", url, err)
+			}
+			defer resp.Body.Close()
+			out, _ := io.ReadAll(resp.Body)
+			fmt.Printf("HTTP %d\n%s", resp.StatusCode, out)
+			if resp.StatusCode >= 300 {
+				return &exitError{code: 1}
+			}
+			return nil
+		},
+	}
+	test.Flags().StringVar(&source, "source", "", "webhook source name (sources in the config)")
+	test.Flags().StringVar(&file, "file", "", "payload file in the provider's format")
+	test.Flags().StringVar(&url, "url", "", "API base URL (default: http://<api.listen>)")
+	cmd.AddCommand(test)
+	return cmd
+}

@@ -1,0 +1,126 @@
+// Package runs reads chain runs back from Temporal: the list of runs by
+// dchain's search attributes (visibility), and one run's live or final
+// status. The CLI and the HTTP API both use it.
+package runs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/dchain-dev/dchain/workflows"
+)
+
+// Row is one run in a list.
+type Row struct {
+	WorkflowID string    `json:"workflowId"`
+	RunID      string    `json:"runId"`
+	Chain      string    `json:"chain"`
+	Repository string    `json:"repository"`
+	Tag        string    `json:"tag"`
+	Commit     string    `json:"commit,omitempty"`
+	Stage      string    `json:"stage"`
+	Outcome    string    `json:"outcome"`
+	Status     string    `json:"status"`
+	Started    time.Time `json:"started"`
+}
+
+// Filter selects runs; empty fields match everything.
+type Filter struct {
+	Chain, Outcome, Repository, Tag string
+	Limit                           int
+}
+
+// Query is the visibility query for ChainRun workflows matching f.
+func (f Filter) Query() string {
+	parts := []string{"WorkflowType = 'ChainRun'"}
+	for _, kv := range []struct{ key, value string }{
+		{workflows.AttrChain.GetName(), f.Chain}, {workflows.AttrOutcome.GetName(), f.Outcome},
+		{workflows.AttrRepository.GetName(), f.Repository}, {workflows.AttrTag.GetName(), f.Tag},
+	} {
+		if kv.value != "" {
+			parts = append(parts, fmt.Sprintf("%s = '%s'", kv.key, strings.ReplaceAll(kv.value, "'", "\\'")))
+		}
+	}
+	return strings.Join(parts, " AND ")
+}
+
+// List lists runs matching f, newest first.
+func List(ctx context.Context, c client.Client, f Filter) ([]Row, error) {
+	if f.Limit <= 0 {
+		f.Limit = 50
+	}
+	rows := []Row{}
+	var token []byte
+	for len(rows) < f.Limit {
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: f.Query(), PageSize: int32(min(f.Limit, 100)), NextPageToken: token})
+		if err != nil {
+			return nil, fmt.Errorf("list runs (%s): %w", f.Query(), err)
+		}
+		for _, e := range resp.Executions {
+			fields := e.GetSearchAttributes().GetIndexedFields()
+			get := func(k temporal.SearchAttributeKeyKeyword) string {
+				var v string
+				if p, ok := fields[k.GetName()]; ok {
+					_ = converter.GetDefaultDataConverter().FromPayload(p, &v)
+				}
+				return v
+			}
+			rows = append(rows, Row{
+				WorkflowID: e.GetExecution().GetWorkflowId(), RunID: e.GetExecution().GetRunId(),
+				Chain: get(workflows.AttrChain), Repository: get(workflows.AttrRepository), Tag: get(workflows.AttrTag),
+				Commit: get(workflows.AttrCommit), Stage: get(workflows.AttrStage), Outcome: get(workflows.AttrOutcome),
+				Status: e.GetStatus().String(), Started: e.GetStartTime().AsTime(),
+			})
+		}
+		if token = resp.NextPageToken; len(token) == 0 {
+			break
+		}
+	}
+	return rows[:min(len(rows), f.Limit)], nil
+}
+
+// ErrNotFound means there is no run with that id.
+var ErrNotFound = errors.New("no such run")
+
+// Status asks the run for its live status; for a run whose workers are gone
+// it reads the status from the run's result or failure details.
+func Status(ctx context.Context, c client.Client, id string) (workflows.RunStatus, error) {
+	var st workflows.RunStatus
+	v, qerr := c.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
+	if qerr == nil {
+		return st, v.Get(&st)
+	}
+	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			return st, fmt.Errorf("run %s: %w", id, ErrNotFound)
+		}
+		return st, fmt.Errorf("run %s: %w", id, err)
+	}
+	if desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return st, fmt.Errorf("run %s is running but did not answer its status query (is a worker running?): %w", id, qerr)
+	}
+	err = c.GetWorkflow(ctx, id, "").Get(ctx, &st)
+	var app *temporal.ApplicationError
+	var canceled *temporal.CanceledError
+	switch {
+	case err == nil:
+		return st, nil
+	case errors.As(err, &app) && app.HasDetails():
+		return st, app.Details(&st)
+	case errors.As(err, &canceled) && canceled.HasDetails():
+		return st, canceled.Details(&st)
+	}
+	return st, fmt.Errorf("run %s: %w", id, err)
+}

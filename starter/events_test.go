@@ -1,0 +1,169 @@
+package starter
+
+import (
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func sample(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "webhooks", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func hdr(kv ...string) http.Header {
+	h := http.Header{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		h.Set(kv[i], kv[i+1])
+	}
+	return h
+}
+
+func TestParseGitPushes(t *testing.T) {
+	for _, tc := range []struct {
+		provider, file string
+		h              http.Header
+		kind           string
+		refs           []string
+		commit         string
+		repo           string
+	}{
+		{ProviderGitHub, "github-push.json", hdr("X-GitHub-Event", "push"), EventPush, []string{"refs/heads/release-v1"}, "79a45a5dbf3a7751531ff88322789c84df6e925c", "acme/sample-app"},
+		{ProviderGitHub, "github-tag.json", hdr("X-GitHub-Event", "push"), EventPush, []string{"refs/tags/v1.2.0"}, "b3de816add4d602acde14e9f51d433621d9d4e88", "acme/sample-app"},
+		{ProviderGitHub, "github-delete.json", hdr("X-GitHub-Event", "push"), EventIgnore, nil, "", "acme/sample-app"},
+		{ProviderGitHub, "github-ping.json", hdr("X-GitHub-Event", "ping"), EventPing, nil, "", ""},
+		{ProviderGitLab, "gitlab-push.json", nil, EventPush, []string{"refs/heads/main"}, "79a45a5dbf3a7751531ff88322789c84df6e925c", "acme/sample-app"},
+		{ProviderGitLab, "gitlab-tag.json", nil, EventPush, []string{"refs/tags/v2.0.0"}, "b3de816add4d602acde14e9f51d433621d9d4e88", "acme/sample-app"},
+		{ProviderGitLab, "gitlab-delete.json", nil, EventIgnore, nil, "", "acme/sample-app"},
+		{ProviderGitee, "gitee-push.json", hdr("X-Gitee-Event", "Push Hook"), EventPush, []string{"refs/heads/release-v2"}, "b3de816add4d602acde14e9f51d433621d9d4e88", "acme/sample-app"},
+		{ProviderGitee, "gitee-delete.json", hdr("X-Gitee-Event", "Tag Push Hook"), EventIgnore, nil, "", "acme/sample-app"},
+		{ProviderBitbucket, "bitbucket-push.json", hdr("X-Event-Key", "repo:push"), EventPush, []string{"refs/heads/main", "refs/tags/v1.0.0"}, "79a45a5dbf3a7751531ff88322789c84df6e925c", "acme/sample-app"},
+		{ProviderBitbucket, "bitbucket-delete.json", hdr("X-Event-Key", "repo:push"), EventIgnore, nil, "", "acme/sample-app"},
+		{ProviderBitbucket, "github-ping.json", hdr("X-Event-Key", "diagnostics:ping"), EventPing, nil, "", ""},
+	} {
+		t.Run(tc.file+"/"+tc.provider, func(t *testing.T) {
+			ev, err := Parse(tc.provider, tc.h, sample(t, tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev.Kind != tc.kind || len(ev.Pushes) != len(tc.refs) {
+				t.Fatalf("kind %s (%s), pushes %+v", ev.Kind, ev.Reason, ev.Pushes)
+			}
+			for i, p := range ev.Pushes {
+				if p.Ref != tc.refs[i] || p.Commit != tc.commit {
+					t.Errorf("push %d: %+v", i, p)
+				}
+			}
+			if ev.Repository.FullName != tc.repo {
+				t.Errorf("repository %+v", ev.Repository)
+			}
+			if tc.kind != EventPush && ev.Reason == "" {
+				t.Error("an event that starts nothing must say why")
+			}
+		})
+	}
+}
+
+func TestParsePushTimeAndPusher(t *testing.T) {
+	ev, err := Parse(ProviderGitHub, hdr("X-GitHub-Event", "push"), sample(t, "github-push.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := ev.Pushes[0]
+	if !p.At.Equal(time.Date(2026, 11, 22, 8, 13, 0, 0, time.UTC)) || p.Pusher != "alice" {
+		t.Fatalf("push %+v", p)
+	}
+	if !SameRepository("git@github.com:acme/sample-app.git", ev.Repository) || !SameRepository("https://token@github.com/acme/sample-app", ev.Repository) ||
+		SameRepository("https://github.com/acme/other", ev.Repository) {
+		t.Fatal("repository matching")
+	}
+}
+
+func TestParseImagePushes(t *testing.T) {
+	for _, tc := range []struct {
+		provider, file string
+		kind           string
+		images         int
+	}{
+		{ProviderDistribution, "distribution-push.json", EventImage, 1}, // the layer push and the pull start nothing
+		{ProviderHarbor, "harbor-push.json", EventImage, 1},
+		{ProviderHarbor, "harbor-delete.json", EventIgnore, 0},
+	} {
+		ev, err := Parse(tc.provider, nil, sample(t, tc.file))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.file, err)
+		}
+		if ev.Kind != tc.kind || len(ev.Images) != tc.images {
+			t.Fatalf("%s: %s %+v", tc.file, ev.Kind, ev.Images)
+		}
+		if tc.images > 0 && (ev.Images[0].Repository != "demo/app" || ev.Images[0].Tag != "v3" || !strings.HasPrefix(ev.Images[0].Digest, "sha256:4e8d")) {
+			t.Fatalf("%s: %+v", tc.file, ev.Images[0])
+		}
+	}
+}
+
+func TestParseMalformed(t *testing.T) {
+	for _, tc := range []struct {
+		provider string
+		h        http.Header
+		body     string
+		msg      string
+	}{
+		{ProviderGitHub, hdr("X-GitHub-Event", "push"), `{"ref":`, "not JSON"},
+		{ProviderGitHub, hdr("X-GitHub-Event", "push"), `{"ref":"refs/heads/x","after":"abc1234"}`, "repository.full_name"},
+		{ProviderGitHub, nil, `{}`, "X-GitHub-Event"},
+		{ProviderGitHub, hdr("X-GitHub-Event", "push"), `{"ref":"main","after":"abc1234","repository":{"full_name":"a/b"}}`, "refs/heads"},
+		{ProviderGitHub, hdr("X-GitHub-Event", "push"), `{"ref":"refs/heads/x","after":"not-a-sha","repository":{"full_name":"a/b"}}`, "not a commit id"},
+		{ProviderGitLab, nil, `{"ref":"refs/heads/x"}`, "object_kind"},
+		{ProviderBitbucket, hdr("X-Event-Key", "repo:push"), `{"repository":{"full_name":"a/b"},"push":{"changes":[]}}`, "push.changes"},
+		{ProviderDistribution, nil, `{"events":[{"action":"push","target":{"repository":"a/b","tag":"v1","digest":"md5:x"}}]}`, "sha256"},
+		{ProviderHarbor, nil, `{"type":"PUSH_ARTIFACT","event_data":{"resources":[]}}`, "repo_full_name"},
+	} {
+		_, err := Parse(tc.provider, tc.h, []byte(tc.body))
+		if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%s %s: %v, want malformed mentioning %q", tc.provider, tc.body, err, tc.msg)
+		}
+	}
+}
+
+func TestVerify(t *testing.T) {
+	body := sample(t, "github-push.json")
+	now := time.Unix(1795335600, 0)
+	for _, p := range []string{ProviderGitHub, ProviderGitLab, ProviderGitee, ProviderBitbucket, ProviderDistribution, ProviderHarbor} {
+		good, err := SignedHeaders(p, "s3cret", body, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := Verify(p, "s3cret", good, body); err != nil {
+			t.Errorf("%s: good signature refused: %v", p, err)
+		}
+		if err := Verify(p, "other", good, body); !errors.Is(err, ErrSignature) {
+			t.Errorf("%s: signature with another secret accepted", p)
+		}
+		if err := Verify(p, "s3cret", http.Header{}, body); !errors.Is(err, ErrSignature) {
+			t.Errorf("%s: missing signature accepted", p)
+		}
+		if p == ProviderGitHub || p == ProviderBitbucket || p == ProviderGitee {
+			tampered := append([]byte{}, body...)
+			tampered[10] ^= 1
+			if p != ProviderGitee && Verify(p, "s3cret", good, tampered) == nil {
+				t.Errorf("%s: a changed body kept its signature", p)
+			}
+		}
+	}
+	// Gitee's password mode: the secret itself as the token.
+	if err := Verify(ProviderGitee, "pw", hdr("X-Gitee-Token", "pw"), body); err != nil {
+		t.Error(err)
+	}
+	if err := Verify(ProviderGitHub, "", hdr("X-Hub-Signature-256", HubSign("", body)), body); !errors.Is(err, ErrSignature) {
+		t.Error("a source without a secret must refuse everything")
+	}
+}
