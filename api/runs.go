@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -97,19 +99,32 @@ func (s *Server) listRuns(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"runs": list})
 }
 
+// runID is the run id at the end of the path, unescaped.
+func runID(c echo.Context) string {
+	id := c.Param("*")
+	if u, err := url.PathUnescape(id); err == nil {
+		id = u
+	}
+	return id
+}
+
 func (s *Server) getRun(c echo.Context) error {
-	st, err := runs.Status(c.Request().Context(), s.Client, c.Param("id"))
+	id := runID(c)
+	st, err := runs.Status(c.Request().Context(), s.Client, id)
 	if errors.Is(err, runs.ErrNotFound) {
 		return apiError(c, http.StatusNotFound, "unknown_run", "%v", err)
 	}
 	if err != nil {
 		return apiError(c, http.StatusServiceUnavailable, "status_unavailable", "%v", err)
 	}
-	return c.JSON(http.StatusOK, map[string]any{"run": st, "ui": s.runLink(c.Param("id"))})
+	return c.JSON(http.StatusOK, map[string]any{"run": st, "ui": s.runLink(id)})
 }
 
 func (s *Server) cancelRun(c echo.Context) error {
-	id := c.Param("id")
+	id, ok := strings.CutSuffix(runID(c), "/cancel")
+	if !ok {
+		return apiError(c, http.StatusNotFound, "not_found", "POST /api/v1/runs/<id>/cancel cancels a run; POST /api/v1/runs starts one")
+	}
 	err := s.Client.CancelWorkflow(c.Request().Context(), id, "")
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {

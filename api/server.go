@@ -86,8 +86,9 @@ func (s *Server) Handler() *echo.Echo {
 	v1.GET("/chains", s.listChains)
 	v1.GET("/runs", s.listRuns)
 	v1.POST("/runs", s.startRun)
-	v1.GET("/runs/:id", s.getRun)
-	v1.POST("/runs/:id/cancel", s.cancelRun)
+	// Run IDs hold "/" and ":": the id is the rest of the path (escaped or not).
+	v1.GET("/runs/*", s.getRun)
+	v1.POST("/runs/*", s.cancelRun) // …/runs/<id>/cancel
 	return e
 }
 
