@@ -3,6 +3,8 @@ package activities
 import (
 	"net/http"
 	"time"
+
+	"go.temporal.io/sdk/client"
 )
 
 // Activities are dchain's activities. The zero value is usable.
@@ -21,6 +23,8 @@ type Activities struct {
 	TempDir string
 	// Scanner scans images (package scanner: Trivy); nil means this worker does not scan.
 	Scanner ImageScanner
+	// Temporal lets WaitTurn see the other runs (the worker's own client).
+	Temporal client.Client
 }
 
 func (a *Activities) httpClient() *http.Client {

@@ -171,6 +171,9 @@ func (c *Config) ParseChains(file string, data []byte) ([]Chain, Problems) {
 		if ch.Build != nil {
 			ch.Build.Source.URL = localSource(file, ch.Build.Source.URL)
 		}
+		if ch.Concurrency == "" {
+			ch.Concurrency = ConcurrencyQueue
+		}
 		chains = append(chains, ch)
 	}
 	return chains, problems

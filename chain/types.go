@@ -53,7 +53,11 @@ type Chain struct {
 	// Scan, when set, scans every image with Trivy and applies the blocking policy.
 	Scan        *Scan             `yaml:"scan" json:"scan,omitempty"`
 	Replication []ReplicationRule `yaml:"replication" json:"replication,omitempty"`
-	Triggers    []Trigger         `yaml:"triggers" json:"triggers,omitempty"`
+	// Concurrency says what a newer push to the same ref does while an older
+	// run of this chain is still going: "queue" (default: wait for it) or
+	// "supersede" (cancel it if it is still building).
+	Concurrency string    `yaml:"concurrency" json:"concurrency,omitempty"`
+	Triggers    []Trigger `yaml:"triggers" json:"triggers,omitempty"`
 
 	// File and Line say where the chain was declared.
 	File string `yaml:"-" json:"-"`
@@ -122,6 +126,12 @@ type Trigger struct {
 	// Secret, when set, is a reference to the HMAC-SHA256 signing key.
 	Secret SecretRef `yaml:"secret" json:"secret,omitempty"`
 }
+
+// Concurrency policies.
+const (
+	ConcurrencyQueue     = "queue"
+	ConcurrencySupersede = "supersede"
+)
 
 // Limits on list lengths.
 const (

@@ -145,6 +145,11 @@ func (v *validator) chain(c *Chain) {
 	if c.Scan != nil {
 		v.scan(c.Scan, &c.Scope)
 	}
+	switch c.Concurrency {
+	case "", ConcurrencyQueue, ConcurrencySupersede:
+	default:
+		v.add("concurrency", "%q is not a policy; use queue or supersede", c.Concurrency)
+	}
 	v.max("replication", len(c.Replication), MaxReplicationRules)
 	seen := map[string]string{}
 	for i := range c.Replication {

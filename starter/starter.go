@@ -13,6 +13,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/dchain-dev/dchain/activities"
@@ -212,6 +213,11 @@ func (s *Starter) StartPush(ctx context.Context, req PushRequest) ([]Started, er
 			return out, err
 		}
 		out = append(out, st)
+		if ch.Concurrency == chain.ConcurrencySupersede && !st.Existing {
+			if err := s.supersede(ctx, ch.Name, push.Ref, st.WorkflowID); err != nil {
+				return out, err
+			}
+		}
 	}
 	return out, nil
 }
@@ -223,4 +229,20 @@ func staticDetails(in workflows.ChainRunInput) string {
 			in.Build.Rule, in.Chain.Build.Source.URL, in.Push.Commit, in.Push.Ref, in.Build.Tags, in.Build.Platforms, in.Cause.Kind, in.Cause.Actor)
 	}
 	return fmt.Sprintf("digest `%s`, started by %s %s", in.Image.Digest, in.Cause.Kind, in.Cause.Actor)
+}
+
+// supersede cancels the runs of chain for ref that are still building,
+// other than the one just started.
+func (s *Starter) supersede(ctx context.Context, chainName, ref, keep string) error {
+	q := activities.OlderRunsQuery(chainName, ref, keep, time.Time{}) + fmt.Sprintf(" AND %s = '%s'", workflows.AttrStage.GetName(), workflows.StageBuild)
+	resp, err := s.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 100})
+	if err != nil {
+		return fmt.Errorf("supersede older runs of %s for %s: %w", chainName, ref, err)
+	}
+	for _, e := range resp.Executions {
+		if err := s.Client.CancelWorkflow(ctx, e.GetExecution().GetWorkflowId(), e.GetExecution().GetRunId()); err != nil {
+			return fmt.Errorf("supersede %s: %w", e.GetExecution().GetWorkflowId(), err)
+		}
+	}
+	return nil
 }

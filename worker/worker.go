@@ -41,6 +41,9 @@ func Start(c client.Client, o Options) (Workers, error) {
 	if a == nil {
 		a = &activities.Activities{}
 	}
+	if a.Temporal == nil {
+		a.Temporal = c
+	}
 	if !o.Chains && len(o.Regions) == 0 {
 		return nil, fmt.Errorf("worker: nothing to serve: enable the chain queue or name at least one region")
 	}
@@ -55,6 +58,7 @@ func Start(c client.Client, o Options) (Workers, error) {
 		w.RegisterActivityWithOptions(a.EvaluatePolicy, activity.RegisterOptions{Name: workflows.ActivityEvaluatePolicy})
 		w.RegisterActivityWithOptions(a.ApplyBlockAction, activity.RegisterOptions{Name: workflows.ActivityApplyBlock})
 		w.RegisterActivityWithOptions(a.ListTags, activity.RegisterOptions{Name: workflows.ActivityListTags})
+		w.RegisterActivityWithOptions(a.WaitTurn, activity.RegisterOptions{Name: workflows.ActivityWaitTurn})
 		w.RegisterWorkflowWithOptions(workflows.ScanImageWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowScanImage})
 		w.RegisterWorkflowWithOptions(workflows.ScanRepositoryWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowScanRepository})
 		ws = append(ws, w)

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/dchain-dev/dchain/chain"
 )
 
 // build builds the image when a source push started the run: BuildKit
@@ -16,6 +18,9 @@ func (r *run) build(ctx workflow.Context) error {
 	}
 	src, err := r.registry(r.in.Image.Registry)
 	if err != nil {
+		return err
+	}
+	if err := r.waitTurn(ctx); err != nil {
 		return err
 	}
 	in := BuildInput{
@@ -36,4 +41,19 @@ func (r *run) build(ctx workflow.Context) error {
 	r.status.Build = &res
 	r.status.Image.Digest = res.Digest
 	return nil
+}
+
+// waitTurn queues the run behind older runs of the same chain and ref, when
+// the chain's concurrency is "queue".
+func (r *run) waitTurn(ctx workflow.Context) error {
+	if r.in.Chain.Concurrency != chain.ConcurrencyQueue {
+		return nil
+	}
+	info := workflow.GetInfo(ctx)
+	opts := r.activityOptions(r.in.TaskQueue, "wait for older runs of "+r.in.Push.Ref, 24*time.Hour, 24*time.Hour)
+	opts.HeartbeatTimeout = heartbeatTimeout
+	workflow.SetCurrentDetails(ctx, "queued behind older runs of "+r.in.Chain.Name+" for "+r.in.Push.Ref)
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), ActivityWaitTurn, WaitTurnInput{
+		Chain: r.in.Chain.Name, Ref: r.in.Push.Ref, WorkflowID: info.WorkflowExecution.ID, StartedAt: info.WorkflowStartTime,
+	}).Get(ctx, nil)
 }

@@ -65,8 +65,8 @@ func (r *run) setup(ctx workflow.Context) error {
 		AttrTag.ValueSet(r.in.Image.Tag),
 		AttrOutcome.ValueSet(string(OutcomeRunning)),
 	}
-	if r.status.Commit != "" {
-		attrs = append(attrs, AttrCommit.ValueSet(r.status.Commit))
+	if r.in.Push != nil {
+		attrs = append(attrs, AttrCommit.ValueSet(r.in.Push.Commit), AttrRef.ValueSet(r.in.Push.Ref))
 	}
 	return workflow.UpsertTypedSearchAttributes(ctx, attrs...)
 }

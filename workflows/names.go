@@ -27,6 +27,7 @@ const (
 	ActivityScanImage      = "ScanImage"
 	ActivityEvaluatePolicy = "EvaluatePolicy"
 	ActivityApplyBlock     = "ApplyBlockAction"
+	ActivityWaitTurn       = "WaitTurn"
 )
 
 // QueryStatus returns the run's live RunStatus.
@@ -41,6 +42,8 @@ var (
 	AttrCommit     = temporal.NewSearchAttributeKeyKeyword("DchainCommit")
 	AttrStage      = temporal.NewSearchAttributeKeyKeyword("DchainStage")
 	AttrOutcome    = temporal.NewSearchAttributeKeyKeyword("DchainOutcome")
+	// AttrRef is the pushed ref of a build run (refs/heads/main).
+	AttrRef = temporal.NewSearchAttributeKeyKeyword("DchainRef")
 	// AttrCritical and AttrHigh count the scan's critical and high findings.
 	AttrCritical = temporal.NewSearchAttributeKeyInt64("DchainCritical")
 	AttrHigh     = temporal.NewSearchAttributeKeyInt64("DchainHigh")
@@ -50,7 +53,7 @@ var (
 var SearchAttributes = map[string]enumspb.IndexedValueType{}
 
 func init() {
-	for _, k := range []temporal.SearchAttributeKeyKeyword{AttrChain, AttrRepository, AttrTag, AttrCommit, AttrStage, AttrOutcome} {
+	for _, k := range []temporal.SearchAttributeKeyKeyword{AttrChain, AttrRepository, AttrTag, AttrCommit, AttrStage, AttrOutcome, AttrRef} {
 		SearchAttributes[k.GetName()] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
 	}
 	for _, k := range []temporal.SearchAttributeKeyInt64{AttrCritical, AttrHigh} {

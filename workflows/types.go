@@ -315,3 +315,11 @@ type BlockResult struct {
 	Deleted  []string `json:"deleted,omitempty"`
 	BackedUp []string `json:"backedUp,omitempty"`
 }
+
+// WaitTurnInput waits until no older run of Chain for Ref is still running.
+type WaitTurnInput struct {
+	Chain      string    `json:"chain"`
+	Ref        string    `json:"ref"`
+	WorkflowID string    `json:"workflowId"`
+	StartedAt  time.Time `json:"startedAt"`
+}

@@ -1,0 +1,107 @@
+package devstack
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/dchain-dev/dchain/chain"
+	"github.com/dchain-dev/dchain/workflows"
+)
+
+// commit writes files on the repository's current branch and commits them.
+func commit(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for p, c := range files {
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{{"add", "."}, {"-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "next"}} {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v %s", args, err, out)
+		}
+	}
+}
+
+func slowDockerfile(seconds string) string {
+	return "ARG BASE\nFROM ${BASE}\nRUN echo " + seconds + " && sleep " + seconds + "\n"
+}
+
+func TestQueuedPushesRunOneAfterTheOther(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "queued")
+	writeRepo(t, src, map[string]string{"Dockerfile": slowDockerfile("3")})
+	l := buildChain(t, "it-queue", "conc/queue", src, "linux/amd64")
+	l.Chains[0].Concurrency = chain.ConcurrencyQueue
+	l.Chains[0].Build.Rules[0].NoCache = true
+	l.Chains[0].Replication, l.Chains[0].Triggers = nil, nil
+	first := startPush(t, l, "refs/heads/main", false)
+	waitStage(t, first.WorkflowID, workflows.StageBuild)
+	commit(t, src, map[string]string{"Dockerfile": slowDockerfile("0")})
+	second := startPush(t, l, "refs/heads/main", false)
+	a := waitRun(t, first.WorkflowID, 3*time.Minute)
+	b := waitRun(t, second.WorkflowID, 3*time.Minute)
+	if a.Outcome != workflows.OutcomeSucceeded || b.Outcome != workflows.OutcomeSucceeded {
+		t.Fatalf("outcomes %s %s", a.Outcome, b.Outcome)
+	}
+	// The second push's (fast) build waited for the first's (slow) run.
+	if !b.EndedAt.After(a.EndedAt) {
+		t.Fatalf("the queued run ended at %s, before the run ahead of it (%s)", b.EndedAt, a.EndedAt)
+	}
+}
+
+func TestNewerPushSupersedesABuildingRun(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "superseded")
+	writeRepo(t, src, map[string]string{"Dockerfile": slowDockerfile("120")})
+	l := buildChain(t, "it-supersede", "conc/supersede", src, "linux/amd64")
+	l.Chains[0].Concurrency = chain.ConcurrencySupersede
+	l.Chains[0].Build.Rules[0].NoCache = true
+	l.Chains[0].Replication, l.Chains[0].Triggers = nil, nil
+	first := startPush(t, l, "refs/heads/main", false)
+	waitStage(t, first.WorkflowID, workflows.StageBuild)
+	commit(t, src, map[string]string{"Dockerfile": slowDockerfile("0")})
+	second := startPush(t, l, "refs/heads/main", false)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := stack.Client.GetWorkflow(ctx, first.WorkflowID, "").Get(ctx, nil)
+	var canceled *temporal.CanceledError
+	if !errors.As(err, &canceled) {
+		t.Fatalf("the older run was not superseded: %v", err)
+	}
+	if st := waitRun(t, second.WorkflowID, 3*time.Minute); st.Outcome != workflows.OutcomeSucceeded {
+		t.Fatalf("the newer run: %s %s", st.Outcome, st.Message)
+	}
+}
+
+// waitStage waits until the run's search attributes say it is in stage, so
+// that visibility (which queue and supersede use) sees it there.
+func waitStage(t *testing.T, id, stage string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if got := searchAttr(t, id, "DchainStage"); got == stage {
+			q := "DchainStage = '" + stage + "' AND WorkflowId = '" + strings.ReplaceAll(id, "'", "\\'") + "'"
+			if n, err := stack.Client.CountWorkflow(context.Background(), countRequest(q)); err == nil && n.GetCount() == 1 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run %s never reached stage %s", id, stage)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func countRequest(q string) *workflowservice.CountWorkflowExecutionsRequest {
+	return &workflowservice.CountWorkflowExecutionsRequest{Query: q}
+}
