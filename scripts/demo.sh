@@ -8,6 +8,9 @@ DCHAIN=bin/dchain
 DATA_DIR=${DATA_DIR:-./.dchain}
 TAG=${DEMO_TAG:-v1.$(date +%s)}
 
+# The dev stack's default secrets (dchain dev sets the same when unset).
+export DCHAIN_DEMO_WEBHOOK_SECRET=${DCHAIN_DEMO_WEBHOOK_SECRET:-dchain-dev-webhook-secret}
+export DCHAIN_API_TOKEN=${DCHAIN_API_TOKEN:-dchain-dev-token}
 started=""
 if ! (exec 3<>/dev/tcp/127.0.0.1/7233) 2>/dev/null; then
   echo "== starting the dev stack (data in $DATA_DIR, log in $DATA_DIR/dev.log)"
@@ -60,6 +63,20 @@ for r in "5001 demo/app" "5001 quarantine/app" "5002 demo/app" "5003 demo/app"; 
 done
 echo "== the scan report attached to the quarantined image (dchain scan report)"
 $DCHAIN scan report quarantine/app:v2
+
+echo "== a signed GitHub-style push webhook for branch main → dchain api (POST /webhooks/github-sample)"
+repo=$(cd "$DATA_DIR/git/sample-app" && pwd)
+cat > "$DATA_DIR/github-push.json" <<JSON
+{"ref":"refs/heads/main","after":"$(git -C "$repo" rev-parse main)","deleted":false,
+ "repository":{"full_name":"acme/sample-app","clone_url":"$repo"},"pusher":{"name":"demo"},
+ "head_commit":{"timestamp":"$(date -u +%Y-%m-%dT%H:%M:%SZ)"}}
+JSON
+answer=$($DCHAIN webhook test --source github-sample --file "$DATA_DIR/github-push.json")
+echo "$answer"
+hook_run=$(echo "$answer" | grep -o '"workflowId":"[^"]*"' | cut -d'"' -f4)
+$DCHAIN run watch "$hook_run" | tail -4
+echo "== the run through the REST API (GET /api/v1/runs/<id>)"
+curl -sf -H "Authorization: Bearer $DCHAIN_API_TOKEN" "http://127.0.0.1:8080/api/v1/runs/$(printf %s "$hook_run" | sed 's|/|%2F|g')" | grep -o '"outcome":"[A-Za-z]*"' | head -1
 
 echo "== an image pushed from elsewhere (no build): demo/app:$TAG"
 $DCHAIN dev seed --data-dir "$DATA_DIR" --image "demo/app:$TAG"
