@@ -38,19 +38,27 @@ func slowDockerfile(seconds string) string {
 	return "ARG BASE\nFROM ${BASE}\nRUN echo " + seconds + " && sleep " + seconds + "\n"
 }
 
-func TestQueuedPushesRunOneAfterTheOther(t *testing.T) {
-	src := filepath.Join(t.TempDir(), "queued")
-	writeRepo(t, src, map[string]string{"Dockerfile": slowDockerfile("3")})
-	l := buildChain(t, "it-queue", "conc/queue", src, "linux/amd64")
-	l.Chains[0].Concurrency = chain.ConcurrencyQueue
+// twoPushes pushes a commit that builds for seconds to branch main of a new
+// repository, waits until its run is building, then pushes a quick commit:
+// it returns both runs' IDs.
+func twoPushes(t *testing.T, name, policy, seconds string) (first, second string) {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), name)
+	writeRepo(t, src, map[string]string{"Dockerfile": slowDockerfile(seconds)})
+	l := buildChain(t, "it-"+name, "conc/"+name, src, "linux/amd64")
+	l.Chains[0].Concurrency = policy
 	l.Chains[0].Build.Rules[0].NoCache = true
 	l.Chains[0].Replication, l.Chains[0].Triggers = nil, nil
-	first := startPush(t, l, "refs/heads/main", false)
-	waitStage(t, first.WorkflowID, workflows.StageBuild)
+	first = startPush(t, l, "refs/heads/main", false).WorkflowID
+	waitStage(t, first, workflows.StageBuild)
 	commit(t, src, map[string]string{"Dockerfile": slowDockerfile("0")})
-	second := startPush(t, l, "refs/heads/main", false)
-	a := waitRun(t, first.WorkflowID, 3*time.Minute)
-	b := waitRun(t, second.WorkflowID, 3*time.Minute)
+	return first, startPush(t, l, "refs/heads/main", false).WorkflowID
+}
+
+func TestQueuedPushesRunOneAfterTheOther(t *testing.T) {
+	first, second := twoPushes(t, "queue", chain.ConcurrencyQueue, "3")
+	a := waitRun(t, first, 3*time.Minute)
+	b := waitRun(t, second, 3*time.Minute)
 	if a.Outcome != workflows.OutcomeSucceeded || b.Outcome != workflows.OutcomeSucceeded {
 		t.Fatalf("outcomes %s %s", a.Outcome, b.Outcome)
 	}
@@ -61,24 +69,15 @@ func TestQueuedPushesRunOneAfterTheOther(t *testing.T) {
 }
 
 func TestNewerPushSupersedesABuildingRun(t *testing.T) {
-	src := filepath.Join(t.TempDir(), "superseded")
-	writeRepo(t, src, map[string]string{"Dockerfile": slowDockerfile("120")})
-	l := buildChain(t, "it-supersede", "conc/supersede", src, "linux/amd64")
-	l.Chains[0].Concurrency = chain.ConcurrencySupersede
-	l.Chains[0].Build.Rules[0].NoCache = true
-	l.Chains[0].Replication, l.Chains[0].Triggers = nil, nil
-	first := startPush(t, l, "refs/heads/main", false)
-	waitStage(t, first.WorkflowID, workflows.StageBuild)
-	commit(t, src, map[string]string{"Dockerfile": slowDockerfile("0")})
-	second := startPush(t, l, "refs/heads/main", false)
+	first, second := twoPushes(t, "supersede", chain.ConcurrencySupersede, "120")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	err := stack.Client.GetWorkflow(ctx, first.WorkflowID, "").Get(ctx, nil)
+	err := stack.Client.GetWorkflow(ctx, first, "").Get(ctx, nil)
 	var canceled *temporal.CanceledError
 	if !errors.As(err, &canceled) {
 		t.Fatalf("the older run was not superseded: %v", err)
 	}
-	if st := waitRun(t, second.WorkflowID, 3*time.Minute); st.Outcome != workflows.OutcomeSucceeded {
+	if st := waitRun(t, second, 3*time.Minute); st.Outcome != workflows.OutcomeSucceeded {
 		t.Fatalf("the newer run: %s %s", st.Outcome, st.Message)
 	}
 }

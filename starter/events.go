@@ -216,6 +216,12 @@ func parseGitHub(ev *Event, kind string, body []byte) error {
 		ev.Kind, ev.Reason = EventIgnore, "event "+kind+" starts nothing"
 		return nil
 	}
+	return parseHubPush(ev, body)
+}
+
+// parseHubPush parses the push payload GitHub and Gitee share (ref, after,
+// deleted, repository, pusher, head_commit).
+func parseHubPush(ev *Event, body []byte) error {
 	var p struct {
 		Ref        string `json:"ref"`
 		After      string `json:"after"`
@@ -298,36 +304,7 @@ func parseGitee(ev *Event, kind string, body []byte) error {
 		ev.Kind, ev.Reason = EventIgnore, "event "+kind+" starts nothing"
 		return nil
 	}
-	var p struct {
-		HookName   string `json:"hook_name"`
-		Ref        string `json:"ref"`
-		After      string `json:"after"`
-		Deleted    bool   `json:"deleted"`
-		Repository struct {
-			FullName string `json:"full_name"`
-			CloneURL string `json:"clone_url"`
-			SSHURL   string `json:"ssh_url"`
-			HTMLURL  string `json:"html_url"`
-		} `json:"repository"`
-		Pusher struct {
-			Name string `json:"name"`
-		} `json:"pusher"`
-		HeadCommit *struct {
-			Timestamp string `json:"timestamp"`
-		} `json:"head_commit"`
-	}
-	if err := decode(body, &p); err != nil {
-		return err
-	}
-	if p.Repository.FullName == "" {
-		return errors.New("field repository.full_name is missing")
-	}
-	ev.Repository = GitRepository{FullName: p.Repository.FullName, URLs: nonEmptyStrings(p.Repository.CloneURL, p.Repository.SSHURL, p.Repository.HTMLURL)}
-	var at time.Time
-	if p.HeadCommit != nil {
-		at = parseTime(p.HeadCommit.Timestamp)
-	}
-	return gitPush(ev, p.Ref, p.After, p.Deleted, at, p.Pusher.Name)
+	return parseHubPush(ev, body)
 }
 
 func parseBitbucket(ev *Event, kind string, body []byte) error {
