@@ -68,24 +68,12 @@ func (s *Server) startRun(c echo.Context) error {
 			Pusher: "api", Manual: !req.AsPush, Cause: cause, Rerun: req.Rerun})
 	}
 	if err != nil {
-		if errors.Is(starterUnavailable(err), starter.ErrUnavailable) {
+		if errors.Is(starter.Unavailable(err), starter.ErrUnavailable) {
 			return apiError(c, http.StatusServiceUnavailable, "temporal_unavailable", "%v", err)
 		}
 		return apiError(c, http.StatusUnprocessableEntity, "not_started", "%v", err)
 	}
-	ans := WebhookAnswer{Runs: []RunLink{}}
-	n := 0
-	for _, r := range started {
-		ans.Runs = append(ans.Runs, RunLink{WorkflowID: r.WorkflowID, RunID: r.RunID, Existing: r.Existing, UI: s.runLink(r.WorkflowID)})
-		if !r.Existing {
-			n++
-		}
-	}
-	s.metrics.runs.WithLabelValues("api").Add(float64(n))
-	if n > 0 {
-		return c.JSON(http.StatusAccepted, ans)
-	}
-	return c.JSON(http.StatusOK, ans)
+	return s.answerRuns(c, "api", started, nil)
 }
 
 func (s *Server) listRuns(c echo.Context) error {
@@ -135,9 +123,6 @@ func (s *Server) cancelRun(c echo.Context) error {
 	}
 	return c.JSON(http.StatusAccepted, map[string]string{"workflowId": id, "status": "cancellation requested"})
 }
-
-// starterUnavailable classifies a start error like the webhook path does.
-func starterUnavailable(err error) error { return starter.Unavailable(err) }
 
 // jsonStrict decodes a request body, refusing unknown fields.
 func jsonStrict(b []byte, v any) error {

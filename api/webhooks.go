@@ -61,15 +61,21 @@ func (s *Server) webhook(c echo.Context) error {
 	if err != nil {
 		return apiError(c, http.StatusInternalServerError, "start_failed", "%v", err)
 	}
-	ans := WebhookAnswer{Runs: []RunLink{}, Ignored: d.Ignored}
+	return s.answerRuns(c, name, d.Runs, d.Ignored)
+}
+
+// answerRuns answers with the runs and counts the new ones for origin:
+// 202 when a run was started, 200 when none was (ignored, or all existing).
+func (s *Server) answerRuns(c echo.Context, origin string, runs []starter.Started, ignored []string) error {
+	ans := WebhookAnswer{Runs: []RunLink{}, Ignored: ignored}
 	started := 0
-	for _, r := range d.Runs {
+	for _, r := range runs {
 		ans.Runs = append(ans.Runs, RunLink{WorkflowID: r.WorkflowID, RunID: r.RunID, Existing: r.Existing, UI: s.runLink(r.WorkflowID)})
 		if !r.Existing {
 			started++
 		}
 	}
-	s.metrics.runs.WithLabelValues(name).Add(float64(started))
+	s.metrics.runs.WithLabelValues(origin).Add(float64(started))
 	if started > 0 {
 		return c.JSON(http.StatusAccepted, ans)
 	}

@@ -141,15 +141,20 @@ func assertReplicated(t *testing.T, registry, repo, tag, digest string) {
 	}
 }
 
-func searchAttr(t *testing.T, id, key string) string {
+func searchAttr(t *testing.T, id, key string) string { return searchAttrOf[string](t, id, key) }
+
+// searchAttrOf reads a run's search attribute as T (zero when unset).
+func searchAttrOf[T any](t *testing.T, id, key string) T {
 	t.Helper()
 	desc, err := stack.Client.DescribeWorkflowExecution(context.Background(), id, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var v string
+	var v T
 	if p, ok := desc.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields()[key]; ok {
-		_ = converter.GetDefaultDataConverter().FromPayload(p, &v)
+		if err := converter.GetDefaultDataConverter().FromPayload(p, &v); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return v
 }

@@ -80,11 +80,8 @@ func (r *Registry) Stop() error {
 	return err
 }
 
-// logFile opens dir/name for appending, or returns io.Discard when dir is empty.
+// logFile opens dir/name for appending (io.Discard if it cannot).
 func logFile(dir, name string) io.Writer {
-	if dir == "" {
-		return io.Discard
-	}
 	f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return io.Discard

@@ -3,7 +3,7 @@ package devstack
 import (
 	"archive/tar"
 	"context"
-	"encoding/json"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -40,7 +40,7 @@ func vulnerableImage(t *testing.T) v1.Image {
 	for _, d := range []string{"etc/", "lib/", "lib/apk/", "lib/apk/db/", "app/", "app/node_modules/", "app/node_modules/lodash/", "app/node_modules/qs/"} {
 		hs = append(hs, &tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: 0o755})
 	}
-	for _, f := range slices.Sorted(mapsKeys(files)) {
+	for _, f := range slices.Sorted(maps.Keys(files)) {
 		hs = append(hs, &tar.Header{Typeflag: tar.TypeReg, Name: f, Mode: 0o644})
 	}
 	layer, err := tarLayer(hs, files)
@@ -59,16 +59,6 @@ func vulnerableImage(t *testing.T) v1.Image {
 		t.Fatal(err)
 	}
 	return img
-}
-
-func mapsKeys(m map[string][]byte) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 func pushVulnerable(t *testing.T, repo, tag string) string {
@@ -234,25 +224,9 @@ func TestNonBlockingPolicyReplicates(t *testing.T) {
 			t.Fatalf("%s: %s %v", reg, d, ok)
 		}
 	}
-	if v := searchAttrInt(t, st, "DchainCritical"); v != 1 {
+	if v := searchAttrOf[int64](t, workflows.WorkflowID(st.Chain, st.Image), "DchainCritical"); v != 1 {
 		t.Fatalf("DchainCritical = %d", v)
 	}
-}
-
-func searchAttrInt(t *testing.T, st workflows.RunStatus, key string) int64 {
-	t.Helper()
-	id := workflows.WorkflowID(st.Chain, st.Image)
-	desc, err := stack.Client.DescribeWorkflowExecution(context.Background(), id, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v int64
-	if p, ok := desc.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields()[key]; ok {
-		if err := jsonPayload(p.GetData(), &v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return v
 }
 
 func TestFreshScannerDownloadsTheDB(t *testing.T) {
@@ -279,8 +253,6 @@ func TestFreshScannerDownloadsTheDB(t *testing.T) {
 		t.Fatalf("findings %v", ids)
 	}
 }
-
-func jsonPayload(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 func TestScheduledRepositoryScanRecordsNewFindings(t *testing.T) {
 	digest := pushVulnerable(t, "scan/periodic", "v1")

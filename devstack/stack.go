@@ -99,12 +99,7 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 			s.Stop()
 		}
 	}()
-	dir := func(parts ...string) string {
-		if o.DataDir == "" {
-			return ""
-		}
-		return filepath.Join(append([]string{o.DataDir}, parts...)...)
-	}
+	dir := func(parts ...string) string { return filepath.Join(append([]string{o.DataDir}, parts...)...) }
 	if o.DataDir == "" {
 		return nil, errors.New("devstack: a data dir is required")
 	}
@@ -203,10 +198,8 @@ func (s *Stack) startBuildKit(ctx context.Context, o Options, dir string) error 
 		return fmt.Errorf("seed base image: %w", err)
 	}
 	s.Endpoints.BaseImage = first + "/" + BaseImage
-	if o.DataDir != "" {
-		if err := SampleRepo(ctx, filepath.Join(o.DataDir, "git", "sample-app")); err != nil {
-			return fmt.Errorf("sample app repository: %w", err)
-		}
+	if err := SampleRepo(ctx, filepath.Join(o.DataDir, "git", "sample-app")); err != nil {
+		return fmt.Errorf("sample app repository: %w", err)
 	}
 	return nil
 }
