@@ -19,7 +19,8 @@ type Activities struct {
 	HeartbeatEvery time.Duration
 	// BuildKitAddr is buildkitd's address (unix:///run/buildkit/buildkitd.sock, tcp://host:port).
 	BuildKitAddr string
-	// TempDir holds source checkouts while they build (default: the system's).
+	// TempDir holds source checkouts while they build: the worker's own
+	// directory (ClaimWorkDir; default: the system's temp dir).
 	TempDir string
 	// Scanner scans images (package scanner: Trivy); nil means this worker does not scan.
 	Scanner ImageScanner

@@ -20,13 +20,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/dchain-dev/dchain/chain"
 	"github.com/dchain-dev/dchain/workflows"
-)
-
-// Repositories dchain keeps next to an image's own, in the same registry.
-const (
-	LogRepositoryPrefix   = "dchain-logs/"
-	CacheRepositoryPrefix = "dchain-cache/"
 )
 
 // BuildProgress is the heartbeat detail of a build.
@@ -47,6 +42,9 @@ func (a *Activities) BuildImage(ctx context.Context, in workflows.BuildInput) (w
 	res := workflows.BuildResult{Tags: in.Plan.Tags}
 	if a.BuildKitAddr == "" {
 		return res, temporal.NewNonRetryableApplicationError("this worker has no BuildKit address (--buildkit-addr / BUILDKIT_HOST)", ErrRejected, nil)
+	}
+	if prev, ok := a.previousBuild(ctx, in); ok {
+		return a.reuseBuild(ctx, in, prev)
 	}
 	dir, err := checkout(ctx, in.Source, in.Push.Commit, a.TempDir)
 	if err != nil {
@@ -79,19 +77,23 @@ func (a *Activities) BuildImage(ctx context.Context, in workflows.BuildInput) (w
 	stop()
 	p := log.progress()
 	res.Steps, res.Cached = p.Steps, p.Cached
-	res.Log = a.pushBuildLog(ctx, in, log.bytes())
+	built := ""
+	if solveErr == nil {
+		built = resp.ExporterResponse["containerimage.digest"]
+	}
+	res.Log = a.pushBuildLog(ctx, in, log.bytes(), built)
 
 	if solveErr != nil {
 		if ctx.Err() != nil {
 			return res, ctx.Err()
 		}
-		if s, ok := status.FromError(solveErr); ok && (s.Code() == codes.Unavailable || s.Code() == codes.ResourceExhausted) {
-			return res, temporal.NewApplicationError(fmt.Sprintf("buildkitd at %s: %v (will retry)", a.BuildKitAddr, solveErr), ErrTransient)
+		if transientBuildError(solveErr) {
+			return res, temporal.NewApplicationError(fmt.Sprintf("build of %s at %s: %v (will retry)", in.Plan.Rule, in.Push.Commit.Short(), solveErr), ErrTransient)
 		}
 		return res, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("build of %s at %s failed: %v (log: %s)", in.Plan.Rule, short(in.Push.Commit), solveErr, res.Log), ErrBuildFailed, nil, res)
+			fmt.Sprintf("build of %s at %s failed: %v (log: %s)", in.Plan.Rule, in.Push.Commit.Short(), solveErr, res.Log), ErrBuildFailed, nil, res)
 	}
-	res.Digest = resp.ExporterResponse["containerimage.digest"]
+	res.Digest = built
 	info, err := a.ResolveImage(ctx, workflows.ResolveImageInput{Registry: in.Registry,
 		Image: workflows.ImageRef{Registry: in.Registry.Name, Repository: in.Repository, Tag: in.Plan.Tags[0], Digest: res.Digest}})
 	if err != nil {
@@ -99,6 +101,32 @@ func (a *Activities) BuildImage(ctx context.Context, in workflows.BuildInput) (w
 	}
 	res.Platforms = info.Manifests
 	return res, nil
+}
+
+// transientMarks are the texts of failures that a later attempt can get
+// past: a registry (the base image's, the cache's, the destination) or
+// buildkitd itself unreachable, overloaded or timing out. BuildKit reports
+// them as plain text inside its gRPC error.
+var transientMarks = []string{
+	"connection refused", "connection reset by peer", "no such host", "i/o timeout", "TLS handshake timeout",
+	"network is unreachable", "no route to host", "server misbehaving", "unexpected EOF",
+	"500 Internal Server Error", "502 Bad Gateway", "503 Service Unavailable", "504 Gateway Timeout", "429 Too Many Requests",
+}
+
+// transientBuildError reports whether a failed solve is worth retrying:
+// buildkitd unavailable or out of resources, or a network failure on the
+// way to a registry. A failing RUN step or a bad Dockerfile is not.
+func transientBuildError(err error) bool {
+	if s, ok := status.FromError(err); ok && (s.Code() == codes.Unavailable || s.Code() == codes.ResourceExhausted) {
+		return true
+	}
+	msg := err.Error()
+	for _, m := range transientMarks {
+		if strings.Contains(msg, m) {
+			return true
+		}
+	}
+	return false
 }
 
 // solveOptions are the BuildKit options of a build: dockerfile frontend,
@@ -133,7 +161,7 @@ func solveOptions(in workflows.BuildInput, contextDir, dockerfileDir, dockerfile
 	if in.Plan.NoCache {
 		attrs["no-cache"] = ""
 	} else {
-		cache := in.Registry.Address + "/" + CacheRepositoryPrefix + in.Repository + ":" + in.Plan.Rule
+		cache := in.Registry.Address + "/" + chain.CacheRepositoryPrefix + in.Repository + ":" + in.Plan.Rule
 		opt.CacheImports = []bk.CacheOptionsEntry{{Type: "registry", Attrs: map[string]string{"ref": cache, "registry.insecure": insecure}}}
 		opt.CacheExports = []bk.CacheOptionsEntry{{Type: "registry", Attrs: map[string]string{
 			"ref": cache, "mode": "max", "registry.insecure": insecure, "oci-mediatypes": "true", "image-manifest": "true",
@@ -220,10 +248,6 @@ func (l *buildLog) bytes() []byte {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]byte(nil), l.buf.Bytes()...)
-}
-
-func short(commit string) string {
-	return commit[:min(12, len(commit))]
 }
 
 // every calls f now and then every HeartbeatEvery until stop is called or ctx ends.

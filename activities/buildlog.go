@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -22,13 +24,25 @@ const (
 	BuildLogLayerType    = "text/plain; charset=utf-8"
 )
 
+// Annotations of the build log artifact that let a later run of the same
+// rule at the same commit reuse the image instead of building it again.
+const (
+	AnnotationBuildDigest = "dev.dchain.build.digest"
+	AnnotationBuildInputs = "dev.dchain.build.inputs"
+)
+
+// buildLogRef is where the log of the rule's build of the commit is kept:
+// dchain-logs/<repository>:<rule>-<commit>.
+func buildLogRef(in workflows.BuildInput) (name.Reference, error) {
+	return reference(in.Registry, chain.LogRepositoryPrefix+in.Repository, in.Plan.Rule+"-"+in.Push.Commit.Short())
+}
+
 // pushBuildLog stores a build's log as an OCI artifact in the source registry
-// (dchain-logs/<repository>:<rule>-<commit>) and returns its reference. The
-// log is a convenience: a failure to store it is logged, not fatal.
-func (a *Activities) pushBuildLog(ctx context.Context, in workflows.BuildInput, log []byte) string {
-	repo := LogRepositoryPrefix + in.Repository
-	tag := in.Plan.Rule + "-" + short(in.Push.Commit)
-	ref, err := reference(in.Registry, repo, tag)
+// (buildLogRef) and returns its reference; a successful build's artifact also
+// records the image's digest and the build's inputs (buildInputs). The log
+// is a convenience: a failure to store it is logged, not fatal.
+func (a *Activities) pushBuildLog(ctx context.Context, in workflows.BuildInput, log []byte, digest string) string {
+	ref, err := buildLogRef(in)
 	if err != nil {
 		return ""
 	}
@@ -38,6 +52,9 @@ func (a *Activities) pushBuildLog(ctx context.Context, in workflows.BuildInput, 
 		img = mutate.ConfigMediaType(img, types.MediaType(BuildLogArtifactType))
 		img, err = mutate.Append(img, mutate.Addendum{Layer: static.NewLayer(log, BuildLogLayerType),
 			Annotations: map[string]string{"org.opencontainers.image.title": "build.log"}})
+		if err == nil && digest != "" {
+			img = mutate.Annotations(img, map[string]string{AnnotationBuildDigest: digest, AnnotationBuildInputs: buildInputs(in)}).(v1.Image)
+		}
 		if err == nil {
 			err = remote.Write(ref, img, append(opts, remote.WithContext(context.WithoutCancel(ctx)))...)
 		}

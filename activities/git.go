@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,20 +15,35 @@ import (
 	"github.com/dchain-dev/dchain/chain"
 )
 
-// gitCmd runs git with the source's credentials (an HTTP header, so they
-// never appear in a URL or an error message) and returns its output.
-func gitCmd(ctx context.Context, src chain.BuildSource, dir string, args ...string) (string, error) {
-	var pre []string
-	if src.Credentials != "" {
-		secret, err := src.Credentials.Resolve()
-		if err != nil {
-			return "", temporal.NewNonRetryableApplicationError("git source "+src.URL+": "+err.Error(), ErrCredentials, nil)
-		}
-		pre = append(pre, "-c", "http.extraHeader=Authorization: Basic "+base64.StdEncoding.EncodeToString([]byte(secret)))
+// gitEnv is the environment of every git child: no prompts, no system
+// config, only the transports a chain's source may use (never ext:: or fd::,
+// which run commands), and the source's credentials as an HTTP header set
+// through GIT_CONFIG_* variables, so they are in neither the arguments
+// (which any local user reads in ps) nor a URL or an error message.
+func gitEnv(src chain.BuildSource) ([]string, error) {
+	env := append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "GIT_ALLOW_PROTOCOL=file:git:http:https:ssh")
+	if src.Credentials == "" {
+		return env, nil
 	}
-	cmd := exec.CommandContext(ctx, "git", append(pre, args...)...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1")
+	secret, err := src.Credentials.Resolve()
+	if err != nil {
+		return nil, temporal.NewNonRetryableApplicationError("git source "+src.URL+": "+err.Error(), ErrCredentials, nil)
+	}
+	return append(env, "GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.extraHeader",
+		"GIT_CONFIG_VALUE_0=Authorization: Basic "+base64.StdEncoding.EncodeToString([]byte(secret))), nil
+}
+
+// gitCmd runs git with the source's environment (gitEnv) and returns its
+// output. Callers put "--end-of-options" (or "--") before any value that
+// came from outside, and such values are checked by the chain package's
+// validator before they get here.
+func gitCmd(ctx context.Context, src chain.BuildSource, dir string, args ...string) (string, error) {
+	env, err := gitEnv(src)
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, "git", args...)
+	cmd.Dir, cmd.Env = dir, env
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {
@@ -36,42 +52,83 @@ func gitCmd(ctx context.Context, src chain.BuildSource, dir string, args ...stri
 	return strings.TrimSpace(out.String()), nil
 }
 
-// ResolveRef returns the commit a ref points at in the source repository.
-func ResolveRef(ctx context.Context, src chain.BuildSource, ref string) (string, error) {
-	out, err := gitCmd(ctx, src, "", "ls-remote", "--", src.URL, ref)
+// ErrUnknownCommit means the source does not have the commit.
+var ErrUnknownCommit = errors.New("commit is not in the source repository")
+
+// ResolveRef returns the commit a ref points at in the source repository
+// (for an annotated tag, the commit it tags).
+func ResolveRef(ctx context.Context, src chain.BuildSource, ref chain.Ref) (chain.Commit, error) {
+	out, err := gitCmd(ctx, src, "", "ls-remote", "--", src.URL, string(ref), string(ref)+"^{}")
 	if err != nil {
 		return "", fmt.Errorf("resolve %s in %s: %w", ref, src.URL, err)
 	}
+	var found string
 	for _, line := range strings.Split(out, "\n") {
-		if sha, name, ok := strings.Cut(line, "\t"); ok && name == ref {
-			return sha, nil
+		sha, name, ok := strings.Cut(line, "\t")
+		switch {
+		case ok && name == string(ref)+"^{}":
+			found = sha // the peeled tag wins
+		case ok && name == string(ref) && found == "":
+			found = sha
 		}
 	}
-	return "", fmt.Errorf("ref %s does not exist in %s", ref, src.URL)
+	if found == "" {
+		return "", fmt.Errorf("ref %s does not exist in %s", ref, src.URL)
+	}
+	// ls-remote's output is a registry-like answer from outside: check it too.
+	return chain.ParseCommit("ls-remote "+src.URL, found)
 }
 
-// checkout fetches commit of the source into a new directory under tmp and
-// returns it; remove it when done. A commit the source does not have is a
-// permanent error; an unreachable source is transient.
-func checkout(ctx context.Context, src chain.BuildSource, commit, tmp string) (string, error) {
-	dir, err := os.MkdirTemp(tmp, "dchain-src-")
+// CheckCommit confirms the source has commit, so a run asked for an unknown
+// commit is refused at start rather than in the build stage. It fetches the
+// commit alone (no trees or blobs) into a scratch repository under tmp; an
+// unreachable source is an error that is not ErrUnknownCommit.
+func CheckCommit(ctx context.Context, src chain.BuildSource, commit chain.Commit, tmp string) error {
+	dir, err := initRepo(ctx, src, tmp)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if _, err := gitCmd(ctx, src, dir, "fetch", "-q", "--depth=1", "--filter=tree:0", "--end-of-options", "origin", string(commit)); err == nil {
+		return nil
+	}
+	// Servers that refuse a bare commit: fetch the history (commits only) and look.
+	if _, err := gitCmd(ctx, src, dir, "fetch", "-q", "--filter=tree:0", "--end-of-options", "origin"); err != nil {
+		return fmt.Errorf("reach %s: %w", src.URL, err)
+	}
+	if _, err := gitCmd(ctx, src, dir, "cat-file", "-e", "--end-of-options", string(commit)+"^{commit}"); err != nil {
+		return fmt.Errorf("%w: %s has no commit %s", ErrUnknownCommit, src.URL, commit)
+	}
+	return nil
+}
+
+// initRepo makes an empty repository under tmp whose origin is the source.
+func initRepo(ctx context.Context, src chain.BuildSource, tmp string) (string, error) {
+	dir, err := os.MkdirTemp(tmp, "src-")
 	if err != nil {
 		return "", err
 	}
-	steps := [][]string{
-		{"init", "-q"},
-		{"remote", "add", "origin", src.URL},
-	}
-	for _, s := range steps {
+	for _, s := range [][]string{{"init", "-q"}, {"remote", "add", "--", "origin", src.URL}} {
 		if _, err := gitCmd(ctx, src, dir, s...); err != nil {
 			os.RemoveAll(dir)
 			return "", err
 		}
 	}
+	return dir, nil
+}
+
+// checkout fetches commit of the source into a new directory under tmp and
+// returns it; remove it when done. A commit the source does not have is a
+// permanent error; an unreachable source is transient.
+func checkout(ctx context.Context, src chain.BuildSource, commit chain.Commit, tmp string) (string, error) {
+	dir, err := initRepo(ctx, src, tmp)
+	if err != nil {
+		return "", err
+	}
 	// A shallow fetch of the exact commit; servers that refuse to serve a
 	// bare commit get a full fetch instead.
-	if _, err := gitCmd(ctx, src, dir, "fetch", "-q", "--depth=1", "origin", commit); err != nil {
-		if _, err := gitCmd(ctx, src, dir, "fetch", "-q", "origin"); err != nil {
+	if _, err := gitCmd(ctx, src, dir, "fetch", "-q", "--depth=1", "--end-of-options", "origin", string(commit)); err != nil {
+		if _, err := gitCmd(ctx, src, dir, "fetch", "-q", "--end-of-options", "origin"); err != nil {
 			os.RemoveAll(dir)
 			if ctx.Err() != nil {
 				return "", ctx.Err()
@@ -79,7 +136,7 @@ func checkout(ctx context.Context, src chain.BuildSource, commit, tmp string) (s
 			return "", temporal.NewApplicationError(fmt.Sprintf("fetch %s: %v (will retry)", src.URL, err), ErrTransient)
 		}
 	}
-	if _, err := gitCmd(ctx, src, dir, "-c", "advice.detachedHead=false", "checkout", "-q", "--detach", commit); err != nil {
+	if _, err := gitCmd(ctx, src, dir, "-c", "advice.detachedHead=false", "switch", "-q", "--detach", "--end-of-options", string(commit)); err != nil {
 		os.RemoveAll(dir)
 		return "", temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("commit %s is not in %s: %v", commit, src.URL, err), ErrNotFound, nil)

@@ -3,7 +3,6 @@ package activities
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"go.temporal.io/api/workflowservice/v1"
@@ -13,26 +12,13 @@ import (
 	"github.com/dchain-dev/dchain/workflows"
 )
 
-// OlderRunsQuery is the visibility query for runs of chain and ref that
-// are still running, other than workflowID, started before before (zero: any time).
-func OlderRunsQuery(chainName, ref, workflowID string, before time.Time) string {
-	q := fmt.Sprintf("%s = '%s' AND %s = '%s' AND ExecutionStatus = 'Running' AND WorkflowId != '%s'",
-		workflows.AttrChain.GetName(), quote(chainName), workflows.AttrRef.GetName(), quote(ref), quote(workflowID))
-	if !before.IsZero() {
-		q += fmt.Sprintf(" AND StartTime < '%s'", before.UTC().Format(time.RFC3339Nano))
-	}
-	return q
-}
-
-func quote(s string) string { return strings.ReplaceAll(s, "'", "\\'") }
-
 // WaitTurn waits, heartbeating, until no older run of the same chain and ref
 // is running: the "queue" concurrency of a chain.
 func (a *Activities) WaitTurn(ctx context.Context, in workflows.WaitTurnInput) error {
 	if a.Temporal == nil {
 		return temporal.NewNonRetryableApplicationError("this worker has no Temporal client to queue runs with", ErrRejected, nil)
 	}
-	q := OlderRunsQuery(in.Chain, in.Ref, in.WorkflowID, in.StartedAt)
+	q := workflows.OlderRunsQuery(in.Chain, in.Ref, in.WorkflowID, in.StartedAt).String()
 	for {
 		resp, err := a.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 10})
 		if err != nil {

@@ -159,7 +159,10 @@ func countBlobs(desc *remote.Descriptor) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		return len(seen), addImage(img)
+		if err := addImage(img); err != nil {
+			return 0, err
+		}
+		return len(seen), nil
 	}
 	idx, err := desc.ImageIndex()
 	if err != nil {

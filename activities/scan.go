@@ -286,7 +286,9 @@ func orDefault(s, def string) string {
 	return s
 }
 
-// ListTags lists a repository's tags.
+// ListTags lists a repository's image tags: referrer tags (OCI 1.1
+// fallback tags of signatures, SBOMs, scan reports) and tags that are not
+// legal OCI tags in the registry's answer are left out.
 func (a *Activities) ListTags(ctx context.Context, in workflows.ListTagsInput) ([]string, error) {
 	opts, err := a.remoteOptions(ctx, in.Registry)
 	if err != nil {
@@ -300,8 +302,17 @@ func (a *Activities) ListTags(ctx context.Context, in workflows.ListTagsInput) (
 	if err != nil {
 		return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrInvalidReference, nil)
 	}
-	tags, err := remote.List(repo, opts...)
-	return tags, registryError(ctx, "list tags of "+repo.String(), err)
+	all, err := remote.List(repo, opts...)
+	if err != nil {
+		return nil, registryError(ctx, "list tags of "+repo.String(), err)
+	}
+	tags := []string{}
+	for _, t := range all {
+		if _, err := chain.ParseTag("tag", t); err == nil && !chain.IsReferrerTag(t) {
+			tags = append(tags, t)
+		}
+	}
+	return tags, nil
 }
 
 // copyReports copies the image's scan reports (referrers) from one

@@ -14,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"go.temporal.io/api/serviceerror"
 
+	"github.com/dchain-dev/dchain/chain"
 	"github.com/dchain-dev/dchain/runs"
 	"github.com/dchain-dev/dchain/starter"
 	"github.com/dchain-dev/dchain/workflows"
@@ -56,18 +57,28 @@ func (s *Server) startRun(c echo.Context) error {
 	cause := workflows.Cause{Kind: "api", Actor: "api", At: time.Now().UTC()}
 	var started []starter.Started
 	if req.Image != "" {
-		repo, tag, perr := starter.ParseImage(req.Image)
+		if req.Commit != "" || req.AsPush {
+			return apiError(c, http.StatusBadRequest, "bad_request", "commit and asPush only apply with ref")
+		}
+		repo, tag, perr := chain.ParseImage("image", req.Image)
 		if perr != nil {
-			return apiError(c, http.StatusBadRequest, "bad_request", "image: %v", perr)
+			return badInput(c, perr)
 		}
 		var st starter.Started
 		st, err = s.Starter.StartImage(ctx, starter.ImageRequest{Chain: req.Chain, Repository: repo, Tag: tag, Cause: cause, Rerun: req.Rerun})
 		started = append(started, st)
 	} else {
-		started, err = s.Starter.StartPush(ctx, starter.PushRequest{Chain: req.Chain, Ref: req.Ref, Commit: req.Commit, At: cause.At,
-			Pusher: "api", Manual: !req.AsPush, Cause: cause, Rerun: req.Rerun})
+		push, perr := starter.ParsePushFields("ref", req.Ref, "commit", req.Commit)
+		if perr != nil {
+			return badInput(c, perr)
+		}
+		push.At, push.Pusher, push.Manual, push.Cause, push.Rerun, push.Chain = cause.At, "api", !req.AsPush, cause, req.Rerun, req.Chain
+		started, err = s.Starter.StartPush(ctx, push)
 	}
 	if err != nil {
+		if isBadInput(err) {
+			return badInput(c, err)
+		}
 		if errors.Is(starter.Unavailable(err), starter.ErrUnavailable) {
 			return apiError(c, http.StatusServiceUnavailable, "temporal_unavailable", "%v", err)
 		}

@@ -47,6 +47,8 @@ type ErrorBody struct {
 type ErrorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Field names the refused field of a bad request.
+	Field string `json:"field,omitempty"`
 }
 
 // NewServer resolves the config's secrets (inside this process, never into
@@ -95,6 +97,22 @@ func (s *Server) Handler() *echo.Echo {
 // apiError answers with the common error body.
 func apiError(c echo.Context, status int, code, format string, args ...any) error {
 	return c.JSON(status, ErrorBody{Error: ErrorDetail{Code: code, Message: fmt.Sprintf(format, args...)}})
+}
+
+// isBadInput reports whether err is a value the shared validator refused.
+func isBadInput(err error) bool {
+	var in *chain.InputError
+	return errors.As(err, &in)
+}
+
+// badInput answers 400 for a refused value, naming the field.
+func badInput(c echo.Context, err error) error {
+	d := ErrorDetail{Code: "bad_request", Message: err.Error()}
+	var in *chain.InputError
+	if errors.As(err, &in) {
+		d.Field = in.Field
+	}
+	return c.JSON(http.StatusBadRequest, ErrorBody{Error: d})
 }
 
 func (s *Server) errorHandler(err error, c echo.Context) {

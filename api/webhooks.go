@@ -58,6 +58,10 @@ func (s *Server) webhook(c echo.Context) error {
 		s.metrics.rejections.WithLabelValues(name, "unavailable").Inc()
 		return apiError(c, http.StatusServiceUnavailable, "temporal_unavailable", "%v; retry the delivery", err)
 	}
+	if isBadInput(err) {
+		s.metrics.rejections.WithLabelValues(name, "malformed").Inc()
+		return badInput(c, err)
+	}
 	if err != nil {
 		return apiError(c, http.StatusInternalServerError, "start_failed", "%v", err)
 	}

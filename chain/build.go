@@ -1,5 +1,13 @@
 package chain
 
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
 // Build is a chain's build section: where the source is and which pushes
 // build which images.
 type Build struct {
@@ -34,7 +42,10 @@ type BuildRule struct {
 	// Type is "branch" or "tag".
 	Type string `yaml:"type" json:"type"`
 	// Match is a branch or tag name, or a regular expression matched against
-	// the whole name; named groups ((?<name>…) or (?P<name>…)) can be used in tags.
+	// the whole name; named groups ((?<name>…) or (?P<name>…)) can be used in
+	// tags. It is a regular expression exactly when it holds a character other
+	// than letters, digits and "._/-" (see IsRegex): "v9.9.9" is a name and
+	// matches only v9.9.9; `v9\.\d+` or `release-.*` are expressions.
 	Match string `yaml:"match" json:"match"`
 	// Context is the build context directory, relative to the repository root.
 	Context string `yaml:"context" json:"context,omitempty"`
@@ -53,8 +64,14 @@ type BuildRule struct {
 type TagTemplate struct {
 	Tag       string `yaml:"tag" json:"tag,omitempty"`
 	BuildTime string `yaml:"buildTime" json:"buildTime,omitempty"`
-	CommitID  int    `yaml:"commitId" json:"commitId,omitempty"`
+	// CommitID is how many characters of the commit id the tag ends with. In
+	// a chain file, `commitId: true` or an empty `commitId:` mean
+	// DefaultCommitChars (the seed's "first six characters"), false or 0 none.
+	CommitID int `yaml:"commitId" json:"commitId,omitempty"`
 }
+
+// DefaultCommitChars is the commit id length of `commitId: true`.
+const DefaultCommitChars = 6
 
 // Limits of a build section.
 const (
@@ -63,3 +80,59 @@ const (
 	MaxBuildArgs    = 20
 	MaxCommitChars  = 40
 )
+
+// UnmarshalYAML reads a tag template, accepting the seed's spellings of
+// the commit id option: `commitId: true` or an empty `commitId:` mean
+// DefaultCommitChars, `false` none, a number that many characters.
+func (t *TagTemplate) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: a tag template is a mapping (tag, buildTime, commitId)", n.Line)}}
+	}
+	var errs []string
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		var err error
+		switch k.Value {
+		case "tag":
+			err = v.Decode(&t.Tag)
+		case "buildTime":
+			err = v.Decode(&t.BuildTime)
+		case "commitId":
+			switch {
+			case v.Tag == "!!null":
+				t.CommitID = DefaultCommitChars
+			case v.Tag == "!!bool":
+				var b bool
+				if err = v.Decode(&b); b {
+					t.CommitID = DefaultCommitChars
+				}
+			default:
+				if v.Decode(&t.CommitID) != nil {
+					errs = append(errs, fmt.Sprintf("line %d: commitId: want true, false or a number of characters, got %q", v.Line, v.Value))
+				}
+			}
+		default:
+			errs = append(errs, fmt.Sprintf("line %d: field %s not found in a tag template (tag, buildTime, commitId)", k.Line, k.Value))
+		}
+		if err != nil {
+			var te *yaml.TypeError
+			if errors.As(err, &te) {
+				errs = append(errs, te.Errors...)
+			} else {
+				errs = append(errs, err.Error())
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return &yaml.TypeError{Errors: errs}
+	}
+	return nil
+}
+
+// IsRegex reports whether a rule's match is a regular expression: it is
+// when it holds any character other than letters, digits and "._/-", which
+// are what branch and tag names are usually made of. A name matches only
+// itself ("." included); an expression must match the whole name.
+func (r BuildRule) IsRegex() bool {
+	return strings.Trim(r.Match, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-") != ""
+}

@@ -112,9 +112,7 @@ func TestPlanBuildsRefTypes(t *testing.T) {
 	if err != nil || len(plans) != 1 || plans[0].Rule != "t" || plans[0].Tags[0] != "1" {
 		t.Fatalf("tag push: %+v %v", plans, err)
 	}
-	if _, err := PlanBuilds(c, Push{Ref: "main"}, false); err == nil {
-		t.Fatal("a short ref must be refused")
-	}
+	// A short ref never gets here: Push.Ref is a Ref, made by ParseRef (TestParseRef).
 	tag.Ref = "refs/tags/v1-rc" // the match must cover the whole name
 	if plans, _ := PlanBuilds(c, tag, false); len(plans) != 0 {
 		t.Fatalf("partial match built: %+v", plans)
@@ -157,5 +155,78 @@ func TestBuildValidation(t *testing.T) {
 			}
 			t.Fatalf("no problem on %q containing %q; got:\n%v", tc.field, tc.msg, ps)
 		})
+	}
+}
+
+// A match made of letters, digits and "._/-" is a name: "v9.9.9" matches
+// only v9.9.9 and may be started by hand; anything else is an expression.
+func TestLiteralMatchIsNotARegex(t *testing.T) {
+	c := buildChain(BuildRule{Name: "r", Type: RuleTag, Match: "v9.9.9", Tags: []TagTemplate{{Tag: "stable"}}})
+	tag := push
+	tag.Ref = "refs/tags/v9.9.9"
+	plans, err := PlanBuilds(c, tag, true)
+	if err != nil || len(plans) != 1 {
+		t.Fatalf("manual start of a literal rule: %+v %v", plans, err)
+	}
+	tag.Ref = "refs/tags/v9x9x9" // a regex would match this
+	if plans, _ := PlanBuilds(c, tag, false); len(plans) != 0 {
+		t.Fatalf("a literal matched %s: %+v", tag.Ref, plans)
+	}
+	for match, regex := range map[string]bool{"v9.9.9": false, "release/v1_2-x": false, `v\d+`: true, "release-.*": true, "v(?<n>1)": true, "a|b": true, "v1.0+b": true} {
+		if got := (BuildRule{Match: match}).IsRegex(); got != regex {
+			t.Errorf("IsRegex(%q) = %v", match, got)
+		}
+	}
+}
+
+// The seed's Commit ID option defaults to six characters: `commitId: true`
+// and an empty `commitId:` mean 6, false none, a number that many.
+func TestCommitIDSpellings(t *testing.T) {
+	cfg := testConfig(t)
+	for spelling, want := range map[string]int{"true": 6, "": 6, "false": 0, "8": 8} {
+		doc := `name: c
+scope: {registry: hangzhou, namespace: demo, repository: app}
+build:
+  source: {url: https://example.com/app.git}
+  rules:
+    - name: r
+      type: branch
+      match: main
+      tags:
+        - tag: main
+          commitId: ` + spelling + "\n"
+		chains, ps := cfg.ParseChains("c.yaml", []byte(doc))
+		if len(ps) > 0 || len(chains) != 1 {
+			t.Fatalf("commitId: %q: %v", spelling, ps)
+		}
+		if got := chains[0].Build.Rules[0].Tags[0].CommitID; got != want {
+			t.Errorf("commitId: %q = %d, want %d", spelling, got, want)
+		}
+	}
+	_, ps := cfg.ParseChains("c.yaml", []byte(`name: c
+scope: {registry: hangzhou, namespace: demo, repository: app}
+build:
+  source: {url: https://example.com/app.git}
+  rules:
+    - {name: r, type: branch, match: main, tags: [{tag: main, commitId: lots}, {tag: x, commitid: true}]}
+`))
+	if len(ps) != 2 || !strings.Contains(ps[0].Message, "commitId") || ps[0].Line != 6 || !strings.Contains(ps[1].Message, "commitid") {
+		t.Fatalf("bad spellings: %v", ps)
+	}
+}
+
+// A source URL never reads as an option to git nor names a transport that
+// runs a command.
+func TestBuildSourceURL(t *testing.T) {
+	cfg := testConfig(t)
+	for u, ok := range map[string]bool{
+		"https://example.com/app.git": true, "git@example.com:acme/app.git": true, "ssh://git@example.com/app": true, "/srv/git/app": true, "file:///srv/git/app": true,
+		"--upload-pack=touch /tmp/x": false, "ext::sh -c touch% /tmp/x": false, "fd::17": false, "gopher://x/app": false,
+	} {
+		doc := "name: c\nscope: {registry: hangzhou, namespace: demo, repository: app}\nbuild:\n  source: {url: '" + u + "'}\n  rules: [{name: r, type: branch, match: main, tags: [{tag: main}]}]\n"
+		_, ps := cfg.ParseChains("c.yaml", []byte(doc))
+		if (len(ps) == 0) != ok || (!ok && ps[0].Field != "build.source.url") {
+			t.Errorf("%s: %v", u, ps)
+		}
 	}
 }

@@ -49,8 +49,12 @@ func (r ReplicationRule) Applies(s Scope, repo, tag string) (bool, string) {
 	return true, ""
 }
 
-// Matches reports whether the trigger fires for tag.
+// Matches reports whether the trigger fires for tag. A referrer tag
+// (IsReferrerTag) is never an image to redeploy.
 func (t Trigger) Matches(tag string) bool {
+	if IsReferrerTag(tag) {
+		return false
+	}
 	switch t.Mode {
 	case TriggerRegexp:
 		return fullMatch(t.Regexp, tag)

@@ -10,8 +10,8 @@ import (
 // Push is a source push: the ref that moved, the commit it moved to, and when.
 type Push struct {
 	// Ref is the full ref: refs/heads/NAME or refs/tags/NAME.
-	Ref    string    `json:"ref"`
-	Commit string    `json:"commit"`
+	Ref    Ref       `json:"ref"`
+	Commit Commit    `json:"commit"`
 	At     time.Time `json:"at"`
 	Pusher string    `json:"pusher,omitempty"`
 }
@@ -32,22 +32,11 @@ var BuildZone = time.FixedZone("UTC+8", 8*3600)
 
 var groupRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
-// SplitRef returns the rule type ("branch" or "tag") and short name of a full ref.
-func SplitRef(ref string) (typ, name string, err error) {
-	switch {
-	case strings.HasPrefix(ref, "refs/heads/"):
-		return RuleBranch, ref[len("refs/heads/"):], nil
-	case strings.HasPrefix(ref, "refs/tags/"):
-		return RuleTag, ref[len("refs/tags/"):], nil
-	}
-	return "", "", fmt.Errorf("ref %q: want refs/heads/NAME or refs/tags/NAME", ref)
-}
-
 // ManualAllowed reports whether a person may start the rule by hand: the
 // vendor allows that only for a plain branch or tag name and literal tags,
 // since a regular expression, build time or commit id needs a real push.
 func (r BuildRule) ManualAllowed() (bool, string) {
-	if regexp.QuoteMeta(r.Match) != r.Match {
+	if r.IsRegex() {
 		return false, "its branch/tag is a regular expression"
 	}
 	for _, t := range r.Tags {
@@ -68,31 +57,21 @@ func PlanBuilds(c Chain, p Push, manual bool) ([]BuildPlan, error) {
 	if c.Build == nil {
 		return nil, fmt.Errorf("chain %s has no build section", c.Name)
 	}
-	typ, name, err := SplitRef(p.Ref)
-	if err != nil {
-		return nil, err
-	}
+	typ, name := p.Ref.Split()
 	var plans []BuildPlan
 	for _, r := range c.Build.Rules {
 		if r.Type != typ {
 			continue
 		}
-		re, err := regexp.Compile(`^(?:` + r.Match + `)$`)
+		groups, ok, err := r.matchName(name)
 		if err != nil {
-			return nil, fmt.Errorf("rule %s: %w", r.Name, err)
+			return nil, err
 		}
-		m := re.FindStringSubmatch(name)
-		if m == nil {
+		if !ok {
 			continue
 		}
 		if ok, why := r.ManualAllowed(); manual && !ok {
 			return nil, fmt.Errorf("rule %s cannot be started by hand: %s; only a push can trigger it", r.Name, why)
-		}
-		groups := map[string]string{}
-		for i, g := range re.SubexpNames() {
-			if g != "" {
-				groups[g] = m[i]
-			}
 		}
 		plan := BuildPlan{Rule: r.Name, Context: r.Context, Dockerfile: r.Dockerfile, Platforms: r.Platforms, BuildArgs: r.BuildArgs, NoCache: r.NoCache}
 		if plan.Dockerfile == "" {
@@ -113,6 +92,29 @@ func PlanBuilds(c Chain, p Push, manual bool) ([]BuildPlan, error) {
 	return plans, nil
 }
 
+// matchName matches a branch or tag name against the rule: a name by
+// equality, an expression in full, returning its named groups.
+func (r BuildRule) matchName(name string) (map[string]string, bool, error) {
+	groups := map[string]string{}
+	if !r.IsRegex() {
+		return groups, name == r.Match, nil
+	}
+	re, err := regexp.Compile(`^(?:` + r.Match + `)$`)
+	if err != nil {
+		return nil, false, fmt.Errorf("rule %s: %w", r.Name, err)
+	}
+	m := re.FindStringSubmatch(name)
+	if m == nil {
+		return nil, false, nil
+	}
+	for i, g := range re.SubexpNames() {
+		if g != "" {
+			groups[g] = m[i]
+		}
+	}
+	return groups, true, nil
+}
+
 // Render computes the tag for a push whose match captured groups.
 func (t TagTemplate) Render(groups map[string]string, p Push) (string, error) {
 	var parts []string
@@ -131,7 +133,7 @@ func (t TagTemplate) Render(groups map[string]string, p Push) (string, error) {
 		if len(p.Commit) < t.CommitID {
 			return "", fmt.Errorf("commit %q is shorter than the %d characters the tag takes", p.Commit, t.CommitID)
 		}
-		parts = append(parts, p.Commit[:t.CommitID])
+		parts = append(parts, string(p.Commit[:t.CommitID]))
 	}
 	tag := strings.Join(parts, "-")
 	if !TagRe.MatchString(tag) {

@@ -18,7 +18,9 @@ func (v *validator) build(b *Build, s *Scope) {
 	if s.AllRepositories {
 		v.add("build", "a chain that builds must name one repository in scope.repository, not allRepositories")
 	}
-	v.required("build.source.url", b.Source.URL)
+	if v.required("build.source.url", b.Source.URL) {
+		v.sourceURL("build.source.url", b.Source.URL)
+	}
 	v.secret("build.source.credentials", b.Source.Credentials)
 	if len(b.Rules) == 0 {
 		v.add("build.rules", "at least one build rule is required")
@@ -41,7 +43,10 @@ func (v *validator) buildRule(f string, r *BuildRule, seen map[string]string) {
 		v.add(f+".type", "%q is not a type; use branch or tag", r.Type)
 	}
 	var groups map[string]bool
-	if v.required(f+".match", r.Match) {
+	if r.Match != "" && !r.IsRegex() {
+		groups = map[string]bool{} // a name has no groups
+	}
+	if v.required(f+".match", r.Match) && r.IsRegex() {
 		if re, err := regexp.Compile(r.Match); err != nil {
 			v.add(f+".match", "bad regular expression %q: %v", r.Match, err)
 		} else {
@@ -92,6 +97,28 @@ func (v *validator) tagTemplate(f string, t TagTemplate, groups map[string]bool)
 	}
 	if t.CommitID < 0 || t.CommitID > MaxCommitChars {
 		v.add(f+".commitId", "%d characters: use 1 to %d (0 or absent: no commit id)", t.CommitID, MaxCommitChars)
+	}
+}
+
+// sourceURL accepts the Git transports a build may fetch over — https,
+// http, ssh, git, file URLs, scp-like user@host:path and local paths —
+// and refuses what git could read as an option ("-…") or as a transport
+// that runs a command ("ext::…", "fd::…").
+func (v *validator) sourceURL(f, u string) {
+	switch {
+	case strings.HasPrefix(u, "-"):
+		v.add(f, "%q must not start with \"-\"", u)
+	case strings.Contains(u, "::"):
+		v.add(f, "%q: transport helpers (\"<transport>::<address>\") are not allowed", u)
+	case strings.ContainsAny(u, "\x00\n\r"):
+		v.add(f, "%q holds a control character", u)
+	case strings.Contains(u, "://"):
+		scheme, _, _ := strings.Cut(u, "://")
+		switch scheme {
+		case "https", "http", "ssh", "git", "file":
+		default:
+			v.add(f, "%q: scheme %q is not one of https, http, ssh, git, file", u, scheme)
+		}
 	}
 }
 

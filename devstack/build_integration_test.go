@@ -40,7 +40,7 @@ func buildChain(t *testing.T, name, repo, src string, platforms ...string) *chai
 	return l
 }
 
-func startPush(t *testing.T, l *chain.Loaded, ref string, rerun bool) starter.Started {
+func startPush(t *testing.T, l *chain.Loaded, ref chain.Ref, rerun bool) starter.Started {
 	t.Helper()
 	s := &starter.Starter{Client: stack.Client, Config: l}
 	runs, err := s.StartPush(context.Background(), starter.PushRequest{
@@ -113,10 +113,10 @@ func TestBuildPushReplicateTrigger(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Commit != commit || started.WorkflowID != workflows.BuildWorkflowID("it-build", "main", commit) {
+	if st.Commit != string(commit) || started.WorkflowID != workflows.BuildWorkflowID("it-build", "main", "refs/heads/main", commit) {
 		t.Fatalf("commit %s, run %s", st.Commit, started.WorkflowID)
 	}
-	tags := []string{"latest", "main-" + commit[:8]}
+	tags := []string{"latest", "main-" + string(commit[:8])}
 	if strings.Join(st.Tags, ",") != strings.Join(tags, ",") {
 		t.Fatalf("tags %v, want %v", st.Tags, tags)
 	}

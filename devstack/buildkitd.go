@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -68,6 +69,9 @@ func StartBuildKit(binary, dir string, insecureRegistries []string, logFile stri
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
+	// A buildkitd killed mid-build (SIGKILL of the stack) leaves its
+	// snapshot and runc mounts behind: release them before starting again.
+	unmountBelow(filepath.Join(dir, "state"))
 	sock := filepath.Join(dir, "buildkitd.sock")
 	if len(sock) > 100 { // unix socket paths are limited to ~108 bytes
 		sock = filepath.Join(os.TempDir(), fmt.Sprintf("dchain-buildkitd-%d.sock", os.Getpid()))
@@ -124,5 +128,24 @@ func (b *BuildKit) Stop() {
 	case <-ctx.Done():
 		_ = syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL)
 		<-b.done
+	}
+}
+
+// unmountBelow detaches every mount at or below dir (deepest first).
+func unmountBelow(dir string) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var points []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			points = append(points, f[4])
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(points)))
+	for _, p := range points {
+		_ = syscall.Unmount(p, syscall.MNT_DETACH)
 	}
 }

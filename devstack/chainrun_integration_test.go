@@ -81,7 +81,7 @@ func testChain(name, repo string) (*chain.Loaded, chain.Chain) {
 
 func startRun(t testing.TB, l *chain.Loaded, image string) starter.Started {
 	t.Helper()
-	repo, tag, err := starter.ParseImage(image)
+	repo, tag, err := chain.ParseImage("image", image)
 	if err != nil {
 		t.Fatal(err)
 	}

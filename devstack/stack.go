@@ -80,10 +80,21 @@ type Stack struct {
 	Scanner    *scanner.Scanner
 	Client     client.Client
 	workers    worker.Workers
+	lock       *os.File
 }
 
-// Start brings the stack up; on error, whatever started is stopped again.
-func Start(ctx context.Context, o Options) (s *Stack, err error) {
+// Start brings the stack up; on error, whatever started is stopped again
+// and the error says what failed.
+func Start(ctx context.Context, o Options) (*Stack, error) {
+	s := &Stack{Registries: map[string]*Registry{}}
+	if err := s.start(ctx, o); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Stack) start(ctx context.Context, o Options) (err error) {
 	if o.IP == "" {
 		o.IP = "127.0.0.1"
 	}
@@ -93,24 +104,21 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	if len(o.Regions) == 0 {
 		o.Regions = DefaultRegions
 	}
-	s = &Stack{Registries: map[string]*Registry{}}
-	defer func() {
-		if err != nil {
-			s.Stop()
-		}
-	}()
 	dir := func(parts ...string) string { return filepath.Join(append([]string{o.DataDir}, parts...)...) }
 	if o.DataDir == "" {
-		return nil, errors.New("devstack: a data dir is required")
+		return errors.New("devstack: a data dir is required")
 	}
 	if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
-		return nil, err
+		return err
+	}
+	if s.lock, err = LockDataDir(o.DataDir); err != nil {
+		return err
 	}
 	if s.Temporal, err = StartTemporal(TemporalOptions{
 		DataDir: dir("temporal"), IP: o.IP, Port: o.TemporalPort, UIPort: o.UIPort,
 		Namespace: o.Namespace, LogFile: dir("temporal", "server.log"),
 	}); err != nil {
-		return nil, err
+		return err
 	}
 	s.Endpoints = Endpoints{Temporal: s.Temporal.Address, Namespace: o.Namespace, UI: s.Temporal.UIURL, Registries: map[string]string{}, DataDir: o.DataDir}
 	LogRegistriesTo(logFile(o.DataDir, "registries.log"))
@@ -118,36 +126,36 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 		addr := fmt.Sprintf("%s:%d", o.IP, r.Port)
 		reg, err := StartRegistry(r.Name, addr, dir("registries", r.Name))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		s.Registries[r.Name] = reg
 		s.Endpoints.Registries[r.Name] = addr
 	}
 	if o.BuildKit {
 		if err := s.startBuildKit(ctx, o, dir("buildkit")); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if o.Scan {
 		if err := s.startScanner(ctx, o); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if os.Getenv(TriggerSecretEnv) == "" {
 		os.Setenv(TriggerSecretEnv, "dchain-dev-secret")
 	}
 	if err := os.MkdirAll(dir("receiver"), 0o755); err != nil {
-		return nil, err
+		return err
 	}
 	if s.Receiver, err = StartReceiver(fmt.Sprintf("%s:%d", o.IP, o.ReceiverPort), os.Getenv(TriggerSecretEnv), dir("receiver", "deliveries.jsonl")); err != nil {
-		return nil, err
+		return err
 	}
 	s.Endpoints.Receiver = s.Receiver.URL
 	if s.Client, err = client.DialContext(ctx, client.Options{HostPort: s.Temporal.Address, Namespace: o.Namespace, Logger: worker.QuietLogger()}); err != nil {
-		return nil, fmt.Errorf("devstack: connect to temporal: %w", err)
+		return fmt.Errorf("devstack: connect to temporal: %w", err)
 	}
 	if err := worker.EnsureSearchAttributes(ctx, s.Client, o.Namespace); err != nil {
-		return nil, err
+		return err
 	}
 	if o.Worker != nil {
 		wo := *o.Worker
@@ -156,6 +164,9 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 		}
 		if wo.Activities == nil {
 			wo.Activities = &activities.Activities{}
+		}
+		if wo.WorkDir == "" {
+			wo.WorkDir = dir("work")
 		}
 		if s.BuildKit != nil && wo.Activities.BuildKitAddr == "" {
 			wo.Activities.BuildKitAddr = s.BuildKit.Addr
@@ -169,14 +180,11 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 			}
 		}
 		if s.workers, err = worker.Start(s.Client, wo); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	b, _ := json.MarshalIndent(s.Endpoints, "", "  ")
-	if err := os.WriteFile(filepath.Join(o.DataDir, "endpoints.json"), append(b, '\n'), 0o644); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return os.WriteFile(filepath.Join(o.DataDir, "endpoints.json"), append(b, '\n'), 0o644)
 }
 
 // startBuildKit runs buildkitd trusting the dev registries and seeds the base image.
@@ -245,8 +253,12 @@ func (s *Stack) Stop() {
 	if s.Temporal != nil {
 		s.Temporal.Stop()
 	}
-	if s.Endpoints.DataDir != "" {
-		os.Remove(filepath.Join(s.Endpoints.DataDir, "endpoints.json"))
+	if s.lock != nil {
+		if s.Endpoints.DataDir != "" {
+			os.Remove(filepath.Join(s.Endpoints.DataDir, "endpoints.json"))
+		}
+		s.lock.Close() // releases the data dir
+		s.lock = nil
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -42,16 +41,16 @@ type Filter struct {
 
 // Query is the visibility query for ChainRun workflows matching f.
 func (f Filter) Query() string {
-	parts := []string{"WorkflowType = 'ChainRun'"}
+	q := workflows.Query{}.Eq("WorkflowType", "ChainRun")
 	for _, kv := range []struct{ key, value string }{
 		{workflows.AttrChain.GetName(), f.Chain}, {workflows.AttrOutcome.GetName(), f.Outcome},
 		{workflows.AttrRepository.GetName(), f.Repository}, {workflows.AttrTag.GetName(), f.Tag},
 	} {
 		if kv.value != "" {
-			parts = append(parts, fmt.Sprintf("%s = '%s'", kv.key, strings.ReplaceAll(kv.value, "'", "\\'")))
+			q = q.Eq(kv.key, kv.value)
 		}
 	}
-	return strings.Join(parts, " AND ")
+	return q.String()
 }
 
 // List lists runs matching f, newest first.

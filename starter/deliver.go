@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/temporal"
 
+	"github.com/dchain-dev/dchain/activities"
 	"github.com/dchain-dev/dchain/chain"
 	"github.com/dchain-dev/dchain/workflows"
 )
@@ -82,6 +84,10 @@ func (s *Starter) deliverPushes(ctx context.Context, src chain.Source, ev Event,
 
 func (s *Starter) deliverImages(ctx context.Context, src chain.Source, ev Event, d *Delivery) error {
 	for _, im := range ev.Images {
+		if why := s.Config.NotAnImage(im.Repository, im.Tag); why != "" {
+			d.Ignored = append(d.Ignored, why)
+			continue
+		}
 		matched := false
 		for _, ch := range s.Config.Chains {
 			if ch.Build != nil || ch.Scope.Registry != src.Registry || !ch.Scope.Covers(im.Repository) || !s.allowed(src, ch.Name) {
@@ -90,6 +96,11 @@ func (s *Starter) deliverImages(ctx context.Context, src chain.Source, ev Event,
 			matched = true
 			st, err := s.StartImage(ctx, ImageRequest{Chain: ch.Name, Repository: im.Repository, Tag: im.Tag, Digest: im.Digest,
 				Cause: workflows.Cause{Kind: src.Provider + "-push", Actor: im.Actor, At: orNow(im.At)}})
+			if gone(err) {
+				// Deleted again since the push: nothing to run, and nothing a retry would change.
+				d.Ignored = append(d.Ignored, fmt.Sprintf("chain %s: %v", ch.Name, err))
+				continue
+			}
 			if err != nil {
 				return Unavailable(err)
 			}
@@ -109,14 +120,23 @@ func orNow(t time.Time) time.Time {
 	return t
 }
 
-// Unavailable marks errors reaching Temporal as ErrUnavailable.
+// Unavailable marks errors reaching Temporal, and transient registry
+// errors, as ErrUnavailable: the sender should retry.
 func Unavailable(err error) error {
 	var u *serviceerror.Unavailable
 	var dl *serviceerror.DeadlineExceeded
-	if errors.As(err, &u) || errors.As(err, &dl) || errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "connection refused") {
+	var app *temporal.ApplicationError
+	if errors.As(err, &u) || errors.As(err, &dl) || errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "connection refused") ||
+		(errors.As(err, &app) && app.Type() == activities.ErrTransient) {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return err
+}
+
+// gone reports an image the registry no longer has.
+func gone(err error) bool {
+	var app *temporal.ApplicationError
+	return errors.As(err, &app) && app.Type() == activities.ErrNotFound
 }
 
 // SameRepository reports whether a chain's source URL names the pushed

@@ -10,7 +10,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -134,7 +136,7 @@ func Parse(provider string, h http.Header, body []byte) (Event, error) {
 	switch provider {
 	case ProviderGitHub:
 		ev.Delivery = h.Get("X-GitHub-Delivery")
-		err = parseGitHub(&ev, h.Get("X-GitHub-Event"), body)
+		err = parseGitHub(&ev, h.Get("X-GitHub-Event"), h.Get("Content-Type"), body)
 	case ProviderGitLab:
 		ev.Delivery = h.Get("X-Gitlab-Event-UUID")
 		err = parseGitLab(&ev, body)
@@ -166,23 +168,39 @@ func decode(body []byte, v any) error {
 }
 
 // gitPush fills a push event from the common fields, or marks it ignored.
-func gitPush(ev *Event, ref, after string, deleted bool, at time.Time, pusher string) error {
-	if ref == "" {
-		return errors.New("field ref is missing")
-	}
-	if _, _, err := chain.SplitRef(ref); err != nil {
+// The ref and commit go through the chain package's validator; at is the
+// provider's push time (zero when the payload has none: the time the event
+// is received is used then).
+func gitPush(ev *Event, ref, commit string, deleted bool, at time.Time, pusher string) error {
+	r, err := chain.ParseRef("ref", ref)
+	if err != nil {
 		return err
 	}
-	if deleted || after == zeroSHA || after == "" {
+	if deleted || commit == zeroSHA || commit == "" {
 		ev.Kind, ev.Reason = EventIgnore, ref+" was deleted: deletions start nothing"
 		return nil
 	}
-	if len(after) < 7 || strings.Trim(after, "0123456789abcdef") != "" {
-		return fmt.Errorf("field after/commit %q is not a commit id", after)
+	c, err := chain.ParseCommit("commit", commit)
+	if err != nil {
+		return err
 	}
 	ev.Kind = EventPush
-	ev.Pushes = append(ev.Pushes, chain.Push{Ref: ref, Commit: after, At: at, Pusher: pusher})
+	ev.Pushes = append(ev.Pushes, chain.Push{Ref: r, Commit: c, At: at, Pusher: pusher})
 	return nil
+}
+
+// pushTime reads a push time that providers send as Unix seconds or as a
+// timestamp string.
+func pushTime(raw json.RawMessage) time.Time {
+	var secs int64
+	if json.Unmarshal(raw, &secs) == nil && secs > 0 {
+		return time.Unix(secs, 0).UTC()
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return parseTime(s)
+	}
+	return time.Time{}
 }
 
 func parseTime(s string) time.Time {
@@ -204,7 +222,7 @@ func nonEmptyStrings(ss ...string) []string {
 	return out
 }
 
-func parseGitHub(ev *Event, kind string, body []byte) error {
+func parseGitHub(ev *Event, kind, contentType string, body []byte) error {
 	switch kind {
 	case "ping":
 		ev.Kind, ev.Reason = EventPing, "ping"
@@ -216,11 +234,21 @@ func parseGitHub(ev *Event, kind string, body []byte) error {
 		ev.Kind, ev.Reason = EventIgnore, "event "+kind+" starts nothing"
 		return nil
 	}
+	if mt, _, _ := mime.ParseMediaType(contentType); mt == "application/x-www-form-urlencoded" {
+		// GitHub's default content type: the JSON is the payload form field.
+		form, err := url.ParseQuery(string(body))
+		if err != nil || !form.Has("payload") {
+			return errors.New("a form-encoded delivery needs a payload field")
+		}
+		body = []byte(form.Get("payload"))
+	}
 	return parseHubPush(ev, body)
 }
 
 // parseHubPush parses the push payload GitHub and Gitee share (ref, after,
-// deleted, repository, pusher, head_commit).
+// deleted, repository, pusher, head_commit). For a tag push, after may be
+// the annotated tag object: the commit is head_commit.id. The push time is
+// repository.pushed_at.
 func parseHubPush(ev *Event, body []byte) error {
 	var p struct {
 		Ref        string `json:"ref"`
@@ -230,13 +258,14 @@ func parseHubPush(ev *Event, body []byte) error {
 			FullName string `json:"full_name"`
 			CloneURL string `json:"clone_url"`
 			SSHURL   string `json:"ssh_url"`
-			HTMLURL  string `json:"html_url"`
+			HTMLURL  string          `json:"html_url"`
+			PushedAt json.RawMessage `json:"pushed_at"`
 		} `json:"repository"`
 		Pusher struct {
 			Name string `json:"name"`
 		} `json:"pusher"`
 		HeadCommit *struct {
-			Timestamp string `json:"timestamp"`
+			ID string `json:"id"`
 		} `json:"head_commit"`
 	}
 	if err := decode(body, &p); err != nil {
@@ -246,11 +275,11 @@ func parseHubPush(ev *Event, body []byte) error {
 		return errors.New("field repository.full_name is missing")
 	}
 	ev.Repository = GitRepository{FullName: p.Repository.FullName, URLs: nonEmptyStrings(p.Repository.CloneURL, p.Repository.SSHURL, p.Repository.HTMLURL)}
-	var at time.Time
-	if p.HeadCommit != nil {
-		at = parseTime(p.HeadCommit.Timestamp)
+	commit := p.After
+	if strings.HasPrefix(p.Ref, "refs/tags/") && p.HeadCommit != nil && p.HeadCommit.ID != "" {
+		commit = p.HeadCommit.ID
 	}
-	return gitPush(ev, p.Ref, p.After, p.Deleted, at, p.Pusher.Name)
+	return gitPush(ev, p.Ref, commit, p.Deleted, pushTime(p.Repository.PushedAt), p.Pusher.Name)
 }
 
 func parseGitLab(ev *Event, body []byte) error {
@@ -266,10 +295,6 @@ func parseGitLab(ev *Event, body []byte) error {
 			GitSSHURL         string `json:"git_ssh_url"`
 			WebURL            string `json:"web_url"`
 		} `json:"project"`
-		Commits []struct {
-			ID        string `json:"id"`
-			Timestamp string `json:"timestamp"`
-		} `json:"commits"`
 	}
 	if err := decode(body, &p); err != nil {
 		return err
@@ -286,13 +311,13 @@ func parseGitLab(ev *Event, body []byte) error {
 		return errors.New("field project.path_with_namespace is missing")
 	}
 	ev.Repository = GitRepository{FullName: p.Project.PathWithNamespace, URLs: nonEmptyStrings(p.Project.GitHTTPURL, p.Project.GitSSHURL, p.Project.WebURL)}
-	var at time.Time
-	for _, c := range p.Commits {
-		if c.ID == p.After {
-			at = parseTime(c.Timestamp)
-		}
+	// checkout_sha is the commit; after is the tag object of an annotated
+	// tag. GitLab's payload carries no push time.
+	commit := p.After
+	if p.CheckoutSHA != nil && *p.CheckoutSHA != "" {
+		commit = *p.CheckoutSHA
 	}
-	return gitPush(ev, p.Ref, p.After, p.CheckoutSHA == nil && p.After == zeroSHA, at, p.UserUsername)
+	return gitPush(ev, p.Ref, commit, p.CheckoutSHA == nil && p.After == zeroSHA, time.Time{}, p.UserUsername)
 }
 
 func parseGitee(ev *Event, kind string, body []byte) error {
@@ -324,7 +349,6 @@ func parseBitbucket(ev *Event, kind string, body []byte) error {
 		Name   string `json:"name"`
 		Target struct {
 			Hash string `json:"hash"`
-			Date string `json:"date"`
 		} `json:"target"`
 	}
 	var p struct {
@@ -365,7 +389,9 @@ func parseBitbucket(ev *Event, kind string, body []byte) error {
 			return fmt.Errorf("field push.changes[%d].new.type %q: want branch or tag", i, c.New.Type)
 		}
 		one := Event{}
-		if err := gitPush(&one, prefix+c.New.Name, c.New.Target.Hash, false, parseTime(c.New.Target.Date), p.Actor.Nickname); err != nil {
+		// target is the commit (also for an annotated tag); its date is the
+		// commit's, not the push's: Bitbucket's payload has no push time.
+		if err := gitPush(&one, prefix+c.New.Name, c.New.Target.Hash, false, time.Time{}, p.Actor.Nickname); err != nil {
 			return fmt.Errorf("push.changes[%d]: %v", i, err)
 		}
 		ev.Pushes = append(ev.Pushes, one.Pushes...)
@@ -405,12 +431,14 @@ func parseDistribution(ev *Event, body []byte) error {
 		if e.Action != "push" || e.Target.Tag == "" {
 			continue // pulls, deletes, blob and by-digest pushes
 		}
-		if e.Target.Repository == "" || !strings.HasPrefix(e.Target.Digest, "sha256:") {
-			return fmt.Errorf("events[%d]: target.repository and a sha256 target.digest are required", i)
+		im, err := imagePush(fmt.Sprintf("events[%d].target.", i), e.Target.Repository, e.Target.Tag, e.Target.Digest)
+		if err != nil {
+			return err
 		}
-		ev.Images = append(ev.Images, ImagePush{Repository: e.Target.Repository, Tag: e.Target.Tag, Digest: e.Target.Digest, At: parseTime(e.Timestamp), Actor: e.Actor.Name})
+		im.At, im.Actor = parseTime(e.Timestamp), e.Actor.Name
+		ev.Images = append(ev.Images, im)
 	}
-	return imageEvent(ev)
+	return imageEvent(ev, "no tagged image push in the delivery")
 }
 
 func parseHarbor(ev *Event, body []byte) error {
@@ -444,26 +472,40 @@ func parseHarbor(ev *Event, body []byte) error {
 		return errors.New("field event_data.repository.repo_full_name is missing")
 	}
 	for i, r := range p.EventData.Resources {
-		if r.Tag == "" {
-			continue
+		if r.Tag == "" || strings.HasPrefix(r.Tag, "sha256:") {
+			continue // a push by digest: current Harbor puts the digest in tag
 		}
-		if !strings.HasPrefix(r.Digest, "sha256:") {
-			return fmt.Errorf("event_data.resources[%d].digest %q is not a sha256 digest", i, r.Digest)
+		im, err := imagePush(fmt.Sprintf("event_data.resources[%d].", i), repo, r.Tag, r.Digest)
+		if err != nil {
+			return err
 		}
-		ev.Images = append(ev.Images, ImagePush{Repository: repo, Tag: r.Tag, Digest: r.Digest, At: time.Unix(p.OccurAt, 0).UTC(), Actor: p.Operator})
+		im.At, im.Actor = time.Unix(p.OccurAt, 0).UTC(), p.Operator
+		ev.Images = append(ev.Images, im)
 	}
-	return imageEvent(ev)
+	return imageEvent(ev, "a push by digest (no tag): dchain runs chains on tags, so it starts nothing")
 }
 
-func imageEvent(ev *Event) error {
-	if len(ev.Images) == 0 {
-		ev.Kind, ev.Reason = EventIgnore, "no tagged image push in the delivery"
-		return nil
+// imagePush checks one pushed image's fields with the chain package's
+// validator; field prefixes the payload path in errors.
+func imagePush(field, repo, tag, digest string) (ImagePush, error) {
+	var err error
+	im := ImagePush{}
+	if im.Repository, err = chain.ParseRepository(field+"repository", repo); err != nil {
+		return im, err
 	}
-	for _, im := range ev.Images {
-		if !chain.TagRe.MatchString(im.Tag) {
-			return fmt.Errorf("tag %q is not a valid tag", im.Tag)
-		}
+	if im.Tag, err = chain.ParseTag(field+"tag", tag); err != nil {
+		return im, err
+	}
+	if im.Digest, err = chain.ParseDigest(field+"digest", digest); err != nil {
+		return im, err
+	}
+	return im, nil
+}
+
+func imageEvent(ev *Event, none string) error {
+	if len(ev.Images) == 0 {
+		ev.Kind, ev.Reason = EventIgnore, none
+		return nil
 	}
 	ev.Kind = EventImage
 	return nil

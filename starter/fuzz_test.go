@@ -33,14 +33,20 @@ func fuzzParse(f *testing.F, provider string, h http.Header) {
 				t.Fatal("a push event without pushes")
 			}
 			for _, p := range ev.Pushes {
-				if _, _, err := chain.SplitRef(p.Ref); err != nil || len(p.Commit) < 7 {
-					t.Fatalf("accepted push %+v", p)
+				if _, err := chain.ParseRef("ref", string(p.Ref)); err != nil {
+					t.Fatalf("accepted push %+v: %v", p, err)
+				}
+				if _, err := chain.ParseCommit("commit", string(p.Commit)); err != nil {
+					t.Fatalf("accepted push %+v: %v", p, err)
 				}
 			}
 		case EventImage:
 			for _, im := range ev.Images {
-				if im.Repository == "" || !chain.TagRe.MatchString(im.Tag) || len(im.Digest) < 8 {
-					t.Fatalf("accepted image %+v", im)
+				if _, _, err := chain.ParseImage("image", im.Repository+":"+im.Tag); err != nil {
+					t.Fatalf("accepted image %+v: %v", im, err)
+				}
+				if _, err := chain.ParseDigest("digest", im.Digest); err != nil {
+					t.Fatalf("accepted image %+v: %v", im, err)
 				}
 			}
 		case EventPing, EventIgnore:

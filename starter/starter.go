@@ -52,27 +52,14 @@ type Started struct {
 	Existing bool `json:"existing"`
 }
 
-// ParseImage splits "namespace/name:tag" into repository and tag.
-func ParseImage(s string) (repo, tag string, err error) {
-	i := strings.LastIndex(s, ":")
-	if i < 0 || strings.Contains(s[i:], "/") {
-		return "", "", fmt.Errorf("image %q: want namespace/repository:tag", s)
-	}
-	repo, tag = s[:i], s[i+1:]
-	if !strings.Contains(repo, "/") {
-		return "", "", fmt.Errorf("image %q: repository must be namespace/name", s)
-	}
-	if !chain.TagRe.MatchString(tag) {
-		return "", "", fmt.Errorf("image %q: %q is not a valid tag", s, tag)
-	}
-	return repo, tag, nil
-}
-
 // StartImage resolves the image and starts (or finds) its run.
 func (s *Starter) StartImage(ctx context.Context, req ImageRequest) (Started, error) {
 	ch, err := s.Config.Chain(req.Chain)
 	if err != nil {
 		return Started{}, err
+	}
+	if why := s.Config.NotAnImage(req.Repository, req.Tag); why != "" {
+		return Started{}, &chain.InputError{Field: "image", Reason: why}
 	}
 	if !ch.Scope.Covers(req.Repository) {
 		return Started{}, fmt.Errorf("chain %s does not cover repository %s (scope: %s)", ch.Name, req.Repository, describeScope(ch.Scope))
@@ -165,17 +152,39 @@ func describeScope(s chain.Scope) string {
 // the chain that matches the ref.
 type PushRequest struct {
 	Chain string
-	// Ref is refs/heads/NAME or refs/tags/NAME.
-	Ref string
-	// Commit is the pushed commit; empty means "what Ref points at now".
-	Commit string
-	At     time.Time
-	Pusher string
+	// Ref and Commit passed the chain package's validator (chain.ParseRef,
+	// chain.ParseCommit). An empty Commit means "what Ref points at now".
+	Ref    chain.Ref
+	Commit chain.Commit
+	// VerifyCommit asks to confirm the source has Commit before starting
+	// (a person named it; a push event's commit was just pushed).
+	VerifyCommit bool
+	At           time.Time
+	Pusher       string
 	// Manual is true when a person (CLI/API) asks rather than a push; rules
 	// with regular expressions, build time or commit id then refuse.
 	Manual bool
 	Cause  workflows.Cause
 	Rerun  bool
+}
+
+// ParsePushFields checks a person's ref and optional commit (a CLI flag, a
+// REST field) with the chain package's validator; the fields name them in
+// errors. A named commit is verified against the source before the run
+// starts.
+func ParsePushFields(refField, ref, commitField, commit string) (PushRequest, error) {
+	var req PushRequest
+	var err error
+	if req.Ref, err = chain.ParseRef(refField, ref); err != nil {
+		return req, err
+	}
+	if commit != "" {
+		if req.Commit, err = chain.ParseCommit(commitField, commit); err != nil {
+			return req, err
+		}
+		req.VerifyCommit = true
+	}
+	return req, nil
 }
 
 // StartPush plans the builds a push triggers and starts (or finds) a run for each.
@@ -187,8 +196,15 @@ func (s *Starter) StartPush(ctx context.Context, req PushRequest) ([]Started, er
 	if ch.Build == nil {
 		return nil, fmt.Errorf("chain %s has no build section; start it with an image instead", ch.Name)
 	}
-	if req.Commit == "" {
+	switch {
+	case req.Commit == "":
 		if req.Commit, err = activities.ResolveRef(ctx, ch.Build.Source, req.Ref); err != nil {
+			return nil, err
+		}
+	case req.VerifyCommit:
+		if err := activities.CheckCommit(ctx, ch.Build.Source, req.Commit, ""); errors.Is(err, activities.ErrUnknownCommit) {
+			return nil, &chain.InputError{Field: "commit", Reason: err.Error()}
+		} else if err != nil {
 			return nil, err
 		}
 	}
@@ -208,7 +224,7 @@ func (s *Starter) StartPush(ctx context.Context, req PushRequest) ([]Started, er
 			return out, err
 		}
 		in.Push, in.Build = &push, &plan
-		st, err := s.start(ctx, workflows.BuildWorkflowID(ch.Name, plan.Rule, push.Commit), in, req.Rerun)
+		st, err := s.start(ctx, workflows.BuildWorkflowID(ch.Name, plan.Rule, push.Ref, push.Commit), in, req.Rerun)
 		if err != nil {
 			return out, err
 		}
@@ -233,9 +249,9 @@ func staticDetails(in workflows.ChainRunInput) string {
 
 // supersede cancels the runs of chain for ref that are still building,
 // other than the one just started.
-func (s *Starter) supersede(ctx context.Context, chainName, ref, keep string) error {
-	q := activities.OlderRunsQuery(chainName, ref, keep, time.Time{}) + fmt.Sprintf(" AND %s = '%s'", workflows.AttrStage.GetName(), workflows.StageBuild)
-	resp, err := s.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 100})
+func (s *Starter) supersede(ctx context.Context, chainName string, ref chain.Ref, keep string) error {
+	q := workflows.OlderRunsQuery(chainName, string(ref), keep, time.Time{}).Eq(workflows.AttrStage.GetName(), workflows.StageBuild)
+	resp, err := s.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q.String(), PageSize: 100})
 	if err != nil {
 		return fmt.Errorf("supersede older runs of %s for %s: %w", chainName, ref, err)
 	}

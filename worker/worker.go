@@ -7,6 +7,8 @@ package worker
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
@@ -27,6 +29,10 @@ type Options struct {
 	Regions []string
 	// Activities are the activity implementations (zero value if nil).
 	Activities *activities.Activities
+	// WorkDir holds the workers' temporary work (source checkouts), each
+	// process in a directory of its own; what dead workers left there is
+	// removed at start (default: <system temp dir>/dchain-work).
+	WorkDir string
 }
 
 // Workers are the started workers of one process.
@@ -43,6 +49,16 @@ func Start(c client.Client, o Options) (Workers, error) {
 	}
 	if a.Temporal == nil {
 		a.Temporal = c
+	}
+	if o.WorkDir == "" {
+		o.WorkDir = filepath.Join(os.TempDir(), "dchain-work")
+	}
+	if a.TempDir == "" {
+		dir, err := activities.ClaimWorkDir(o.WorkDir)
+		if err != nil {
+			return nil, err
+		}
+		a.TempDir = dir
 	}
 	if !o.Chains && len(o.Regions) == 0 {
 		return nil, fmt.Errorf("worker: nothing to serve: enable the chain queue or name at least one region")

@@ -28,7 +28,7 @@ func (r *run) build(ctx workflow.Context) error {
 		Registry: src, Repository: r.in.Image.Repository,
 	}
 	opts := r.activityOptions(r.in.TaskQueue,
-		fmt.Sprintf("build %s@%s → %s:%v (%v)", r.in.Build.Rule, r.in.Push.Commit[:min(12, len(r.in.Push.Commit))], r.in.Image.Repository, r.in.Build.Tags, r.in.Build.Platforms),
+		fmt.Sprintf("build %s@%s → %s:%v (%v)", r.in.Build.Rule, r.in.Push.Commit.Short(), r.in.Image.Repository, r.in.Build.Tags, r.in.Build.Platforms),
 		time.Hour, 2*time.Hour)
 	opts.HeartbeatTimeout = heartbeatTimeout
 	var res BuildResult
@@ -40,6 +40,10 @@ func (r *run) build(ctx workflow.Context) error {
 	}
 	r.status.Build = &res
 	r.status.Image.Digest = res.Digest
+	if res.ReusedFrom != "" {
+		r.stageStatus(StageBuild).Message = fmt.Sprintf("reused %s: rule %s already built commit %s with the same inputs; tagged it %v, nothing rebuilt",
+			res.ReusedFrom, r.in.Build.Rule, r.in.Push.Commit.Short(), res.Tags)
+	}
 	return nil
 }
 
@@ -50,10 +54,10 @@ func (r *run) waitTurn(ctx workflow.Context) error {
 		return nil
 	}
 	info := workflow.GetInfo(ctx)
-	opts := r.activityOptions(r.in.TaskQueue, "wait for older runs of "+r.in.Push.Ref, 24*time.Hour, 24*time.Hour)
+	opts := r.activityOptions(r.in.TaskQueue, "wait for older runs of "+string(r.in.Push.Ref), 24*time.Hour, 24*time.Hour)
 	opts.HeartbeatTimeout = heartbeatTimeout
-	workflow.SetCurrentDetails(ctx, "queued behind older runs of "+r.in.Chain.Name+" for "+r.in.Push.Ref)
+	workflow.SetCurrentDetails(ctx, "queued behind older runs of "+r.in.Chain.Name+" for "+string(r.in.Push.Ref))
 	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), ActivityWaitTurn, WaitTurnInput{
-		Chain: r.in.Chain.Name, Ref: r.in.Push.Ref, WorkflowID: info.WorkflowExecution.ID, StartedAt: info.WorkflowStartTime,
+		Chain: r.in.Chain.Name, Ref: string(r.in.Push.Ref), WorkflowID: info.WorkflowExecution.ID, StartedAt: info.WorkflowStartTime,
 	}).Get(ctx, nil)
 }

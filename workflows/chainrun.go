@@ -47,7 +47,7 @@ func newRun(ctx workflow.Context, in ChainRunInput) *run {
 		r.status.Tags = in.Build.Tags
 	}
 	if in.Push != nil {
-		r.status.Commit = in.Push.Commit
+		r.status.Commit = string(in.Push.Commit)
 	}
 	for _, s := range Stages {
 		r.status.Stages = append(r.status.Stages, StageStatus{Name: s, State: StatePending})
@@ -66,7 +66,7 @@ func (r *run) setup(ctx workflow.Context) error {
 		AttrOutcome.ValueSet(string(OutcomeRunning)),
 	}
 	if r.in.Push != nil {
-		attrs = append(attrs, AttrCommit.ValueSet(r.in.Push.Commit), AttrRef.ValueSet(r.in.Push.Ref))
+		attrs = append(attrs, AttrCommit.ValueSet(string(r.in.Push.Commit)), AttrRef.ValueSet(string(r.in.Push.Ref)))
 	}
 	return workflow.UpsertTypedSearchAttributes(ctx, attrs...)
 }

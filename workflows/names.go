@@ -6,6 +6,8 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/dchain-dev/dchain/chain"
 )
 
 // DefaultTaskQueue is where ChainRun workflows and their non-regional activities run.
@@ -72,8 +74,12 @@ func WorkflowID(chainName string, img ImageRef) string {
 	return fmt.Sprintf("%s:%s:%s@%s", chainName, img.Repository, img.Tag, d)
 }
 
-// BuildWorkflowID is the ID of a run started by a push: chain, build rule and
-// commit, so the same push (or its redelivery) builds once.
-func BuildWorkflowID(chainName, rule, commit string) string {
-	return fmt.Sprintf("%s:%s@%s", chainName, rule, commit[:min(12, len(commit))])
+// BuildWorkflowID is the ID of a run started by a push: chain, build rule,
+// ref and commit ("demo:release:refs/heads/release-v1@0123456789ab"), so
+// the same push (or its redelivery) is one run, and a new branch or tag at
+// an already-built commit is a run of its own (which reuses the image).
+// Runs started before the ref was part of the ID keep their old IDs
+// ("demo:release@0123456789ab"); nothing reads an ID back apart.
+func BuildWorkflowID(chainName, rule string, ref chain.Ref, commit chain.Commit) string {
+	return fmt.Sprintf("%s:%s:%s@%s", chainName, rule, ref, commit.Short())
 }

@@ -245,6 +245,10 @@ type BuildResult struct {
 	// Steps and Cached count the build's steps and those served from cache.
 	Steps  int `json:"steps"`
 	Cached int `json:"cached"`
+	// ReusedFrom is set when nothing was built: the same rule had built the
+	// same commit with the same inputs (another branch or tag), and that
+	// image only got this run's tags.
+	ReusedFrom string `json:"reusedFrom,omitempty"`
 }
 
 // ScanDB describes the vulnerability DB a scan used.

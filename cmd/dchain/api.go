@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -33,36 +34,52 @@ func newAPICmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			ln, err := listenAPI(l, listen)
+			if err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			c, err := g.dial(ctx)
 			if err != nil {
+				ln.Close()
 				return err
 			}
 			defer c.Close()
-			return serveAPI(ctx, c, l, g, listen)
+			return serveAPI(ctx, c, l, g, ln)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "", "host:port (default: api.listen of the config, else "+defaultListen+")")
 	return cmd
 }
 
-// serveAPI serves the API until ctx ends.
-func serveAPI(ctx context.Context, c client.Client, l *chain.Loaded, g *globals, listen string) error {
+// listenAPI binds the API's address (--listen, else api.listen of the
+// config, else the default), so a taken port fails before anything starts.
+func listenAPI(l *chain.Loaded, listen string) (net.Listener, error) {
 	if listen == "" {
 		listen = l.Config.API.Listen
 	}
 	if listen == "" {
 		listen = defaultListen
 	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("api: %w (set --listen or api.listen)", err)
+	}
+	return ln, nil
+}
+
+// serveAPI serves the API on ln until ctx ends.
+func serveAPI(ctx context.Context, c client.Client, l *chain.Loaded, g *globals, ln net.Listener) error {
 	s, err := api.NewServer(&starter.Starter{Client: c, Config: l, TaskQueue: g.taskQueue}, l, g.namespace)
 	if err != nil {
+		ln.Close()
 		return err
 	}
-	srv := &http.Server{Addr: listen, Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	fmt.Printf("dchain api on http://%s (webhooks at /webhooks/<source>, API at /api/v1)\n", listen)
+	go func() { errc <- srv.Serve(ln) }()
+	fmt.Printf("dchain api on http://%s (webhooks at /webhooks/<source>, API at /api/v1)\n", ln.Addr())
 	select {
 	case err := <-errc:
 		return err

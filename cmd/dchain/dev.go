@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dchain-dev/dchain/chain"
 	"github.com/dchain-dev/dchain/devstack"
 	"github.com/dchain-dev/dchain/worker"
 )
@@ -41,27 +43,35 @@ func newDevCmd(g *globals) *cobra.Command {
 					os.Setenv(k, v)
 				}
 			}
+			// The API's config and port are checked before anything starts.
+			var l *chain.Loaded
+			var ln net.Listener
+			if !noAPI {
+				if l, err = g.load(); err != nil {
+					return fmt.Errorf("the API needs the config: %w (or pass --no-api)", err)
+				}
+				if ln, err = listenAPI(l, ""); err != nil {
+					return fmt.Errorf("%w (or pass --no-api)", err)
+				}
+				defer ln.Close()
+			}
 			s, err := devstack.Start(ctx, o)
 			if err != nil {
 				return err
 			}
+			defer s.Stop()
 			printEndpoints(s.Endpoints, g.config)
-			if !noAPI {
-				l, err := g.load()
-				if err != nil {
-					s.Stop()
-					return fmt.Errorf("the API needs the config: %w (or pass --no-api)", err)
-				}
-				go func() {
-					if err := serveAPI(ctx, s.Client, l, g, ""); err != nil {
-						fmt.Fprintln(os.Stderr, "api:", err)
-					}
-				}()
+			apiErr := make(chan error, 1)
+			if ln != nil {
+				go func() { apiErr <- serveAPI(ctx, s.Client, l, g, ln) }()
 			}
-			<-ctx.Done()
-			fmt.Println("\nshutting down…")
-			s.Stop()
-			return nil
+			select {
+			case <-ctx.Done():
+				fmt.Println("\nshutting down…")
+				return nil
+			case err := <-apiErr:
+				return fmt.Errorf("api stopped: %w", err)
+			}
 		},
 	}
 	f := cmd.Flags()

@@ -52,7 +52,7 @@ func runStartCmd(g *globals) *cobra.Command {
 			cause := workflows.Cause{Kind: "manual", Actor: actor(), At: time.Now().UTC()}
 			var runs []starter.Started
 			if image != "" {
-				repo, tag, err := starter.ParseImage(image)
+				repo, tag, err := chain.ParseImage("--image", image)
 				if err != nil {
 					return err
 				}
@@ -65,9 +65,12 @@ func runStartCmd(g *globals) *cobra.Command {
 				if asPush {
 					cause.Kind = "push"
 				}
-				runs, err = s.StartPush(ctx, starter.PushRequest{Chain: chainName, Ref: ref, Commit: commit, At: cause.At,
-					Pusher: cause.Actor, Manual: !asPush, Cause: cause, Rerun: rerun})
+				req, err := starter.ParsePushFields("--ref", ref, "--commit", commit)
 				if err != nil {
+					return err
+				}
+				req.Chain, req.At, req.Pusher, req.Manual, req.Cause, req.Rerun = chainName, cause.At, cause.Actor, !asPush, cause, rerun
+				if runs, err = s.StartPush(ctx, req); err != nil {
 					return err
 				}
 			}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/dchain-dev/dchain/activities"
 	"github.com/dchain-dev/dchain/chain"
-	"github.com/dchain-dev/dchain/starter"
 	"github.com/dchain-dev/dchain/workflows"
 )
 
@@ -76,7 +75,7 @@ func (g *globals) scanTarget(registry, image string) (chain.Registry, string, st
 	if image == "" {
 		return reg, "", "", nil
 	}
-	repo, tag, err := starter.ParseImage(image)
+	repo, tag, err := chain.ParseImage("image", image)
 	return reg, repo, tag, err
 }
 

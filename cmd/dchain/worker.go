@@ -18,7 +18,7 @@ import (
 
 func newWorkerCmd(g *globals) *cobra.Command {
 	var regions []string
-	var buildkit string
+	var buildkit, workDir string
 	var noScan bool
 	var trivy scanner.Options
 	cmd := &cobra.Command{
@@ -30,7 +30,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			o := worker.Options{TaskQueue: g.taskQueue, Regions: regions, Chains: len(regions) == 0,
+			o := worker.Options{TaskQueue: g.taskQueue, Regions: regions, Chains: len(regions) == 0, WorkDir: workDir,
 				Activities: &activities.Activities{BuildKitAddr: buildkit}}
 			for _, r := range regions {
 				if _, ok := cfg.Registry(r); !ok {
@@ -66,6 +66,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 			return worker.Run(ctx, c, o)
 		},
 	}
+	cmd.Flags().StringVar(&workDir, "work-dir", envOr("DCHAIN_WORK_DIR", ""), "temporary work (source checkouts); what a killed worker left there is removed at start (default: <temp dir>/dchain-work)")
 	cmd.Flags().StringSliceVar(&regions, "region", nil, "serve only replication into this registry (repeatable)")
 	cmd.Flags().BoolVar(&noScan, "no-scan", false, "do not scan (no vulnerability DB is loaded)")
 	cmd.Flags().StringVar(&trivy.CacheDir, "trivy-cache-dir", envOr("DCHAIN_TRIVY_CACHE_DIR", ""), "Trivy DB and layer cache (default: the user cache dir)")

@@ -1,0 +1,101 @@
+package activities
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"go.temporal.io/sdk/activity"
+
+	"github.com/dchain-dev/dchain/workflows"
+)
+
+// buildInputs is a digest of everything that decides what a rule builds
+// from a commit besides the commit's own content: the source, the commit,
+// the context, the Dockerfile, the platforms and the build arguments. Two
+// builds with the same inputs make the same image, so the second reuses the
+// first's (a new branch or tag at an already-built commit).
+func buildInputs(in workflows.BuildInput) string {
+	b, _ := json.Marshal(struct {
+		Source, Commit, Context, Dockerfile string
+		Platforms                           []string
+		BuildArgs                           map[string]string
+	}{in.Source.URL, string(in.Push.Commit), in.Plan.Context, in.Plan.Dockerfile, in.Plan.Platforms, in.Plan.BuildArgs})
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// previousBuild returns the digest a successful earlier build of the same
+// rule at the same commit with the same inputs pushed, when that image is
+// still in the repository. A rule with noCache always builds.
+func (a *Activities) previousBuild(ctx context.Context, in workflows.BuildInput) (string, bool) {
+	if in.Plan.NoCache {
+		return "", false
+	}
+	ref, err := buildLogRef(in)
+	if err != nil {
+		return "", false
+	}
+	opts, err := a.remoteOptions(ctx, in.Registry)
+	if err != nil {
+		return "", false
+	}
+	img, err := remote.Image(ref, opts...)
+	if err != nil {
+		return "", false
+	}
+	m, err := img.Manifest()
+	if err != nil || m.Annotations[AnnotationBuildInputs] != buildInputs(in) {
+		return "", false
+	}
+	digest := m.Annotations[AnnotationBuildDigest]
+	at, err := reference(in.Registry, in.Repository, digest)
+	if err != nil {
+		return "", false
+	}
+	if _, err := remote.Head(at, opts...); err != nil {
+		return "", false
+	}
+	return digest, true
+}
+
+// reuseBuild tags the image an earlier build pushed with every tag of the
+// plan, instead of building it again.
+func (a *Activities) reuseBuild(ctx context.Context, in workflows.BuildInput, digest string) (workflows.BuildResult, error) {
+	res := workflows.BuildResult{Tags: in.Plan.Tags, Digest: digest, ReusedFrom: digest}
+	opts, err := a.remoteOptions(ctx, in.Registry)
+	if err != nil {
+		return res, err
+	}
+	at, err := reference(in.Registry, in.Repository, digest)
+	if err != nil {
+		return res, err
+	}
+	desc, err := remote.Get(at, opts...)
+	if err != nil {
+		return res, registryError(ctx, "read "+at.String()+" to reuse it", err)
+	}
+	for _, t := range in.Plan.Tags {
+		tag, err := reference(in.Registry, in.Repository, t)
+		if err != nil {
+			return res, err
+		}
+		if err := remote.Put(tag, desc, opts...); err != nil {
+			return res, registryError(ctx, fmt.Sprintf("tag %s as %s", at, tag), err)
+		}
+	}
+	activity.GetLogger(ctx).Info("reused an earlier build", "rule", in.Plan.Rule, "commit", in.Push.Commit, "digest", digest, "tags", in.Plan.Tags)
+	if ref, err := buildLogRef(in); err == nil {
+		res.Log = ref.String()
+	}
+	info, err := a.ResolveImage(ctx, workflows.ResolveImageInput{Registry: in.Registry,
+		Image: workflows.ImageRef{Registry: in.Registry.Name, Repository: in.Repository, Tag: in.Plan.Tags[0], Digest: digest}})
+	if err != nil {
+		return res, err
+	}
+	res.Platforms = info.Manifests
+	return res, nil
+}

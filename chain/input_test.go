@@ -1,0 +1,187 @@
+package chain
+
+import (
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// hostileRefs are refs an attacker sends: options, query breakers, Git's
+// forbidden forms.
+var hostileRefs = []string{
+	`refs/heads/a\' OR WorkflowType = "ChainRun" -- `,
+	`refs/heads/a\`,
+	`refs/heads/--upload-pack=touch /tmp/x`,
+	`refs/heads/-x`,
+	`refs/heads/a..b`,
+	`refs/heads/a@{1}`,
+	`refs/heads/.hidden`,
+	`refs/heads/x.lock`,
+	`refs/heads/a//b`,
+	`refs/heads/a/`,
+	`refs/heads/a.`,
+	`refs/heads/@`,
+	"refs/heads/a\nb",
+	"refs/heads/a\x7f",
+	`refs/heads/a b`,
+	`refs/heads/a~1`, `refs/heads/a^`, `refs/heads/a:b`, `refs/heads/a?`, `refs/heads/a*`, `refs/heads/a[b`,
+	`refs/remotes/origin/main`, `main`, `refs/heads/`, ``,
+	"refs/heads/\xff",
+	"refs/heads/" + strings.Repeat("a", MaxRefBytes),
+}
+
+var goodRefs = []string{
+	"refs/heads/main", "refs/heads/release-v1", "refs/tags/v1.2.3", "refs/heads/feature/a_b",
+	"refs/heads/a'b", `refs/heads/a"b`, "refs/heads/ünïcode", "refs/tags/v1.0+build.7", "refs/heads/a@b",
+}
+
+func TestParseRef(t *testing.T) {
+	for _, r := range goodRefs {
+		if got, err := ParseRef("ref", r); err != nil || string(got) != r {
+			t.Errorf("%q refused: %v", r, err)
+		}
+	}
+	for _, r := range hostileRefs {
+		_, err := ParseRef("ref", r)
+		var in *InputError
+		if !errors.As(err, &in) || in.Field != "ref" || in.Reason == "" {
+			t.Errorf("%q accepted (%v)", r, err)
+		}
+	}
+	typ, name := Ref("refs/tags/v1.2").Split()
+	if typ != RuleTag || name != "v1.2" {
+		t.Fatal(typ, name)
+	}
+}
+
+// Every ref ParseRef accepts, real Git accepts too.
+func gitAccepts(t testing.TB, ref string) bool {
+	err := exec.Command("git", "check-ref-format", ref).Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatal(err)
+	}
+	return err == nil
+}
+
+func TestParseRefAgreesWithGit(t *testing.T) {
+	for _, r := range append(append([]string{}, goodRefs...), hostileRefs...) {
+		if _, err := ParseRef("ref", r); err == nil && !gitAccepts(t, r) {
+			t.Errorf("%q: dchain accepts what git check-ref-format refuses", r)
+		}
+	}
+}
+
+func FuzzParseRef(f *testing.F) {
+	for _, r := range append(append([]string{}, goodRefs...), hostileRefs...) {
+		f.Add(r)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseRef("ref", s)
+		if err != nil {
+			return
+		}
+		if string(r) != s || strings.ContainsAny(s, "\\ \x00") || !gitAccepts(t, s) {
+			t.Fatalf("accepted %q", s)
+		}
+		for _, c := range strings.Split(s, "/") {
+			if strings.HasPrefix(c, "-") {
+				t.Fatalf("accepted %q: a component reads as an option", s)
+			}
+		}
+	})
+}
+
+func TestParseCommit(t *testing.T) {
+	sha1, sha256 := strings.Repeat("ab", 20), strings.Repeat("0f", 32)
+	for _, c := range []string{sha1, sha256, strings.ToUpper(sha1)} {
+		got, err := ParseCommit("commit", c)
+		if err != nil || string(got) != strings.ToLower(c) {
+			t.Errorf("%q: %v", c, err)
+		}
+	}
+	for _, c := range []string{"", "--upload-pack=touch /tmp/x", "abc1234", sha1[:39], sha1 + "0", "g" + sha1[1:], "-" + sha1[1:], sha1[:39] + " "} {
+		_, err := ParseCommit("commit", c)
+		var in *InputError
+		if !errors.As(err, &in) || in.Field != "commit" {
+			t.Errorf("%q accepted (%v)", c, err)
+		}
+	}
+	if Commit(sha1).Short() != sha1[:12] {
+		t.Fatal("Short")
+	}
+}
+
+func FuzzParseCommit(f *testing.F) {
+	f.Add(strings.Repeat("ab", 20))
+	f.Add("--upload-pack=id>/tmp/y;true")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := ParseCommit("commit", s)
+		if err != nil {
+			return
+		}
+		if (len(c) != 40 && len(c) != 64) || strings.Trim(string(c), "0123456789abcdef") != "" {
+			t.Fatalf("accepted %q", s)
+		}
+	})
+}
+
+func TestParseImageAndDigest(t *testing.T) {
+	if repo, tag, err := ParseImage("image", "demo/app:v1"); err != nil || repo != "demo/app" || tag != "v1" {
+		t.Fatal(repo, tag, err)
+	}
+	for _, s := range []string{"app:v1", "demo/app", "demo/App:v1", "demo/app:-x", "demo/app:v1/x", "demo//app:v1", "--x/app:v1", "demo/app:" + strings.Repeat("a", 129)} {
+		if _, _, err := ParseImage("image", s); err == nil {
+			t.Errorf("%q accepted", s)
+		}
+	}
+	good := "sha256:" + strings.Repeat("a", 64)
+	if d, err := ParseDigest("digest", good); err != nil || d != good {
+		t.Fatal(d, err)
+	}
+	for _, s := range []string{"", "sha256:", "sha256:zz", "md5:" + strings.Repeat("a", 32), "sha512:" + strings.Repeat("a", 128), good + "0"} {
+		if _, err := ParseDigest("digest", s); err == nil {
+			t.Errorf("%q accepted", s)
+		}
+	}
+}
+
+func FuzzParseImage(f *testing.F) {
+	f.Add("demo/app:v1")
+	f.Add("demo/app:sha256-" + strings.Repeat("a", 64))
+	f.Fuzz(func(t *testing.T, s string) {
+		repo, tag, err := ParseImage("image", s)
+		if err != nil {
+			return
+		}
+		if repo+":"+tag != s || !TagRe.MatchString(tag) || strings.HasPrefix(repo, "-") {
+			t.Fatalf("accepted %q as %q %q", s, repo, tag)
+		}
+	})
+}
+
+func TestNotAnImage(t *testing.T) {
+	hex := strings.Repeat("0a", 32)
+	l := &Loaded{Chains: []Chain{{Name: "c", Scan: &Scan{Backup: &Backup{Repository: "demo/quarantine"}}}}}
+	for _, tc := range []struct {
+		repo, tag string
+		not       bool
+	}{
+		{"demo/app", "v1", false},
+		{"demo/app", "sha256-" + hex, true},
+		{"demo/app", "sha256-" + hex + ".sig", true},
+		{"demo/app", "sha256-" + hex + ".att", true},
+		{"demo/app", "sha256-abc", false}, // not a digest: an ordinary (odd) tag
+		{"dchain-logs/demo/app", "build-0123456789ab", true},
+		{"dchain-cache/demo/app", "build", true},
+		{"demo/quarantine", "v2", true},
+	} {
+		if why := l.NotAnImage(tc.repo, tc.tag); (why != "") != tc.not {
+			t.Errorf("%s:%s: %q", tc.repo, tc.tag, why)
+		}
+	}
+	if (Trigger{Mode: TriggerAll}).Matches("sha256-" + hex) {
+		t.Error("a trigger fired for a referrer tag")
+	}
+}
