@@ -255,9 +255,9 @@ func parseHubPush(ev *Event, body []byte) error {
 		After      string `json:"after"`
 		Deleted    bool   `json:"deleted"`
 		Repository struct {
-			FullName string `json:"full_name"`
-			CloneURL string `json:"clone_url"`
-			SSHURL   string `json:"ssh_url"`
+			FullName string          `json:"full_name"`
+			CloneURL string          `json:"clone_url"`
+			SSHURL   string          `json:"ssh_url"`
 			HTMLURL  string          `json:"html_url"`
 			PushedAt json.RawMessage `json:"pushed_at"`
 		} `json:"repository"`
