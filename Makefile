@@ -4,7 +4,7 @@
 export GOEXPERIMENT := jsonv2
 export DCHAIN_BIN_DIR := $(CURDIR)/bin
 
-.PHONY: build deps test demo dev vet bench
+.PHONY: build deps test fuzz demo dev vet bench
 
 build:
 	go build -o bin/dchain ./cmd/dchain
@@ -22,6 +22,12 @@ vet:
 test: deps
 	go vet ./...
 	go test -count=1 -timeout 20m ./...
+	scripts/fuzz.sh
+
+# Every fuzz target (webhook payloads, refs, commits, digests, images, chain
+# files, visibility queries) for FUZZTIME each (default 4s) over its corpus.
+fuzz:
+	scripts/fuzz.sh
 
 # Brings up the dev stack (or uses the one running), builds the sample app
 # for two platforms from a Git push, replicates it to every region, fires the

@@ -3,6 +3,8 @@ package chain
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -149,4 +151,31 @@ func TestSecretRef(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "v\"") {
 		t.Fatal("an unset variable must be an error naming the reference only")
 	}
+}
+
+// Chain files come from outside too: whatever the parser accepts must be
+// a valid chain, and nothing makes it panic.
+func FuzzParseChains(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.yaml")
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	cfg, err := ReadConfig("testdata/dchain.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		chains, _ := cfg.ParseChains("fuzz.yaml", data)
+		for _, c := range chains {
+			v := validator{file: "fuzz.yaml", cfg: cfg}
+			v.chain(&c)
+			if len(v.problems) > 0 {
+				t.Fatalf("accepted an invalid chain: %v", v.problems)
+			}
+		}
+	})
 }

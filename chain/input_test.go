@@ -185,3 +185,18 @@ func TestNotAnImage(t *testing.T) {
 		t.Error("a trigger fired for a referrer tag")
 	}
 }
+
+func FuzzParseDigest(f *testing.F) {
+	f.Add("sha256:" + strings.Repeat("a", 64))
+	f.Add("sha256:")
+	f.Add("sha256:zz")
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := ParseDigest("digest", s)
+		if err != nil {
+			return
+		}
+		if d != s || len(d) != 71 || strings.Trim(d[7:], "0123456789abcdef") != "" {
+			t.Fatalf("accepted %q", s)
+		}
+	})
+}

@@ -37,6 +37,7 @@ func apiServer(t testing.TB, l *chain.Loaded, c client.Client) (*httptest.Server
 	l.Config.Sources = []chain.Source{
 		{Name: "gh", Provider: starter.ProviderGitHub, Secret: "env:" + hookSecretEnv},
 		{Name: "registry", Provider: starter.ProviderDistribution, Registry: "src", Secret: "env:" + hookSecretEnv},
+		{Name: "harbor", Provider: starter.ProviderHarbor, Registry: "src", Secret: "env:" + hookSecretEnv},
 	}
 	s, err := api.NewServer(&starter.Starter{Client: c, Config: l}, l, "default")
 	if err != nil {

@@ -158,14 +158,22 @@ func TestBuildPushReplicateTrigger(t *testing.T) {
 
 	recordHistory(t, started.WorkflowID, "chainrun-build.json")
 
-	// The same push again starts nothing; a rebuild of the same commit hits the cache.
+	// The same push again starts nothing; a rerun with the same inputs reuses
+	// the image; a rebuild of the same commit with other inputs (here the same
+	// Dockerfile, named differently) builds and hits the cache.
 	if again := startPush(t, l, "refs/heads/main", false); !again.Existing {
 		t.Fatalf("a redelivered push started a new run: %+v", again)
 	}
 	rerun := startPush(t, l, "refs/heads/main", true)
 	st2 := waitRun(t, rerun.WorkflowID, 3*time.Minute)
-	if st2.Outcome != workflows.OutcomeSucceeded || st2.Build.Cached == 0 || st2.Image.Digest != st.Image.Digest {
-		t.Fatalf("rebuild: outcome %s, %d of %d steps cached, digest %s (first %s)", st2.Outcome, st2.Build.Cached, st2.Build.Steps, st2.Image.Digest, st.Image.Digest)
+	if st2.Outcome != workflows.OutcomeSucceeded || st2.Build.ReusedFrom != st.Image.Digest || st2.Image.Digest != st.Image.Digest {
+		t.Fatalf("rerun: outcome %s, reused %q, digest %s (first %s)", st2.Outcome, st2.Build.ReusedFrom, st2.Image.Digest, st.Image.Digest)
+	}
+	l.Chains[0].Build.Rules[0].Dockerfile = "./Dockerfile"
+	rebuild := startPush(t, l, "refs/heads/main", true)
+	st3 := waitRun(t, rebuild.WorkflowID, 3*time.Minute)
+	if st3.Outcome != workflows.OutcomeSucceeded || st3.Build.ReusedFrom != "" || st3.Build.Cached == 0 || st3.Image.Digest != st.Image.Digest {
+		t.Fatalf("rebuild: outcome %s, %d of %d steps cached, digest %s (first %s)", st3.Outcome, st3.Build.Cached, st3.Build.Steps, st3.Image.Digest, st.Image.Digest)
 	}
 }
 

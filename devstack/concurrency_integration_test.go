@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -89,8 +88,8 @@ func waitStage(t *testing.T, id, stage string) {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		if got := searchAttr(t, id, "DchainStage"); got == stage {
-			q := "DchainStage = '" + stage + "' AND WorkflowId = '" + strings.ReplaceAll(id, "'", "\\'") + "'"
-			if n, err := stack.Client.CountWorkflow(context.Background(), countRequest(q)); err == nil && n.GetCount() == 1 {
+			q := workflows.Query{}.Eq(workflows.AttrStage.GetName(), stage).Eq("WorkflowId", id)
+			if n, err := stack.Client.CountWorkflow(context.Background(), countRequest(q.String())); err == nil && n.GetCount() == 1 {
 				return
 			}
 		}

@@ -33,3 +33,33 @@ func TestDevRefusesATakenAPIPort(t *testing.T) {
 		t.Fatalf("something started before the API port was checked (%v)", err)
 	}
 }
+
+// `run start` checks its flags with the shared validator before it reads
+// the config or dials Temporal: an option-shaped commit or ref never gets
+// further (it used to reach `git fetch` on the worker).
+func TestRunStartRefusesHostileFlags(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "pwned")
+	for _, tc := range []struct {
+		args  []string
+		field string
+	}{
+		{[]string{"--ref", "refs/heads/main", "--commit", "--upload-pack=touch " + marker}, "--commit"},
+		{[]string{"--ref", "refs/heads/--upload-pack=touch " + marker}, "--ref"},
+		{[]string{"--ref", `refs/heads/a\' OR WorkflowType = "ChainRun" -- `}, "--ref"},
+		{[]string{"--ref", "main"}, "--ref"},
+		{[]string{"--ref", "refs/heads/main", "--commit", "abc1234"}, "--commit"},
+		{[]string{"--image", "Demo/App:v1"}, "--image"},
+		{[]string{"--image", "demo/app:sha256:abc"}, "--image"},
+	} {
+		root := newRoot()
+		root.SetArgs(append([]string{"--config", "/nonexistent/dchain.yaml", "run", "start", "--chain", "demo"}, tc.args...))
+		root.SilenceUsage, root.SilenceErrors = true, true
+		err := root.Execute()
+		if err == nil || !strings.HasPrefix(err.Error(), tc.field+": ") {
+			t.Errorf("%v: %v, want an error naming %s", tc.args, err, tc.field)
+		}
+	}
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Fatal("the injected command ran")
+	}
+}

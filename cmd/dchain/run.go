@@ -38,6 +38,21 @@ func runStartCmd(g *globals) *cobra.Command {
 			if chainName == "" || (image == "") == (ref == "") {
 				return errors.New("--chain and exactly one of --image or --ref are required")
 			}
+			if image != "" && (commit != "" || asPush) {
+				return errors.New("--commit and --as-push only apply with --ref")
+			}
+			// Flags are checked before anything else happens.
+			var repo, tag string
+			var push starter.PushRequest
+			var err error
+			if image != "" {
+				repo, tag, err = chain.ParseImage("--image", image)
+			} else {
+				push, err = starter.ParsePushFields("--ref", ref, "--commit", commit)
+			}
+			if err != nil {
+				return err
+			}
 			l, err := g.load()
 			if err != nil {
 				return err
@@ -52,10 +67,6 @@ func runStartCmd(g *globals) *cobra.Command {
 			cause := workflows.Cause{Kind: "manual", Actor: actor(), At: time.Now().UTC()}
 			var runs []starter.Started
 			if image != "" {
-				repo, tag, err := chain.ParseImage("--image", image)
-				if err != nil {
-					return err
-				}
 				st, err := s.StartImage(ctx, starter.ImageRequest{Chain: chainName, Repository: repo, Tag: tag, Rerun: rerun, Cause: cause})
 				if err != nil {
 					return err
@@ -65,12 +76,8 @@ func runStartCmd(g *globals) *cobra.Command {
 				if asPush {
 					cause.Kind = "push"
 				}
-				req, err := starter.ParsePushFields("--ref", ref, "--commit", commit)
-				if err != nil {
-					return err
-				}
-				req.Chain, req.At, req.Pusher, req.Manual, req.Cause, req.Rerun = chainName, cause.At, cause.Actor, !asPush, cause, rerun
-				if runs, err = s.StartPush(ctx, req); err != nil {
+				push.Chain, push.At, push.Pusher, push.Manual, push.Cause, push.Rerun = chainName, cause.At, cause.Actor, !asPush, cause, rerun
+				if runs, err = s.StartPush(ctx, push); err != nil {
 					return err
 				}
 			}
