@@ -25,7 +25,7 @@ test: deps
 	scripts/fuzz.sh
 
 # Every fuzz target (webhook payloads, refs, commits, digests, images, chain
-# files, visibility queries) for FUZZTIME each (default 4s) over its corpus.
+# files, visibility queries) for FUZZTIME each (default 20000x) over its corpus.
 fuzz:
 	scripts/fuzz.sh
 
