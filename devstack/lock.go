@@ -16,6 +16,9 @@ import (
 // file is closed or the process ends (also by SIGKILL); the file says who
 // holds it, so a second stack can name the first.
 func LockDataDir(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
 	path := filepath.Join(dir, "dchain.lock")
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {

@@ -49,6 +49,9 @@ type Options struct {
 	// BuildKit starts a buildkitd child for the build stage and seeds the
 	// offline base image (BaseImage) into the first region's registry.
 	BuildKit bool
+	// DataDirLock is the data dir's lock when the caller took it already
+	// (LockDataDir); the stack owns it from then on and releases it on Stop.
+	DataDirLock *os.File
 	// Scan builds the demo vulnerability DB, pushes it to the first region's
 	// registry as Trivy's OCI artifact, and gives the worker a Trivy scanner
 	// that downloads it from there.
@@ -111,8 +114,10 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 	if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
 		return err
 	}
-	if s.lock, err = LockDataDir(o.DataDir); err != nil {
-		return err
+	if s.lock = o.DataDirLock; s.lock == nil {
+		if s.lock, err = LockDataDir(o.DataDir); err != nil {
+			return err
+		}
 	}
 	if s.Temporal, err = StartTemporal(TemporalOptions{
 		DataDir: dir("temporal"), IP: o.IP, Port: o.TemporalPort, UIPort: o.UIPort,
@@ -126,7 +131,7 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 		addr := fmt.Sprintf("%s:%d", o.IP, r.Port)
 		reg, err := StartRegistry(r.Name, addr, dir("registries", r.Name))
 		if err != nil {
-			return err
+			return fmt.Errorf("%w (pick another port: --region %s=PORT)", err, r.Name)
 		}
 		s.Registries[r.Name] = reg
 		s.Endpoints.Registries[r.Name] = addr

@@ -43,7 +43,11 @@ func newDevCmd(g *globals) *cobra.Command {
 					os.Setenv(k, v)
 				}
 			}
-			// The API's config and port are checked before anything starts.
+			// The data dir, the API's config and its port are checked before anything starts.
+			if o.DataDirLock, err = devstack.LockDataDir(o.DataDir); err != nil {
+				return err
+			}
+			defer o.DataDirLock.Close() // (the stack releases it first when it started)
 			var l *chain.Loaded
 			var ln net.Listener
 			if !noAPI {

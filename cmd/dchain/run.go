@@ -210,7 +210,11 @@ func printStatus(id string, st workflows.RunStatus) {
 		fmt.Printf("Commit:   %s\n", st.Commit)
 	}
 	if b := st.Build; b != nil {
-		fmt.Printf("Build:    %d steps, %d cached; log: dchain run logs %s\n", b.Steps, b.Cached, id)
+		if b.ReusedFrom != "" {
+			fmt.Printf("Build:    reused %s: the rule had built this commit with the same inputs, so nothing was rebuilt; log: dchain run logs %s\n", b.ReusedFrom, id)
+		} else {
+			fmt.Printf("Build:    %d steps, %d cached; log: dchain run logs %s\n", b.Steps, b.Cached, id)
+		}
 		for _, p := range slices.Sorted(maps.Keys(b.Platforms)) {
 			fmt.Printf("          %-14s %s\n", p, b.Platforms[p])
 		}
