@@ -33,7 +33,7 @@ import (
 // The integration tests of the trust boundary: what comes from outside
 // (webhooks, REST, registry answers) against the real stack.
 
-// gitIn runs git in dir.
+// gitIn runs git in dir (as a committer "t") and returns its output.
 func gitIn(t *testing.T, dir string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("git", append([]string{"-c", "user.name=t", "-c", "user.email=t@t"}, args...)...)
