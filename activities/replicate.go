@@ -73,12 +73,32 @@ func (a *Activities) ReplicateImage(ctx context.Context, in workflows.ReplicateI
 	}
 	if len(todo) == 0 {
 		res.AlreadyPresent = true
-		return res, nil
+	} else if err := a.copyImage(ctx, in, src, todo, srcOpts, dstOpts, into, &res); err != nil {
+		return res, err
 	}
+	// The artifacts attached to the image go where it goes (also when the
+	// image was there already: a signature may have been added since).
+	if !in.SkipReferrers {
+		dst, err := reference(in.Destination, target, in.Digest)
+		if err != nil {
+			return res, err
+		}
+		n, err := copyReferrers(ctx, src.Context(), dst.Context(), in.Digest, srcOpts, dstOpts)
+		res.Referrers = n
+		if err != nil {
+			return res, registryError(ctx, into+": referrers", err)
+		}
+	}
+	return res, nil
+}
 
+// copyImage writes the image (or index) under the first tag of todo, points
+// the other tags at it, and verifies every tag's digest.
+func (a *Activities) copyImage(ctx context.Context, in workflows.ReplicateInput, src name.Reference, todo []name.Reference,
+	srcOpts, dstOpts []remote.Option, into string, res *workflows.ReplicateResult) error {
 	desc, err := remote.Get(src, srcOpts...)
 	if err != nil {
-		return res, registryError(ctx, fmt.Sprintf("read %s from registry %s", src, in.Source.Name), err)
+		return registryError(ctx, fmt.Sprintf("read %s from registry %s", src, in.Source.Name), err)
 	}
 	c := &counter{}
 	// Heartbeats report progress; they are also how a canceled run reaches
@@ -91,41 +111,41 @@ func (a *Activities) ReplicateImage(ctx context.Context, in workflows.ReplicateI
 	if desc.MediaType.IsIndex() {
 		idx, err := desc.ImageIndex()
 		if err != nil {
-			return res, registryError(ctx, into, err)
+			return registryError(ctx, into, err)
 		}
 		err = remote.WriteIndex(todo[0], &countingIndex{idx, c}, dstOpts...)
 	} else {
 		img, err2 := desc.Image()
 		if err2 != nil {
-			return res, registryError(ctx, into, err2)
+			return registryError(ctx, into, err2)
 		}
 		err = remote.Write(todo[0], &countingImage{img, c}, dstOpts...)
 	}
 	if err != nil {
-		return res, registryError(ctx, into, err)
+		return registryError(ctx, into, err)
 	}
 	for _, dst := range todo[1:] {
 		if err := remote.Tag(dst.(name.Tag), desc, dstOpts...); err != nil {
-			return res, registryError(ctx, into, err)
+			return registryError(ctx, into, err)
 		}
 	}
 	for _, dst := range todo {
 		got, err := remote.Head(dst, dstOpts...)
 		if err != nil {
-			return res, registryError(ctx, "verify "+into, err)
+			return registryError(ctx, "verify "+into, err)
 		}
 		if got.Digest.String() != in.Digest {
-			return res, temporal.NewApplicationError(
+			return temporal.NewApplicationError(
 				fmt.Sprintf("%s: destination %s has digest %s, source has %s", into, dst, got.Digest, in.Digest), ErrDigestMismatch)
 		}
 	}
 	total, err := countBlobs(desc)
 	if err != nil {
-		return res, registryError(ctx, into, err)
+		return registryError(ctx, into, err)
 	}
 	copied := int(c.blobs.Load())
 	res.BytesCopied, res.BlobsCopied, res.BlobsSkipped = c.bytes.Load(), copied, max(total-copied, 0)
-	return res, nil
+	return nil
 }
 
 func (a *Activities) jobs() int {

@@ -252,12 +252,10 @@ func (a *Activities) ApplyBlockAction(ctx context.Context, in workflows.BlockInp
 		}); err != nil {
 			return res, err
 		}
+		// The scan reports go along (they are referrers, which the copy
+		// takes with the image): they say why the image is in quarantine.
 		for _, t := range in.Tags {
 			res.BackedUp = append(res.BackedUp, in.BackupRepository+":"+t)
-		}
-		// The scan reports go along: they say why the image is in quarantine.
-		if err := a.copyReports(ctx, in.Registry, in.Repository, in.BackupRepository, in.Digest); err != nil {
-			return res, registryError(ctx, "copy the scan reports to "+in.BackupRepository, err)
 		}
 	}
 	if in.Action == chain.ActionDeleteTag || in.Action == chain.ActionBackup {
@@ -313,35 +311,4 @@ func (a *Activities) ListTags(ctx context.Context, in workflows.ListTagsInput) (
 		}
 	}
 	return tags, nil
-}
-
-// copyReports copies the image's scan reports (referrers) from one
-// repository of the registry to another.
-func (a *Activities) copyReports(ctx context.Context, reg chain.Registry, from, to, digest string) error {
-	ds, err := a.ScanReports(ctx, reg, from, digest)
-	if err != nil {
-		return err
-	}
-	opts, err := a.remoteOptions(ctx, reg)
-	if err != nil {
-		return err
-	}
-	for _, d := range ds {
-		src, err := reference(reg, from, d.Digest.String())
-		if err != nil {
-			return err
-		}
-		dst, err := reference(reg, to, d.Digest.String())
-		if err != nil {
-			return err
-		}
-		img, err := remote.Image(src, opts...)
-		if err != nil {
-			return err
-		}
-		if err := remote.Write(dst, img, opts...); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -97,7 +97,14 @@ type ReplicationRule struct {
 	TagFilter string `yaml:"tagFilter" json:"tagFilter,omitempty"`
 	// Overwrite allows replacing a destination tag that points at another digest.
 	Overwrite bool `yaml:"overwrite" json:"overwrite"`
+	// Referrers says whether the artifacts attached to an image (signatures,
+	// SBOMs, attestations, scan reports: OCI 1.1 referrers, recursively) are
+	// copied with it; default true, false leaves them behind.
+	Referrers *bool `yaml:"referrers" json:"referrers,omitempty"`
 }
+
+// CopiesReferrers reports whether the rule copies an image's referrers with it.
+func (r ReplicationRule) CopiesReferrers() bool { return r.Referrers == nil || *r.Referrers }
 
 // Trigger modes.
 const (

@@ -14,9 +14,9 @@ func currentDetails(s *RunStatus) string {
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", st.Name, st.State, st.Message)
 	}
 	if len(s.Destinations) > 0 {
-		b.WriteString("\n| destination | region | state | digest | note |\n|---|---|---|---|---|\n")
+		b.WriteString("\n| destination | region | state | digest | referrers | note |\n|---|---|---|---|---|---|\n")
 		for _, d := range s.Destinations {
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", d.Registry, d.Region, d.State, d.Digest, d.Message)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %d | %s |\n", d.Registry, d.Region, d.State, d.Digest, d.Referrers, d.Message)
 		}
 	}
 	if len(s.Triggers) > 0 {

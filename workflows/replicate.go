@@ -49,7 +49,8 @@ func (r *run) replicate(ctx workflow.Context) error {
 			continue
 		}
 		r.status.Destinations[i].Reference = dst.Address + "/" + img.Repository + ":" + strings.Join(tags, ",")
-		in := ReplicateInput{Source: src, Destination: dst, Repository: img.Repository, Tag: tags[0], Tags: tags[1:], Digest: img.Digest, Overwrite: rule.Overwrite}
+		in := ReplicateInput{Source: src, Destination: dst, Repository: img.Repository, Tag: tags[0], Tags: tags[1:], Digest: img.Digest, Overwrite: rule.Overwrite,
+			SkipReferrers: !rule.CopiesReferrers()}
 		opts := r.activityOptions(ReplicationQueue(r.in.TaskQueue, dst.Name),
 			fmt.Sprintf("replicate %s → %s (%s)", img.Repository+":"+strings.Join(tags, ","), dst.Name, dst.RegionName()),
 			2*time.Hour, r.in.Retry.ReplicationTimeout.Or(24*time.Hour))
@@ -76,7 +77,7 @@ func (r *run) replicateTo(ctx workflow.Context, i int, in ReplicateInput) {
 	switch {
 	case err == nil:
 		d.State, d.Digest = StateSucceeded, res.Digest
-		d.BytesCopied, d.BlobsCopied, d.BlobsSkipped = res.BytesCopied, res.BlobsCopied, res.BlobsSkipped
+		d.BytesCopied, d.BlobsCopied, d.BlobsSkipped, d.Referrers = res.BytesCopied, res.BlobsCopied, res.BlobsSkipped, res.Referrers
 		if res.AlreadyPresent {
 			d.Message = "already present"
 		}

@@ -142,7 +142,9 @@ type DestinationStatus struct {
 	BytesCopied  int64         `json:"bytesCopied,omitempty"`
 	BlobsCopied  int           `json:"blobsCopied,omitempty"`
 	BlobsSkipped int           `json:"blobsSkipped,omitempty"`
-	Message      string        `json:"message,omitempty"`
+	// Referrers counts the attached artifacts copied with the image.
+	Referrers int    `json:"referrers,omitempty"`
+	Message   string `json:"message,omitempty"`
 }
 
 // TriggerStatus is one distribution trigger.
@@ -183,6 +185,9 @@ type ReplicateInput struct {
 	Tags      []string `json:"tags,omitempty"`
 	Digest    string   `json:"digest"`
 	Overwrite bool     `json:"overwrite"`
+	// SkipReferrers leaves the artifacts attached to the image (signatures,
+	// SBOMs, scan reports) behind; by default they are copied with it.
+	SkipReferrers bool `json:"skipReferrers,omitempty"`
 }
 
 // ReplicateResult is what a replication did.
@@ -193,6 +198,8 @@ type ReplicateResult struct {
 	BlobsSkipped int    `json:"blobsSkipped"`
 	// AlreadyPresent is true when the destination tag already pointed at the digest.
 	AlreadyPresent bool `json:"alreadyPresent,omitempty"`
+	// Referrers counts the attached artifacts copied (recursively).
+	Referrers int `json:"referrers,omitempty"`
 }
 
 // DeliverInput is one trigger delivery.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/user"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -270,9 +271,9 @@ func printStatus(id string, st workflows.RunStatus) {
 		rows = nil
 		for _, d := range st.Destinations {
 			rows = append(rows, []string{d.Registry, d.Region, string(d.State), d.Digest, d.Duration.Round(time.Millisecond).String(),
-				fmt.Sprintf("%d copied, %d skipped, %d B", d.BlobsCopied, d.BlobsSkipped, d.BytesCopied), d.Message})
+				fmt.Sprintf("%d copied, %d skipped, %d B", d.BlobsCopied, d.BlobsSkipped, d.BytesCopied), strconv.Itoa(d.Referrers), d.Message})
 		}
-		table(os.Stdout, "DESTINATION\tREGION\tSTATE\tDIGEST\tTOOK\tBLOBS\tNOTE", rows)
+		table(os.Stdout, "DESTINATION\tREGION\tSTATE\tDIGEST\tTOOK\tBLOBS\tREFERRERS\tNOTE", rows)
 	}
 	if len(st.Triggers) > 0 {
 		fmt.Println()
