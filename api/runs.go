@@ -36,16 +36,10 @@ type StartRequest struct {
 }
 
 func (s *Server) startRun(c echo.Context) error {
-	body, err := s.readBody(c)
-	if errors.Is(err, errTooLarge) {
-		return apiError(c, http.StatusRequestEntityTooLarge, "too_large", "the body is larger than %d bytes", s.MaxBody)
-	}
 	var req StartRequest
-	if err == nil {
-		err = jsonStrict(body, &req)
-	}
+	err := s.decode(c, &req)
 	if err != nil {
-		return apiError(c, http.StatusBadRequest, "bad_request", "%v", err)
+		return err
 	}
 	if req.Chain == "" || (req.Image == "") == (req.Ref == "") {
 		return apiError(c, http.StatusBadRequest, "bad_request", "chain and exactly one of image or ref are required")
@@ -76,15 +70,43 @@ func (s *Server) startRun(c echo.Context) error {
 		started, err = s.Starter.StartPush(ctx, push)
 	}
 	if err != nil {
-		if isBadInput(err) {
-			return badInput(c, err)
-		}
-		if errors.Is(starter.Unavailable(err), starter.ErrUnavailable) {
-			return apiError(c, http.StatusServiceUnavailable, "temporal_unavailable", "%v", err)
-		}
-		return apiError(c, http.StatusUnprocessableEntity, "not_started", "%v", err)
+		return notStarted(c, err)
 	}
 	return s.answerRuns(c, "api", started, nil)
+}
+
+// ReplicationRequest starts a manual replication: source is
+// REGISTRY/NAMESPACE/REPO:TAG (or @sha256:…), each of to is
+// REGISTRY[/NAMESPACE/REPO[:TAG]].
+type ReplicationRequest struct {
+	Source    string   `json:"source"`
+	To        []string `json:"to"`
+	Overwrite bool     `json:"overwrite,omitempty"`
+}
+
+func (s *Server) startReplication(c echo.Context) error {
+	var req ReplicationRequest
+	if err := s.decode(c, &req); err != nil {
+		return err
+	}
+	st, err := s.Starter.StartReplication(c.Request().Context(), starter.ReplicationRequest{
+		Source: req.Source, To: req.To, Overwrite: req.Overwrite, SourceField: "source", ToField: "to"})
+	if err != nil {
+		return notStarted(c, err)
+	}
+	return s.answerRuns(c, "api", []starter.Started{st}, nil)
+}
+
+// notStarted answers a start that failed: 400 naming a refused field, 503
+// when Temporal (or a registry) cannot be reached, else 422.
+func notStarted(c echo.Context, err error) error {
+	switch {
+	case isBadInput(err):
+		return badInput(c, err)
+	case errors.Is(starter.Unavailable(err), starter.ErrUnavailable):
+		return apiError(c, http.StatusServiceUnavailable, "temporal_unavailable", "%v", err)
+	}
+	return apiError(c, http.StatusUnprocessableEntity, "not_started", "%v", err)
 }
 
 func (s *Server) listRuns(c echo.Context) error {
@@ -134,6 +156,28 @@ func (s *Server) cancelRun(c echo.Context) error {
 	}
 	return c.JSON(http.StatusAccepted, map[string]string{"workflowId": id, "status": "cancellation requested"})
 }
+
+// decode reads the request body into v, refusing unknown fields; when it
+// cannot, it answers (413 or 400) and returns that answer's error.
+func (s *Server) decode(c echo.Context, v any) error {
+	body, err := s.readBody(c)
+	switch {
+	case errors.Is(err, errTooLarge):
+		_ = apiError(c, http.StatusRequestEntityTooLarge, "too_large", "the body is larger than %d bytes", s.MaxBody)
+		return errAnswered
+	case err == nil:
+		err = jsonStrict(body, v)
+	}
+	if err != nil {
+		_ = apiError(c, http.StatusBadRequest, "bad_request", "%v", err)
+		return errAnswered
+	}
+	return nil
+}
+
+// errAnswered is returned by a handler that has answered an error already
+// (the error handler leaves committed responses alone).
+var errAnswered = errors.New("answered")
 
 // jsonStrict decodes a request body, refusing unknown fields.
 func jsonStrict(b []byte, v any) error {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
 
@@ -79,6 +80,7 @@ func (s *Server) Handler() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
+	e.Use(middleware.Recover()) // a handler's panic is a logged 500, not a dropped connection
 	e.Use(s.count)
 	e.POST("/webhooks/:source", s.webhook)
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
@@ -88,6 +90,7 @@ func (s *Server) Handler() *echo.Echo {
 	v1.GET("/chains", s.listChains)
 	v1.GET("/runs", s.listRuns)
 	v1.POST("/runs", s.startRun)
+	v1.POST("/replications", s.startReplication)
 	// Run IDs hold "/" and ":": the id is the rest of the path (escaped or not).
 	v1.GET("/runs/*", s.getRun)
 	v1.POST("/runs/*", s.cancelRun) // …/runs/<id>/cancel

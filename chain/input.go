@@ -202,3 +202,74 @@ func (l *Loaded) NotAnImage(repo, tag string) string {
 	}
 	return ""
 }
+
+// registryByNameOrAddress finds a declared registry by its name or address.
+func (c *Config) registryByNameOrAddress(s string) (Registry, bool) {
+	for _, r := range c.Registries {
+		if r.Name == s || r.Address == s {
+			return r, true
+		}
+	}
+	return Registry{}, false
+}
+
+// registryNames lists the declared registries, for error messages.
+func (c *Config) registryNames() []string {
+	names := make([]string, len(c.Registries))
+	for i, r := range c.Registries {
+		names[i] = r.Name
+	}
+	return names
+}
+
+// ParseRegistryImage checks an image named with its registry from outside:
+// REGISTRY/namespace/name:tag or REGISTRY/namespace/name@sha256:…, where
+// REGISTRY is a declared registry's name or address. It returns the
+// registry, the repository and the tag or digest.
+func (c *Config) ParseRegistryImage(field, s string) (Registry, string, string, error) {
+	regPart, rest, ok := strings.Cut(s, "/")
+	reg, known := c.registryByNameOrAddress(regPart)
+	switch {
+	case !ok:
+		return reg, "", "", refuse(field, "%q: want REGISTRY/NAMESPACE/REPOSITORY:TAG or …@sha256:DIGEST", clip(s))
+	case !known:
+		return reg, "", "", refuse(field, "%q: unknown registry %q (declared: %v)", clip(s), regPart, c.registryNames())
+	}
+	if repo, digest, byDigest := strings.Cut(rest, "@"); byDigest {
+		r, err := ParseRepository(field, repo)
+		if err != nil {
+			return reg, "", "", err
+		}
+		d, err := ParseDigest(field, digest)
+		return reg, r, d, err
+	}
+	repo, tag, err := ParseImage(field, rest)
+	return reg, repo, tag, err
+}
+
+// ParseTarget checks a replication target from outside:
+// REGISTRY[/namespace/name[:tag]], where REGISTRY is a declared registry's
+// name or address; the repository and tag default to repo and tag.
+func (c *Config) ParseTarget(field, s, repo, tag string) (Registry, string, string, error) {
+	regPart, rest, _ := strings.Cut(s, "/")
+	reg, known := c.registryByNameOrAddress(regPart)
+	if !known {
+		return reg, "", "", refuse(field, "%q: unknown registry %q (declared: %v)", clip(s), regPart, c.registryNames())
+	}
+	var err error
+	switch {
+	case rest == "":
+	case strings.Contains(rest[strings.LastIndex(rest, "/")+1:], ":"):
+		if repo, tag, err = ParseImage(field, rest); err != nil {
+			return reg, "", "", err
+		}
+	default:
+		if repo, err = ParseRepository(field, rest); err != nil {
+			return reg, "", "", err
+		}
+	}
+	if tag == "" {
+		return reg, "", "", refuse(field, "%q: name a tag (REGISTRY/NAMESPACE/REPOSITORY:TAG) when the source is named by digest", clip(s))
+	}
+	return reg, repo, tag, nil
+}

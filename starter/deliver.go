@@ -123,6 +123,9 @@ func orNow(t time.Time) time.Time {
 // Unavailable marks errors reaching Temporal, and transient registry
 // errors, as ErrUnavailable: the sender should retry.
 func Unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
 	var u *serviceerror.Unavailable
 	var dl *serviceerror.DeadlineExceeded
 	var app *temporal.ApplicationError

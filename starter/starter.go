@@ -101,28 +101,35 @@ func Input(cfg *chain.Config, ch chain.Chain, img workflows.ImageRef, cause work
 }
 
 func (s *Starter) start(ctx context.Context, id string, in workflows.ChainRunInput, rerun bool) (Started, error) {
-	reuse := enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE
-	if rerun {
-		reuse = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
-	}
 	var dests []string
 	for _, r := range in.Chain.Replication {
 		dests = append(dests, r.Destination)
 	}
+	return s.startWorkflow(ctx, id, "ChainRun", in, rerun,
+		fmt.Sprintf("%s: %s → %s", in.Chain.Name, in.Image.Repository+":"+in.Image.Tag, strings.Join(dests, ", ")), staticDetails(in))
+}
+
+// startWorkflow starts workflow under id on the base task queue, or finds
+// the run of id: one that ended, unless rerun, or one still running.
+func (s *Starter) startWorkflow(ctx context.Context, id, workflow string, input any, rerun bool, summary, details string) (Started, error) {
+	reuse := enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE
+	if rerun {
+		reuse = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
+	}
 	run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                                       id,
-		TaskQueue:                                in.TaskQueue,
+		TaskQueue:                                s.taskQueue(),
 		WorkflowIDReusePolicy:                    reuse,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		StaticSummary:                            fmt.Sprintf("%s: %s → %s", in.Chain.Name, in.Image.Repository+":"+in.Image.Tag, strings.Join(dests, ", ")),
-		StaticDetails:                            staticDetails(in),
-	}, "ChainRun", in)
+		StaticSummary:                            summary,
+		StaticDetails:                            details,
+	}, workflow, input)
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &already) {
 		return Started{WorkflowID: id, RunID: already.RunId, Existing: true}, nil
 	}
 	if err != nil {
-		return Started{}, fmt.Errorf("start run %s: %w", id, err)
+		return Started{}, fmt.Errorf("start %s: %w", id, err)
 	}
 	return Started{WorkflowID: id, RunID: run.GetRunID()}, nil
 }

@@ -75,6 +75,7 @@ func Start(c client.Client, o Options) (Workers, error) {
 		w.RegisterActivityWithOptions(a.ApplyBlockAction, activity.RegisterOptions{Name: workflows.ActivityApplyBlock})
 		w.RegisterActivityWithOptions(a.ListTags, activity.RegisterOptions{Name: workflows.ActivityListTags})
 		w.RegisterActivityWithOptions(a.WaitTurn, activity.RegisterOptions{Name: workflows.ActivityWaitTurn})
+		w.RegisterWorkflowWithOptions(workflows.ReplicateWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowReplicate})
 		w.RegisterWorkflowWithOptions(workflows.ScanImageWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowScanImage})
 		w.RegisterWorkflowWithOptions(workflows.ScanRepositoryWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowScanRepository})
 		ws = append(ws, w)

@@ -81,5 +81,20 @@ func WorkflowID(chainName string, img ImageRef) string {
 // Runs started before the ref was part of the ID keep their old IDs
 // ("demo:release@0123456789ab"); nothing reads an ID back apart.
 func BuildWorkflowID(chainName, rule string, ref chain.Ref, commit chain.Commit) string {
-	return fmt.Sprintf("%s:%s:%s@%s", chainName, rule, ref, commit.Short())
+	return fmt.Sprintf("%s:%s:%s@%s", chainName, rule, printable(string(ref)), commit.Short())
+}
+
+// printable percent-encodes the bytes of s outside printable ASCII (and
+// "%" itself): a workflow ID travels in gRPC headers, which take nothing
+// else, and a Git ref may hold any UTF-8.
+func printable(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '%' {
+			fmt.Fprintf(&b, "%%%02X", c)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }

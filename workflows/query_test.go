@@ -75,3 +75,13 @@ func FuzzQuote(f *testing.F) {
 		checkQuery(t, q, []string{"DchainChain", "DchainRef", "WorkflowId"}, []string{chainName, ref, ref + chainName})
 	})
 }
+
+// A run ID travels in gRPC headers: a ref in any UTF-8 comes out printable
+// ASCII, and distinct refs stay distinct.
+func TestBuildWorkflowIDIsPrintable(t *testing.T) {
+	a := BuildWorkflowID("demo", "r", "refs/heads/ünïcode", "0123456789abcdef0123456789abcdef01234567")
+	b := BuildWorkflowID("demo", "r", "refs/heads/%C3%BCn%C3%AFcode", "0123456789abcdef0123456789abcdef01234567")
+	if a != "demo:r:refs/heads/%C3%BCn%C3%AFcode@0123456789ab" || a == b {
+		t.Fatalf("%q %q", a, b)
+	}
+}
