@@ -88,7 +88,7 @@ func (s *Starter) checkTarget(ctx context.Context, t workflows.ReplicationTarget
 	case err != nil:
 		return err
 	case cur.Digest != digest && !t.Overwrite:
-		return &chain.InputError{Field: field, Reason: fmt.Sprintf("%s exists with digest %s (the source is %s); pass overwrite to replace it", t, cur.Digest, digest)}
+		return &chain.InputError{Field: field, Reason: fmt.Sprintf("%s exists with digest %s (the source is %s); overwrite it with --overwrite (REST: \"overwrite\": true)", t, cur.Digest, digest)}
 	}
 	return nil
 }
