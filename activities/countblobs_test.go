@@ -30,8 +30,14 @@ func TestCountBlobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := countBlobs(desc); err != nil || n != 4 {
-		t.Fatalf("single image: %d blobs (%v), want 4 (config + 3 layers)", n, err)
+	var want int64
+	m, _ := img.Manifest()
+	want = m.Config.Size
+	for _, l := range m.Layers {
+		want += l.Size
+	}
+	if n, bytes, err := countBlobs(desc); err != nil || n != 4 || bytes != want {
+		t.Fatalf("single image: %d blobs, %d bytes (%v), want 4 (config + 3 layers), %d bytes", n, bytes, err, want)
 	}
 
 	idx, err := random.Index(64, 2, 2)
@@ -45,7 +51,7 @@ func TestCountBlobs(t *testing.T) {
 	if desc, err = remote.Get(ref); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := countBlobs(desc); err != nil || n != 6 {
+	if n, _, err := countBlobs(desc); err != nil || n != 6 {
 		t.Fatalf("index: %d blobs (%v), want 6 (2 × (config + 2 layers))", n, err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1"
@@ -19,12 +20,6 @@ import (
 
 	"github.com/dchain-dev/dchain/workflows"
 )
-
-// ReplicateProgress is the heartbeat detail of a replication.
-type ReplicateProgress struct {
-	BytesCopied int64 `json:"bytesCopied"`
-	BlobsCopied int64 `json:"blobsCopied"`
-}
 
 // ReplicateImage copies an image (or a whole multi-arch index) by digest from
 // the source registry to the destination and points every tag at it. Blobs
@@ -100,31 +95,44 @@ func (a *Activities) copyImage(ctx context.Context, in workflows.ReplicateInput,
 	if err != nil {
 		return registryError(ctx, fmt.Sprintf("read %s from registry %s", src, in.Source.Name), err)
 	}
+	total, totalBytes, err := countBlobs(desc)
+	if err != nil {
+		return registryError(ctx, into, err)
+	}
 	c := &counter{}
-	// Heartbeats report progress; they are also how a canceled run reaches
-	// this activity: the context ends.
-	stop := a.every(ctx, func() {
-		activity.RecordHeartbeat(ctx, ReplicateProgress{BytesCopied: c.bytes.Load(), BlobsCopied: c.blobs.Load()})
-	})
+	// Heartbeats report progress (`dchain run show` and the Web UI's pending
+	// activities read them); they are also how a canceled run reaches this
+	// activity: the context ends.
+	progress := func() workflows.ReplicateProgress {
+		return workflows.ReplicateProgress{Reference: todo[0].Context().Tag(in.Tag).String(),
+			BytesCopied: c.bytes.Load(), BytesTotal: totalBytes, BlobsCopied: c.blobs.Load(), BlobsTotal: int64(total)}
+	}
+	stop := a.every(ctx, func() { activity.RecordHeartbeat(ctx, progress()) })
 	defer stop()
 	dstOpts = append(dstOpts, remote.WithJobs(a.jobs()))
+	// The image goes in by digest; the tags come last, and only if the run
+	// still wants them, so a canceled run writes no tag.
+	byDigest := todo[0].Context().Digest(in.Digest)
 	if desc.MediaType.IsIndex() {
 		idx, err := desc.ImageIndex()
 		if err != nil {
 			return registryError(ctx, into, err)
 		}
-		err = remote.WriteIndex(todo[0], &countingIndex{idx, c}, dstOpts...)
+		err = remote.WriteIndex(byDigest, &countingIndex{idx, c}, dstOpts...)
 	} else {
 		img, err2 := desc.Image()
 		if err2 != nil {
 			return registryError(ctx, into, err2)
 		}
-		err = remote.Write(todo[0], &countingImage{img, c}, dstOpts...)
+		err = remote.Write(byDigest, &countingImage{img, c}, dstOpts...)
 	}
 	if err != nil {
 		return registryError(ctx, into, err)
 	}
-	for _, dst := range todo[1:] {
+	if err := a.stillWanted(ctx, progress()); err != nil {
+		return err
+	}
+	for _, dst := range todo {
 		if err := remote.Tag(dst.(name.Tag), desc, dstOpts...); err != nil {
 			return registryError(ctx, into, err)
 		}
@@ -139,12 +147,8 @@ func (a *Activities) copyImage(ctx context.Context, in workflows.ReplicateInput,
 				fmt.Sprintf("%s: destination %s has digest %s, source has %s", into, dst, got.Digest, in.Digest), ErrDigestMismatch)
 		}
 	}
-	total, err := countBlobs(desc)
-	if err != nil {
-		return registryError(ctx, into, err)
-	}
 	copied := int(c.blobs.Load())
-	res.BytesCopied, res.BlobsCopied, res.BlobsSkipped = c.bytes.Load(), copied, max(total-copied, 0)
+	res.BytesCopied, res.BlobsCopied, res.BlobsSkipped, res.BytesTotal = c.bytes.Load(), copied, max(total-copied, 0), totalBytes
 	return nil
 }
 
@@ -160,37 +164,45 @@ func isNotFound(err error) bool {
 	return errors.As(err, &te) && te.StatusCode == http.StatusNotFound
 }
 
-// countBlobs counts the distinct blobs (layers and configs) below desc.
-func countBlobs(desc *remote.Descriptor) (int, error) {
-	seen := map[v1.Hash]bool{}
+// countBlobs counts the distinct blobs (layers and configs) below desc
+// and their bytes.
+func countBlobs(desc *remote.Descriptor) (int, int64, error) {
+	seen := map[v1.Hash]int64{}
 	addImage := func(img v1.Image) error {
 		m, err := img.Manifest()
 		if err != nil {
 			return err
 		}
-		seen[m.Config.Digest] = true
+		seen[m.Config.Digest] = m.Config.Size
 		for _, l := range m.Layers {
-			seen[l.Digest] = true
+			seen[l.Digest] = l.Size
 		}
 		return nil
+	}
+	total := func() (int, int64, error) {
+		var bytes int64
+		for _, n := range seen {
+			bytes += n
+		}
+		return len(seen), bytes, nil
 	}
 	if !desc.MediaType.IsIndex() {
 		img, err := desc.Image()
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if err := addImage(img); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		return len(seen), nil
+		return total()
 	}
 	idx, err := desc.ImageIndex()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	m, err := idx.IndexManifest()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	for _, c := range m.Manifests {
 		if !c.MediaType.IsImage() {
@@ -198,13 +210,13 @@ func countBlobs(desc *remote.Descriptor) (int, error) {
 		}
 		img, err := idx.Image(c.Digest)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if err := addImage(img); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
-	return len(seen), nil
+	return total()
 }
 
 // counter counts what a replication actually uploads.
@@ -301,3 +313,30 @@ func (r *countingReader) Read(p []byte) (int, error) {
 	r.c.bytes.Add(int64(n))
 	return n, err
 }
+
+// stillWanted asks the server, now, whether the run still wants this
+// activity's work: a cancellation otherwise reaches the activity only with
+// its next (throttled) heartbeat, seconds later. It is asked right before
+// a copy points destination tags at the image — the one write a canceled
+// run must not make. On a cancellation it waits for the activity's context
+// to end (the SDK then reports the activity canceled) and returns its error.
+func (a *Activities) stillWanted(ctx context.Context, details any) error {
+	if a.Temporal == nil || !activity.IsActivity(ctx) {
+		return ctx.Err()
+	}
+	err := a.Temporal.RecordActivityHeartbeat(ctx, activity.GetInfo(ctx).TaskToken, details)
+	if !temporal.IsCanceledError(err) {
+		return ctx.Err() // a failed check is no reason to stop a copy
+	}
+	activity.RecordHeartbeat(ctx, details)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(2 * heartbeatWait):
+		return temporal.NewCanceledError("the run was canceled")
+	}
+}
+
+// heartbeatWait bounds how long a canceled activity waits for its context
+// to end (the SDK throttles heartbeats to 80% of the heartbeat timeout).
+const heartbeatWait = 10 * time.Second

@@ -3,8 +3,10 @@ package devstack
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/dchain-dev/dchain/chain"
+	"github.com/dchain-dev/dchain/runs"
 	"github.com/dchain-dev/dchain/starter"
 	"github.com/dchain-dev/dchain/workflows"
 )
@@ -120,5 +123,51 @@ func TestManualReplication(t *testing.T) {
 	code, out = call(t, "POST", srv.URL+"/api/v1/replications", "api-token", map[string]any{"source": "src/manual/app:v1", "to": []string{"nowhere"}})
 	if e, _ := out["error"].(map[string]any); code != http.StatusBadRequest || e["field"] != "to" {
 		t.Fatalf("REST bad destination: %d %v", code, out)
+	}
+}
+
+// While a copy retries, the run says which attempt it is on and why the
+// last one failed; a destination no worker serves says so instead of
+// staying "Running" in silence.
+func TestLiveReplicationStatus(t *testing.T) {
+	l, _ := testChain("it-live", "live/app")
+	closed, _ := freePort("127.0.0.1")
+	for i := range l.Config.Registries {
+		if l.Config.Registries[i].Name == "ap" {
+			l.Config.Registries[i].Address = fmt.Sprintf("127.0.0.1:%d", closed) // served by the worker, but down
+		}
+	}
+	l.Config.Registries = append(l.Config.Registries, chain.Registry{Name: "lonely", Address: stack.Endpoints.Registries["eu"], Insecure: true})
+	l.Chains[0].Replication = []chain.ReplicationRule{
+		{Name: "to-eu", Destination: "eu", Level: chain.LevelNamespace},
+		{Name: "to-ap", Destination: "ap", Level: chain.LevelNamespace},
+		{Name: "to-lonely", Destination: "lonely", Level: chain.LevelNamespace},
+	}
+	l.Chains[0].Triggers = nil
+	if _, err := PushSample(context.Background(), stack.Endpoints.Registries["src"], "live/app", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	id := startRun(t, l, "live/app:v1").WorkflowID
+	defer stack.Client.CancelWorkflow(context.Background(), id, "")
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st, err := runs.Status(context.Background(), stack.Client, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byName := map[string]workflows.DestinationStatus{}
+		for _, d := range st.Destinations {
+			byName[d.Registry] = d
+		}
+		eu, ap, lonely := byName["eu"], byName["ap"], byName["lonely"]
+		if eu.State == workflows.StateSucceeded && eu.BytesTotal > 0 &&
+			ap.State == workflows.StateRunning && ap.Attempt >= 2 && strings.Contains(ap.LastError, "connection refused") &&
+			strings.Contains(lonely.Message, "no worker is polling dchain.replicate.lonely") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("live status never showed the retry and the missing worker: %+v", st.Destinations)
+		}
+		time.Sleep(300 * time.Millisecond)
 	}
 }

@@ -97,7 +97,11 @@ func Status(ctx context.Context, c client.Client, id string) (workflows.RunStatu
 	var st workflows.RunStatus
 	v, qerr := c.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
 	if qerr == nil {
-		return st, v.Get(&st)
+		if err := v.Get(&st); err != nil {
+			return st, err
+		}
+		addLiveReplication(ctx, c, id, &st)
+		return st, nil
 	}
 	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
 	if err != nil {

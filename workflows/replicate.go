@@ -77,7 +77,7 @@ func (r *run) replicateTo(ctx workflow.Context, i int, in ReplicateInput) {
 	switch {
 	case err == nil:
 		d.State, d.Digest = StateSucceeded, res.Digest
-		d.BytesCopied, d.BlobsCopied, d.BlobsSkipped, d.Referrers = res.BytesCopied, res.BlobsCopied, res.BlobsSkipped, res.Referrers
+		d.BytesCopied, d.BlobsCopied, d.BlobsSkipped, d.Referrers, d.BytesTotal = res.BytesCopied, res.BlobsCopied, res.BlobsSkipped, res.Referrers, res.BytesTotal
 		if res.AlreadyPresent {
 			d.Message = "already present"
 		}

@@ -143,8 +143,15 @@ type DestinationStatus struct {
 	BlobsCopied  int           `json:"blobsCopied,omitempty"`
 	BlobsSkipped int           `json:"blobsSkipped,omitempty"`
 	// Referrers counts the attached artifacts copied with the image.
-	Referrers int    `json:"referrers,omitempty"`
-	Message   string `json:"message,omitempty"`
+	Referrers int `json:"referrers,omitempty"`
+	// BytesTotal, BlobsTotal, Attempt and LastError are live: while the
+	// copy runs, readers (runs.Status) fill them from the activity's
+	// heartbeats and retry state; BytesTotal stays once it succeeded.
+	BytesTotal int64  `json:"bytesTotal,omitempty"`
+	BlobsTotal int64  `json:"blobsTotal,omitempty"`
+	Attempt    int32  `json:"attempt,omitempty"`
+	LastError  string `json:"lastError,omitempty"`
+	Message    string `json:"message,omitempty"`
 }
 
 // TriggerStatus is one distribution trigger.
@@ -190,12 +197,24 @@ type ReplicateInput struct {
 	SkipReferrers bool `json:"skipReferrers,omitempty"`
 }
 
+// ReplicateProgress is the heartbeat detail of a replication: how far the
+// copy into Reference (the first destination tag) has come.
+type ReplicateProgress struct {
+	Reference   string `json:"reference"`
+	BytesCopied int64  `json:"bytesCopied"`
+	BytesTotal  int64  `json:"bytesTotal"`
+	BlobsCopied int64  `json:"blobsCopied"`
+	BlobsTotal  int64  `json:"blobsTotal"`
+}
+
 // ReplicateResult is what a replication did.
 type ReplicateResult struct {
 	Digest       string `json:"digest"`
 	BytesCopied  int64  `json:"bytesCopied"`
 	BlobsCopied  int    `json:"blobsCopied"`
 	BlobsSkipped int    `json:"blobsSkipped"`
+	// BytesTotal is the size of every blob of the image (copied or skipped).
+	BytesTotal int64 `json:"bytesTotal,omitempty"`
 	// AlreadyPresent is true when the destination tag already pointed at the digest.
 	AlreadyPresent bool `json:"alreadyPresent,omitempty"`
 	// Referrers counts the attached artifacts copied (recursively).

@@ -271,7 +271,7 @@ func printStatus(id string, st workflows.RunStatus) {
 		rows = nil
 		for _, d := range st.Destinations {
 			rows = append(rows, []string{d.Registry, d.Region, string(d.State), d.Digest, d.Duration.Round(time.Millisecond).String(),
-				fmt.Sprintf("%d copied, %d skipped, %d B", d.BlobsCopied, d.BlobsSkipped, d.BytesCopied), strconv.Itoa(d.Referrers), d.Message})
+				copyProgress(d), strconv.Itoa(d.Referrers), destinationNote(d)})
 		}
 		table(os.Stdout, "DESTINATION\tREGION\tSTATE\tDIGEST\tTOOK\tBLOBS\tREFERRERS\tNOTE", rows)
 	}
@@ -287,6 +287,46 @@ func printStatus(id string, st workflows.RunStatus) {
 
 // watchRun prints each change of the run's stages until it ends, then the
 // whole status, and returns an exitError by outcome.
+// copyProgress says how far a copy came: blobs and bytes, of the total
+// while it runs.
+func copyProgress(d workflows.DestinationStatus) string {
+	switch {
+	case d.State == workflows.StateRunning && d.BlobsTotal > 0:
+		return fmt.Sprintf("%d of %d copied, %s of %s", d.BlobsCopied, d.BlobsTotal, humanBytes(d.BytesCopied), humanBytes(d.BytesTotal))
+	case d.BytesTotal > 0:
+		return fmt.Sprintf("%d copied, %d skipped, %s (image %s)", d.BlobsCopied, d.BlobsSkipped, humanBytes(d.BytesCopied), humanBytes(d.BytesTotal))
+	}
+	return fmt.Sprintf("%d copied, %d skipped, %s", d.BlobsCopied, d.BlobsSkipped, humanBytes(d.BytesCopied))
+}
+
+// destinationNote is the destination's message, with the attempt and last
+// error while its copy retries.
+func destinationNote(d workflows.DestinationStatus) string {
+	note := d.Message
+	if d.Attempt > 1 && d.LastError != "" {
+		retry := fmt.Sprintf("attempt %d, last error: %s", d.Attempt, d.LastError)
+		if note == "" {
+			return retry
+		}
+		return note + "; " + retry
+	}
+	return note
+}
+
+// humanBytes is n in B, KiB, MiB or GiB.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 2; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMG"[exp])
+}
+
 func watchRun(ctx context.Context, c client.Client, id string) error {
 	seen := map[string]string{}
 	for {
@@ -301,10 +341,14 @@ func watchRun(ctx context.Context, c client.Client, id string) error {
 			}
 		}
 		for _, d := range st.Destinations {
-			k := "dest/" + d.Registry
-			if seen[k] != string(d.State) && d.State != workflows.StatePending {
-				fmt.Printf("%s    → %-9s %s %s\n", time.Now().Format("15:04:05"), d.Registry, d.State, d.Message)
-				seen[k] = string(d.State)
+			// A line when the state, the progress of a running copy or its retry note changes.
+			line := string(d.State) + " " + destinationNote(d)
+			if d.State == workflows.StateRunning && d.BlobsTotal > 0 {
+				line += " (" + copyProgress(d) + ")"
+			}
+			if k := "dest/" + d.Reference; seen[k] != line && d.State != workflows.StatePending {
+				fmt.Printf("%s    → %-9s %s\n", time.Now().Format("15:04:05"), d.Registry, line)
+				seen[k] = line
 			}
 		}
 		if st.Outcome != workflows.OutcomeRunning {
