@@ -200,3 +200,56 @@ func FuzzParseDigest(f *testing.F) {
 		}
 	})
 }
+
+// Manual replication names: REGISTRY/NS/REPO(:TAG|@DIGEST) and REGISTRY[/NS/REPO[:TAG]].
+func FuzzParseReplicationNames(f *testing.F) {
+	cfg := &Config{Registries: []Registry{{Name: "hz", Address: "127.0.0.1:5001"}, {Name: "fra", Address: "registry.example:443"}}}
+	for _, s := range []string{"hz/demo/app:v1", "127.0.0.1:5001/demo/app@sha256:" + strings.Repeat("a", 64), "fra", "fra/mirror/app:stable", "fra/mirror/app", "x/../y:z", "hz/demo/app:--x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if reg, repo, at, err := cfg.ParseRegistryImage("image", s); err == nil {
+			if _, ok := cfg.Registry(reg.Name); !ok {
+				t.Fatalf("%q: unknown registry accepted", s)
+			}
+			if _, err := ParseRepository("", repo); err != nil {
+				t.Fatalf("%q: repository %q accepted: %v", s, repo, err)
+			}
+			_, derr := ParseDigest("", at)
+			_, terr := ParseTag("", at)
+			if derr != nil && terr != nil {
+				t.Fatalf("%q: %q is neither a tag nor a digest", s, at)
+			}
+		}
+		if reg, repo, tag, err := cfg.ParseTarget("to", s, "demo/app", "v1"); err == nil {
+			if _, ok := cfg.Registry(reg.Name); !ok {
+				t.Fatalf("%q: unknown registry accepted", s)
+			}
+			if _, _, err := ParseImage("", repo+":"+tag); err != nil {
+				t.Fatalf("%q: target %s:%s accepted: %v", s, repo, tag, err)
+			}
+		}
+	})
+}
+
+func TestParseReplicationNames(t *testing.T) {
+	cfg := &Config{Registries: []Registry{{Name: "hz", Address: "127.0.0.1:5001"}, {Name: "fra", Address: "127.0.0.1:5002"}}}
+	reg, repo, at, err := cfg.ParseRegistryImage("image", "127.0.0.1:5001/demo/app@sha256:"+strings.Repeat("a", 64))
+	if err != nil || reg.Name != "hz" || repo != "demo/app" || at != "sha256:"+strings.Repeat("a", 64) {
+		t.Fatal(reg, repo, at, err)
+	}
+	for s, want := range map[string]string{"fra": "fra demo/app:v1", "fra/mirror/app": "fra mirror/app:v1", "fra/mirror/app:stable": "fra mirror/app:stable"} {
+		reg, repo, tag, err := cfg.ParseTarget("to", s, "demo/app", "v1")
+		if got := reg.Name + " " + repo + ":" + tag; err != nil || got != want {
+			t.Errorf("%s: %s %v, want %s", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"nowhere", "fra/Mirror/app", "fra/mirror/app:-x", "fra/mirror"} {
+		if _, _, _, err := cfg.ParseTarget("to", s, "demo/app", "v1"); err == nil {
+			t.Errorf("%s accepted", s)
+		}
+	}
+	if _, _, _, err := cfg.ParseTarget("to", "fra", "demo/app", ""); err == nil {
+		t.Error("a digest source without a target tag accepted")
+	}
+}
