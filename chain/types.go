@@ -58,10 +58,20 @@ type Chain struct {
 	// "supersede" (cancel it if it is still building).
 	Concurrency string    `yaml:"concurrency" json:"concurrency,omitempty"`
 	Triggers    []Trigger `yaml:"triggers" json:"triggers,omitempty"`
+	// Sync, when set, replicates what already exists in the scope on a
+	// schedule (`dchain chain sync` does it once).
+	Sync *Sync `yaml:"sync" json:"sync,omitempty"`
 
 	// File and Line say where the chain was declared.
 	File string `yaml:"-" json:"-"`
 	Line int    `yaml:"-" json:"-"`
+}
+
+// Sync runs the chain's sync (every existing tag its rules cover that a
+// destination lacks) as a Temporal Schedule.
+type Sync struct {
+	// Schedule is a cron expression (5 fields, UTC) or a descriptor such as @hourly.
+	Schedule string `yaml:"schedule" json:"schedule"`
 }
 
 // Scope is the set of repositories a chain covers.

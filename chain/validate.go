@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 var (
@@ -154,6 +155,14 @@ func (v *validator) chain(c *Chain) {
 	seen := map[string]string{}
 	for i := range c.Replication {
 		v.replication("replication["+strconv.Itoa(i)+"]", &c.Replication[i], &c.Scope, seen)
+	}
+	if c.Sync != nil {
+		if f := strings.Fields(c.Sync.Schedule); len(f) != 5 && !(len(f) >= 1 && strings.HasPrefix(f[0], "@")) {
+			v.add("sync.schedule", "%q is not a schedule: a cron expression of 5 fields (\"0 3 * * *\") or a descriptor (@hourly, @daily, @every 30m)", c.Sync.Schedule)
+		}
+		if len(c.Replication) == 0 {
+			v.add("sync", "a chain without replication rules has nothing to sync")
+		}
 	}
 	v.max("triggers", len(c.Triggers), MaxTriggers)
 	seen = map[string]string{}

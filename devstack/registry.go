@@ -56,6 +56,7 @@ func StartRegistry(name, addr, rootDir string) (*Registry, error) {
 		},
 	}
 	cfg.HTTP.Addr = addr
+	cfg.Catalog.MaxEntries = 1000 // what distribution's own config loader defaults to (0 refuses every page)
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("registry %s: %w", name, err)

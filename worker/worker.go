@@ -76,6 +76,8 @@ func Start(c client.Client, o Options) (Workers, error) {
 		w.RegisterActivityWithOptions(a.ListTags, activity.RegisterOptions{Name: workflows.ActivityListTags})
 		w.RegisterActivityWithOptions(a.WaitTurn, activity.RegisterOptions{Name: workflows.ActivityWaitTurn})
 		w.RegisterWorkflowWithOptions(workflows.ReplicateWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowReplicate})
+		w.RegisterWorkflowWithOptions(workflows.ChainSyncWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowChainSync})
+		w.RegisterActivityWithOptions(a.PlanSync, activity.RegisterOptions{Name: workflows.ActivityPlanSync})
 		w.RegisterWorkflowWithOptions(workflows.ScanImageWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowScanImage})
 		w.RegisterWorkflowWithOptions(workflows.ScanRepositoryWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowScanRepository})
 		ws = append(ws, w)

@@ -64,6 +64,11 @@ func newDevCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer s.Stop()
+			if l != nil {
+				if err := syncSchedules(ctx, s.Client, g); err != nil {
+					return err
+				}
+			}
 			printEndpoints(s.Endpoints, g.config)
 			apiErr := make(chan error, 1)
 			if ln != nil {

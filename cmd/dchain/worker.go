@@ -9,10 +9,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
 
 	"github.com/dchain-dev/dchain/activities"
 	"github.com/dchain-dev/dchain/chain"
 	"github.com/dchain-dev/dchain/scanner"
+	"github.com/dchain-dev/dchain/starter"
 	"github.com/dchain-dev/dchain/worker"
 )
 
@@ -61,6 +63,9 @@ func newWorkerCmd(g *globals) *cobra.Command {
 				if err := worker.EnsureSearchAttributes(ctx, c, g.namespace); err != nil {
 					return err
 				}
+				if err := syncSchedules(ctx, c, g); err != nil {
+					return err
+				}
 			}
 			fmt.Printf("worker serving task queue %s (chains: %v) and replication into %v\n", o.TaskQueue, o.Chains, o.Regions)
 			return worker.Run(ctx, c, o)
@@ -93,4 +98,18 @@ func keepDBFresh(ctx context.Context, s *scanner.Scanner) {
 			}
 		}
 	}
+}
+
+// syncSchedules makes the Temporal Schedules of the chains' sync.schedule
+// match the config and says what it changed.
+func syncSchedules(ctx context.Context, c client.Client, g *globals) error {
+	l, err := g.load()
+	if err != nil {
+		return err
+	}
+	did, err := (&starter.Starter{Client: c, Config: l, TaskQueue: g.taskQueue}).SyncSchedules(ctx)
+	for _, d := range did {
+		fmt.Println("sync schedule:", d)
+	}
+	return err
 }
