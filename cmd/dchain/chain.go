@@ -139,7 +139,7 @@ plans; the result lists what was (or would be) copied, skipped and refused, and 
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "plan only: list what would be copied, skipped and refused")
 	cmd.Flags().BoolVar(&watch, "watch", false, "wait for the sync to end and print what it did")
-	cmd.Flags().StringVarP(&output, "output", "o", "", "json: the result as JSON")
+	outputFlag(cmd, &output)
 	return cmd
 }
 
