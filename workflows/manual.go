@@ -3,7 +3,6 @@ package workflows
 import (
 	"fmt"
 	"strings"
-	"time"
 
 	"go.temporal.io/sdk/workflow"
 
@@ -68,10 +67,7 @@ func (r *run) replicateTargets(ctx workflow.Context, req ReplicateRequest) error
 		})
 		in := ReplicateInput{Source: req.Source, Destination: t.Registry, Repository: img.Repository, TargetRepository: t.Repository,
 			Tag: t.Tag, Digest: img.Digest, Overwrite: t.Overwrite}
-		opts := r.activityOptions(ReplicationQueue(r.in.TaskQueue, t.Registry.Name),
-			fmt.Sprintf("replicate %s@%s → %s (%s)", img.Repository, img.Digest, t, t.Registry.RegionName()),
-			2*time.Hour, r.in.Retry.ReplicationTimeout.Or(24*time.Hour))
-		opts.HeartbeatTimeout = heartbeatTimeout
+		opts := r.replicationOptions(t.Registry.Name, fmt.Sprintf("replicate %s@%s → %s (%s)", img.Repository, img.Digest, t, t.Registry.RegionName()))
 		wg.Add(1)
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer wg.Done()

@@ -51,10 +51,8 @@ func (r *run) replicate(ctx workflow.Context) error {
 		r.status.Destinations[i].Reference = dst.Address + "/" + img.Repository + ":" + strings.Join(tags, ",")
 		in := ReplicateInput{Source: src, Destination: dst, Repository: img.Repository, Tag: tags[0], Tags: tags[1:], Digest: img.Digest, Overwrite: rule.Overwrite,
 			SkipReferrers: !rule.CopiesReferrers()}
-		opts := r.activityOptions(ReplicationQueue(r.in.TaskQueue, dst.Name),
-			fmt.Sprintf("replicate %s → %s (%s)", img.Repository+":"+strings.Join(tags, ","), dst.Name, dst.RegionName()),
-			2*time.Hour, r.in.Retry.ReplicationTimeout.Or(24*time.Hour))
-		opts.HeartbeatTimeout = heartbeatTimeout
+		opts := r.replicationOptions(dst.Name,
+			fmt.Sprintf("replicate %s → %s (%s)", img.Repository+":"+strings.Join(tags, ","), dst.Name, dst.RegionName()))
 		wg.Add(1)
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer wg.Done()
@@ -63,6 +61,15 @@ func (r *run) replicate(ctx workflow.Context) error {
 	}
 	wg.Wait(ctx)
 	return r.replicationOutcome(ctx)
+}
+
+// replicationOptions are the options of a copy into registry: on its
+// region's queue, retried until the chain's replication timeout, with a
+// short heartbeat timeout (progress, and how a cancel reaches the copy).
+func (r *run) replicationOptions(registry, summary string) workflow.ActivityOptions {
+	opts := r.activityOptions(ReplicationQueue(r.in.TaskQueue, registry), summary, 2*time.Hour, r.in.Retry.ReplicationTimeout.Or(24*time.Hour))
+	opts.HeartbeatTimeout = heartbeatTimeout
+	return opts
 }
 
 // replicateTo runs one branch and records it.

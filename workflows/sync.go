@@ -152,9 +152,7 @@ func (r *run) syncCopy(ctx workflow.Context, req SyncRequest, item SyncItem) err
 			dst = reg
 		}
 	}
-	opts := r.activityOptions(ReplicationQueue(r.in.TaskQueue, dst.Name),
-		fmt.Sprintf("sync %s:%s → %s", item.Repository, item.Tag, dst.Name), 2*time.Hour, r.in.Retry.ReplicationTimeout.Or(24*time.Hour))
-	opts.HeartbeatTimeout = heartbeatTimeout
+	opts := r.replicationOptions(dst.Name, fmt.Sprintf("sync %s:%s → %s", item.Repository, item.Tag, dst.Name))
 	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), ActivityReplicateImage, ReplicateInput{
 		Source: src, Destination: dst, Repository: item.Repository, Tag: item.Tag, Digest: item.Digest,
 		Overwrite: item.Overwrite, SkipReferrers: item.SkipReferrers,

@@ -10,7 +10,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/dchain-dev/dchain/chain"
-	"github.com/dchain-dev/dchain/starter"
 	"github.com/dchain-dev/dchain/workflows"
 )
 
@@ -105,12 +104,12 @@ plans; the result lists what was (or would be) copied, skipped and refused, and 
 				return err
 			}
 			ctx := cmd.Context()
-			c, err := g.dial(ctx)
+			s, done, err := g.starter(ctx, l)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			s := &starter.Starter{Client: c, Config: l, TaskQueue: g.taskQueue}
+			defer done()
+			c := s.Client
 			st, err := s.StartSync(ctx, args[0], dryRun)
 			if err != nil {
 				return err

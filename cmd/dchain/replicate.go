@@ -31,12 +31,11 @@ is refused before anything is written, unless --overwrite.`,
 				return err
 			}
 			ctx := cmd.Context()
-			c, err := g.dial(ctx)
+			s, done, err := g.starter(ctx, &chain.Loaded{Config: cfg})
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			s := &starter.Starter{Client: c, Config: &chain.Loaded{Config: cfg}, TaskQueue: g.taskQueue}
+			defer done()
 			st, err := s.StartReplication(ctx, starter.ReplicationRequest{Source: args[0], To: to, Overwrite: overwrite, SourceField: "image", ToField: "--to"})
 			if err != nil {
 				return err
@@ -47,7 +46,7 @@ is refused before anything is written, unless --overwrite.`,
 				fmt.Printf("started replication %s (run id %s)\n", st.WorkflowID, st.RunID)
 			}
 			if watch {
-				return watchRun(ctx, c, st.WorkflowID)
+				return watchRun(ctx, s.Client, st.WorkflowID)
 			}
 			return nil
 		},

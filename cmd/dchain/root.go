@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/dchain-dev/dchain/chain"
+	"github.com/dchain-dev/dchain/starter"
 	"github.com/dchain-dev/dchain/worker"
 	"github.com/dchain-dev/dchain/workflows"
 )
@@ -52,6 +53,15 @@ func (g *globals) dial(ctx context.Context) (client.Client, error) {
 		return nil, fmt.Errorf("connect to Temporal at %s (namespace %s): %w; is `dchain dev` running?", g.address, g.namespace, err)
 	}
 	return c, nil
+}
+
+// starter dials Temporal and returns a starter of runs for l; call done when done.
+func (g *globals) starter(ctx context.Context, l *chain.Loaded) (s *starter.Starter, done func(), err error) {
+	c, err := g.dial(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &starter.Starter{Client: c, Config: l, TaskQueue: g.taskQueue}, c.Close, nil
 }
 
 // load reads and validates the config and its chains.

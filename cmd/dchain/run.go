@@ -59,12 +59,12 @@ func runStartCmd(g *globals) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			c, err := g.dial(ctx)
+			s, done, err := g.starter(ctx, l)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			s := &starter.Starter{Client: c, Config: l, TaskQueue: g.taskQueue}
+			defer done()
+			c := s.Client
 			cause := workflows.Cause{Kind: "manual", Actor: actor(), At: time.Now().UTC()}
 			var runs []starter.Started
 			if image != "" {
