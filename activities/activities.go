@@ -26,6 +26,9 @@ type Activities struct {
 	Scanner ImageScanner
 	// Temporal lets WaitTurn see the other runs (the worker's own client).
 	Temporal client.Client
+
+	// blobs lets concurrent copies read each source blob once.
+	blobs blobShare
 }
 
 func (a *Activities) httpClient() *http.Client {

@@ -113,6 +113,7 @@ func (a *Activities) copyImage(ctx context.Context, in workflows.ReplicateInput,
 	// The image goes in by digest; the tags come last, and only if the run
 	// still wants them, so a canceled run writes no tag.
 	byDigest := todo[0].Context().Digest(in.Digest)
+	c.src = &sharedSource{a: a, repo: src.Context(), opts: srcOpts}
 	if desc.MediaType.IsIndex() {
 		idx, err := desc.ImageIndex()
 		if err != nil {
@@ -223,6 +224,34 @@ func countBlobs(desc *remote.Descriptor) (int, int64, error) {
 type counter struct {
 	bytes atomic.Int64
 	blobs atomic.Int64
+	// src, when set, reads the blobs through the worker's blob share.
+	src *sharedSource
+}
+
+// sharedSource opens a source repository's blobs through the worker's
+// blob share, so copies of the same image running at once (a fan-out to
+// several destinations) read each blob from the source once.
+type sharedSource struct {
+	a    *Activities
+	repo name.Repository
+	opts []remote.Option
+}
+
+func (s *sharedSource) open(l v1.Layer) (io.ReadCloser, error) {
+	d, err := l.Digest()
+	if err != nil {
+		return nil, err
+	}
+	key := s.repo.String() + "@" + d.String()
+	return s.a.blobs.open(s.a.TempDir, key, func(ctx context.Context) (io.ReadCloser, error) {
+		// The download outlives the copy that started it (others read it
+		// too): it has a context of its own, canceled when no copy reads.
+		layer, err := remote.Layer(s.repo.Digest(d.String()), append(s.opts, remote.WithContext(ctx))...)
+		if err != nil {
+			return nil, err
+		}
+		return layer.Compressed() // verified against d as it is read
+	})
 }
 
 // countingIndex, countingImage and countingLayer pass an image through
@@ -295,7 +324,13 @@ type countingLayer struct {
 }
 
 func (l *countingLayer) Compressed() (io.ReadCloser, error) {
-	rc, err := l.Layer.Compressed()
+	var rc io.ReadCloser
+	var err error
+	if l.c.src != nil {
+		rc, err = l.c.src.open(l.Layer)
+	} else {
+		rc, err = l.Layer.Compressed()
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -22,7 +22,7 @@ import (
 
 // bigImage pushes an image of layers × mib MiB of random (incompressible,
 // uncompressed) data to src as repo:tag and returns its digest.
-func bigImage(t *testing.T, repo, tag string, layers, mib int) string {
+func bigImage(t testing.TB, repo, tag string, layers, mib int) string {
 	t.Helper()
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	for range layers {
