@@ -4,7 +4,7 @@
 export GOEXPERIMENT := jsonv2
 export DCHAIN_BIN_DIR := $(CURDIR)/bin
 
-.PHONY: build deps test fuzz demo dev vet bench
+.PHONY: build deps test fuzz demo dev vet bench bench-peers
 
 build:
 	go build -o bin/dchain ./cmd/dchain
@@ -39,4 +39,13 @@ dev: deps build
 	bin/dchain dev
 
 bench:
-	go test -run '^$$' -bench . -benchtime 10x -count 3 ./devstack/
+	go test -run '^$$' -bench 'FanOut3|WebhookImagePush' -benchtime 10x -count 3 ./devstack/
+
+# The fan-out side by side with the tools users would pick instead: crane
+# (built from the go-containerregistry version dchain uses) and Debian's
+# skopeo, on the same images and registries (docs/benchmarks.md).
+bench-peers: deps
+	go build -o bin/crane github.com/google/go-containerregistry/cmd/crane
+	command -v skopeo >/dev/null || (apt-get update -q && apt-get install -y -q skopeo)
+	DCHAIN_BENCH_CRANE=$(CURDIR)/bin/crane DCHAIN_BENCH_SKOPEO=$$(command -v skopeo) \
+		go test -run '^$$' -bench FanOutLarge -benchtime 3x -count 3 ./devstack/
