@@ -18,10 +18,11 @@ import (
 // image (pushed outside the timer), so no tool finds a blob to skip or
 // mount — with dchain (a recorded manual
 // replication, the same activity as a chain's branches), and side by side
-// with three parallel `crane copy` and `skopeo copy` runs and one
-// `crane copy` to a single region. The peers come from $DCHAIN_BENCH_CRANE
-// and $DCHAIN_BENCH_SKOPEO (`make bench-peers` builds crane from the
-// go-containerregistry version dchain uses and installs Debian's skopeo).
+// with three parallel `crane copy`, `skopeo copy` and `regctl image copy`
+// runs and one `crane copy` to a single region. The peers come from
+// $DCHAIN_BENCH_CRANE, $DCHAIN_BENCH_SKOPEO and $DCHAIN_BENCH_REGCTL
+// (`make bench-peers` builds crane from the go-containerregistry version
+// dchain uses and regctl v0.9.2, and installs Debian's skopeo).
 func BenchmarkFanOutLarge(b *testing.B) {
 	regions := []string{"eu", "us", "ap"}
 	l, _ := testChain("bench-large", "benchbig/app")
@@ -87,6 +88,16 @@ func BenchmarkFanOutLarge(b *testing.B) {
 		skopeo := peer("DCHAIN_BENCH_SKOPEO")
 		parallel(b, regions, func(src, dst string) *exec.Cmd {
 			return exec.Command(skopeo, "copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false", "docker://"+src, "docker://"+dst)
+		})
+	})
+	b.Run("regctl-x3", func(b *testing.B) {
+		regctl := peer("DCHAIN_BENCH_REGCTL")
+		var hosts []string
+		for _, r := range append([]string{"src"}, regions...) {
+			hosts = append(hosts, "--host", "reg="+stack.Endpoints.Registries[r]+",tls=disabled")
+		}
+		parallel(b, regions, func(src, dst string) *exec.Cmd {
+			return exec.Command(regctl, append(append([]string{"image", "copy"}, hosts...), src, dst)...)
 		})
 	})
 	b.Run("crane-x1", func(b *testing.B) {
