@@ -99,12 +99,8 @@ plans; the result lists what was (or would be) copied, skipped and refused, and 
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			l, err := g.load()
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			s, done, err := g.starter(ctx, l)
+			s, done, err := g.starter(ctx)
 			if err != nil {
 				return err
 			}

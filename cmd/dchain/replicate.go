@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/dchain-dev/dchain/chain"
 	"github.com/dchain-dev/dchain/starter"
 )
 
@@ -26,12 +25,8 @@ is refused before anything is written, unless --overwrite.`,
 			if len(to) == 0 {
 				return errors.New("--to: name at least one destination")
 			}
-			cfg, err := chain.ReadConfig(g.config)
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			s, done, err := g.starter(ctx, &chain.Loaded{Config: cfg})
+			s, done, err := g.starter(ctx)
 			if err != nil {
 				return err
 			}

@@ -55,8 +55,13 @@ func (g *globals) dial(ctx context.Context) (client.Client, error) {
 	return c, nil
 }
 
-// starter dials Temporal and returns a starter of runs for l; call done when done.
-func (g *globals) starter(ctx context.Context, l *chain.Loaded) (s *starter.Starter, done func(), err error) {
+// starter loads the config and its chains, dials Temporal and returns a
+// starter of runs; call done when done.
+func (g *globals) starter(ctx context.Context) (s *starter.Starter, done func(), err error) {
+	l, err := g.load()
+	if err != nil {
+		return nil, nil, err
+	}
 	c, err := g.dial(ctx)
 	if err != nil {
 		return nil, nil, err

@@ -54,12 +54,8 @@ func runStartCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			l, err := g.load()
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			s, done, err := g.starter(ctx, l)
+			s, done, err := g.starter(ctx)
 			if err != nil {
 				return err
 			}
