@@ -7,7 +7,7 @@ export DCHAIN_BIN_DIR := $(CURDIR)/bin
 .PHONY: build deps test fuzz demo dev vet bench bench-peers
 
 build:
-	go build -o bin/dchain ./cmd/dchain
+	go build -buildvcs=true -o bin/dchain ./cmd/dchain
 
 # runc, git, busybox-static, qemu-user-static + binfmt (arm64 builds), buildkitd.
 deps:

@@ -110,10 +110,20 @@ func notStarted(c echo.Context, err error) error {
 }
 
 func (s *Server) listRuns(c echo.Context) error {
-	limit, _ := strconv.Atoi(c.QueryParam("limit"))
-	list, err := runs.List(c.Request().Context(), s.Client, runs.Filter{
+	limit := 0
+	if l := c.QueryParam("limit"); l != "" {
+		var err error
+		if limit, err = strconv.Atoi(l); err != nil {
+			return badInput(c, &chain.InputError{Field: "limit", Reason: fmt.Sprintf("%q is not a number", l)})
+		}
+	}
+	f, err := runs.Filter{
 		Chain: c.QueryParam("chain"), Outcome: c.QueryParam("outcome"), Repository: c.QueryParam("repository"), Tag: c.QueryParam("tag"), Limit: limit,
-	})
+	}.Check(func(f string) string { return f })
+	if err != nil {
+		return badInput(c, err)
+	}
+	list, err := runs.List(c.Request().Context(), s.Client, f)
 	if err != nil {
 		return apiError(c, http.StatusServiceUnavailable, "temporal_unavailable", "%v", err)
 	}

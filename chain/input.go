@@ -273,3 +273,11 @@ func (c *Config) ParseTarget(field, s, repo, tag string) (Registry, string, stri
 	}
 	return reg, repo, tag, nil
 }
+
+// ParseName checks a chain, registry, rule or trigger name from outside.
+func ParseName(field, s string) (string, error) {
+	if !nameRe.MatchString(s) {
+		return "", refuse(field, "%q is not a name: 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", clip(s))
+	}
+	return s, nil
+}

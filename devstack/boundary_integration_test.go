@@ -132,6 +132,16 @@ func TestRESTRefusesHostileAndUnknownCommits(t *testing.T) {
 	if _, err := os.Stat(marker); !os.IsNotExist(err) {
 		t.Fatal("the injected command ran")
 	}
+	// The run list's filters too: any case for an outcome, a 400 for the rest.
+	if code, out := call(t, "GET", srv.URL+"/api/v1/runs?outcome=blocked", "api-token", nil); code != http.StatusOK {
+		t.Errorf("outcome=blocked: %d %v", code, out)
+	}
+	for _, q := range []string{"outcome=blockd", "chain=a'b", "limit=x", "tag=-x"} {
+		code, out := call(t, "GET", srv.URL+"/api/v1/runs?"+q, "api-token", nil)
+		if e, _ := out["error"].(map[string]any); code != http.StatusBadRequest || e["field"] == nil {
+			t.Errorf("%s: %d %v", q, code, out)
+		}
+	}
 	list, err := stack.Client.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{
 		Query: workflows.Query{}.Eq(workflows.AttrChain.GetName(), "it-inject").String()})
 	if err != nil || len(list.Executions) != 0 {

@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -16,6 +18,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/dchain-dev/dchain/chain"
 	"github.com/dchain-dev/dchain/workflows"
 )
 
@@ -126,4 +129,41 @@ func Status(ctx context.Context, c client.Client, id string) (workflows.RunStatu
 		return st, canceled.Details(&st)
 	}
 	return st, fmt.Errorf("run %s: %w", id, err)
+}
+
+// Outcomes are the outcomes a run can have, as the filter accepts them.
+var Outcomes = []workflows.Outcome{workflows.OutcomeRunning, workflows.OutcomeSucceeded, workflows.OutcomeFailed, workflows.OutcomeCanceled, workflows.OutcomeBlocked}
+
+// Check checks a filter from outside (CLI flags, query parameters) with
+// the shared validator; name gives each field's outside name ("chain",
+// "outcome", "repository", "tag", "limit") for errors. The outcome is
+// matched in any case and comes out as the run records it.
+func (f Filter) Check(name func(field string) string) (Filter, error) {
+	var err error
+	if f.Chain != "" {
+		if f.Chain, err = chain.ParseName(name("chain"), f.Chain); err != nil {
+			return f, err
+		}
+	}
+	if f.Repository != "" {
+		if f.Repository, err = chain.ParseRepository(name("repository"), f.Repository); err != nil {
+			return f, err
+		}
+	}
+	if f.Tag != "" {
+		if f.Tag, err = chain.ParseTag(name("tag"), f.Tag); err != nil {
+			return f, err
+		}
+	}
+	if f.Outcome != "" {
+		i := slices.IndexFunc(Outcomes, func(o workflows.Outcome) bool { return strings.EqualFold(string(o), f.Outcome) })
+		if i < 0 {
+			return f, &chain.InputError{Field: name("outcome"), Reason: fmt.Sprintf("%q is not an outcome: one of %v", f.Outcome, Outcomes)}
+		}
+		f.Outcome = string(Outcomes[i])
+	}
+	if f.Limit < 0 || f.Limit > 1000 {
+		return f, &chain.InputError{Field: name("limit"), Reason: fmt.Sprintf("%d: want 1 to 1000 (0: the default, 50)", f.Limit)}
+	}
+	return f, nil
 }

@@ -71,3 +71,19 @@ func TestHumanBytes(t *testing.T) {
 		}
 	}
 }
+
+func TestParseSeverities(t *testing.T) {
+	got, err := parseSeverities([]string{"critical", " High "})
+	if err != nil || strings.Join(got, ",") != "CRITICAL,HIGH" {
+		t.Fatalf("%v %v", got, err)
+	}
+	if _, err := parseSeverities([]string{"severe"}); err == nil || !strings.HasPrefix(err.Error(), "--severity: ") {
+		t.Fatalf("an unknown severity: %v", err)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	if v := version(); !strings.Contains(v, "go1.") || !strings.Contains(v, "commit ") {
+		t.Fatalf("version %q", v)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
@@ -36,7 +37,9 @@ func newRoot() *cobra.Command {
 		Short:         "Durable container-image delivery chains on Temporal",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version(),
 	}
+	root.SetVersionTemplate("dchain {{.Version}}\n")
 	f := root.PersistentFlags()
 	f.StringVar(&g.config, "config", envOr("DCHAIN_CONFIG", "dchain.yaml"), "config file: registries and chain files (env DCHAIN_CONFIG)")
 	f.StringVar(&g.address, "address", envOr("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port (env TEMPORAL_ADDRESS)")
@@ -44,6 +47,27 @@ func newRoot() *cobra.Command {
 	f.StringVar(&g.taskQueue, "task-queue", envOr("DCHAIN_TASK_QUEUE", workflows.DefaultTaskQueue), "base task queue (env DCHAIN_TASK_QUEUE)")
 	root.AddCommand(newDevCmd(g), newWorkerCmd(g), newRunCmd(g), newChainCmd(g), newScanCmd(g), newAPICmd(g), newWebhookCmd(g), newReplicateCmd(g))
 	return root
+}
+
+// version is the module version, the commit it was built from and the Go
+// version, from the binary's build info.
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(no build info)"
+	}
+	v, commit, dirty := info.Main.Version, "unknown", ""
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			commit = s.Value[:min(12, len(s.Value))]
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	return fmt.Sprintf("%s (commit %s%s, %s)", v, commit, dirty, info.GoVersion)
 }
 
 // dial connects to Temporal.

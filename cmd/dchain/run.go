@@ -138,7 +138,11 @@ func runListCmd(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			list, err := runs.List(cmd.Context(), c, runs.Filter{Chain: chainName, Outcome: outcome, Repository: repo, Tag: tag, Limit: limit})
+			f, err := runs.Filter{Chain: chainName, Outcome: outcome, Repository: repo, Tag: tag, Limit: limit}.Check(func(f string) string { return "--" + f })
+			if err != nil {
+				return err
+			}
+			list, err := runs.List(cmd.Context(), c, f)
 			if err != nil {
 				return err
 			}
@@ -154,7 +158,7 @@ func runListCmd(g *globals) *cobra.Command {
 		}),
 	}
 	cmd.Flags().StringVar(&chainName, "chain", "", "only runs of this chain")
-	cmd.Flags().StringVar(&outcome, "outcome", "", "only runs with this outcome (Running, Succeeded, Failed, Canceled)")
+	cmd.Flags().StringVar(&outcome, "outcome", "", "only runs with this outcome (Running, Succeeded, Failed, Canceled, Blocked; any case)")
 	cmd.Flags().StringVar(&repo, "repository", "", "only runs of this repository (namespace/name)")
 	cmd.Flags().StringVar(&tag, "tag", "", "only runs of this tag")
 	cmd.Flags().IntVar(&limit, "limit", 50, "at most this many runs")

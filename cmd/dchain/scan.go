@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,12 +19,18 @@ import (
 
 func newScanCmd(g *globals) *cobra.Command {
 	var registry, output string
+	var exitCode int
+	var severities []string
 	cmd := &cobra.Command{
-		Use:   "scan NAMESPACE/REPO:TAG",
+		Use:   "scan NAMESPACE/REPO:TAG [--exit-code N [--severity CRITICAL,HIGH]]",
 		Short: "Scan an image now (as a recorded workflow) and print the summary; -o json prints the full report",
 		Args:  cobra.ExactArgs(1),
 		RunE: g.withClient(func(cmd *cobra.Command, c client.Client, args []string) error {
 			if err := checkOutput(output); err != nil {
+				return err
+			}
+			sevs, err := parseSeverities(severities)
+			if err != nil {
 				return err
 			}
 			reg, repo, tag, err := g.scanTarget(registry, args[0])
@@ -46,13 +53,24 @@ func newScanCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return printJSON(os.Stdout, r)
+				if err := printJSON(os.Stdout, r); err != nil {
+					return err
+				}
+			} else {
+				fmt.Printf("Scan:     %s\n", id)
+				printScanSummary(sum)
 			}
-			fmt.Printf("Scan:     %s\n", id)
-			printScanSummary(sum)
+			// Like trivy: a non-zero exit when findings of the given severities exist.
+			for _, sev := range sevs {
+				if exitCode != 0 && sum.Counts[sev] > 0 {
+					return &exitError{code: exitCode}
+				}
+			}
 			return nil
 		}),
 	}
+	cmd.Flags().IntVar(&exitCode, "exit-code", 0, "exit with this code when findings of --severity exist (like trivy; 0: always 0)")
+	cmd.Flags().StringSliceVar(&severities, "severity", chain.Severities, "severities --exit-code counts (CRITICAL,HIGH,MEDIUM,LOW,UNKNOWN; any case)")
 	cmd.Flags().StringVar(&registry, "registry", "", "registry of the image (default: the first registry of the config)")
 	outputFlag(cmd, &output)
 	cmd.AddCommand(scanReportCmd(g), scanScheduleCmd(g))
@@ -276,4 +294,17 @@ func listSchedules(ctx context.Context, c client.Client) ([]scheduleRow, error) 
 		rows = append(rows, r)
 	}
 	return rows, nil
+}
+
+// parseSeverities checks --severity: Trivy's levels, in any case.
+func parseSeverities(in []string) ([]string, error) {
+	var out []string
+	for _, s := range in {
+		i := slices.IndexFunc(chain.Severities, func(k string) bool { return strings.EqualFold(k, strings.TrimSpace(s)) })
+		if i < 0 {
+			return nil, fmt.Errorf("--severity: %q is not a severity: one of %v", s, chain.Severities)
+		}
+		out = append(out, chain.Severities[i])
+	}
+	return out, nil
 }

@@ -1,0 +1,38 @@
+package runs
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/dchain-dev/dchain/chain"
+)
+
+// Filters from outside are checked once: an outcome in any case is the
+// run's own spelling, unknown values are refused naming the field, and
+// quotes or backslashes never get near the query.
+func TestFilterCheck(t *testing.T) {
+	flag := func(f string) string { return "--" + f }
+	f, err := Filter{Chain: "demo", Outcome: "blocked", Repository: "demo/app", Tag: "v1", Limit: 10}.Check(flag)
+	if err != nil || f.Outcome != "Blocked" {
+		t.Fatalf("%+v %v", f, err)
+	}
+	if q := f.Query(); q != "WorkflowType = 'ChainRun' AND DchainChain = 'demo' AND DchainOutcome = 'Blocked' AND DchainRepository = 'demo/app' AND DchainTag = 'v1'" {
+		t.Fatalf("query %s", q)
+	}
+	for _, bad := range []struct {
+		f     Filter
+		field string
+	}{
+		{Filter{Outcome: "blockd"}, "--outcome"},
+		{Filter{Chain: `demo' OR '1'='1`}, "--chain"},
+		{Filter{Repository: `demo/app\`}, "--repository"},
+		{Filter{Tag: "-v1"}, "--tag"},
+		{Filter{Limit: 5000}, "--limit"},
+	} {
+		_, err := bad.f.Check(flag)
+		var in *chain.InputError
+		if !errors.As(err, &in) || in.Field != bad.field {
+			t.Errorf("%+v: %v, want a refused %s", bad.f, err, bad.field)
+		}
+	}
+}
