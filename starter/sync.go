@@ -87,6 +87,7 @@ func (s *Starter) SyncSchedules(ctx context.Context) ([]string, error) {
 			TaskQueue: s.taskQueue(), Args: []any{req}}
 		spec := client.ScheduleSpec{CronExpressions: []string{ch.Sync.Schedule}}
 		if existing[id] {
+			// Updated in place: the schedule keeps its state (recent and next runs).
 			err = sc.GetHandle(ctx, id).Update(ctx, client.ScheduleUpdateOptions{DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
 				in.Description.Schedule.Spec, in.Description.Schedule.Action = &spec, action
 				return &client.ScheduleUpdate{Schedule: &in.Description.Schedule}, nil

@@ -32,6 +32,10 @@ const (
 	ActivityWaitTurn       = "WaitTurn"
 )
 
+// MemoCron is the memo field of a dchain schedule that keeps its cron
+// expression as written (the server stores it as calendar specs).
+const MemoCron = "cron"
+
 // QueryStatus returns the run's live RunStatus.
 const QueryStatus = "status"
 

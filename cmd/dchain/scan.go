@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/dchain-dev/dchain/activities"
 	"github.com/dchain-dev/dchain/chain"
@@ -203,6 +204,8 @@ func scanScheduleCmd(g *globals) *cobra.Command {
 			_, err = c.ScheduleClient().Create(cmd.Context(), client.ScheduleOptions{
 				ID:   id,
 				Spec: client.ScheduleSpec{CronExpressions: []string{cron}},
+				// The server keeps a cron as calendars; the memo keeps it as written.
+				Memo: map[string]any{workflows.MemoCron: cron},
 				Action: &client.ScheduleWorkflowAction{
 					ID: id, Workflow: workflows.WorkflowScanRepository, TaskQueue: g.taskQueue,
 					Args: []any{workflows.ScanRepositoryRequest{Registry: reg, Repository: repo, TaskQueue: g.taskQueue}},
@@ -283,9 +286,14 @@ func listSchedules(ctx context.Context, c client.Client) ([]scheduleRow, error) 
 			continue
 		}
 		r := scheduleRow{ID: e.ID, Paused: e.Paused}
-		if e.Spec != nil && len(e.Spec.CronExpressions) > 0 {
+		if p, ok := e.Memo.GetFields()[workflows.MemoCron]; ok {
+			_ = converter.GetDefaultDataConverter().FromPayload(p, &r.Spec)
+		}
+		switch {
+		case r.Spec != "":
+		case e.Spec != nil && len(e.Spec.CronExpressions) > 0:
 			r.Spec = strings.Join(e.Spec.CronExpressions, "; ")
-		} else if e.Spec != nil && len(e.Spec.Calendars) > 0 {
+		case e.Spec != nil && len(e.Spec.Calendars) > 0:
 			r.Spec = fmt.Sprintf("%d calendar specs", len(e.Spec.Calendars))
 		}
 		if len(e.NextActionTimes) > 0 {
