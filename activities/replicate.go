@@ -54,15 +54,15 @@ func (a *Activities) ReplicateImage(ctx context.Context, in workflows.ReplicateI
 		if err != nil {
 			return res, err
 		}
-		cur, err := remote.Head(dst, dstOpts...)
+		cur, err := digestAt(ctx, dst, dstOpts, into)
 		switch {
-		case err == nil && cur.Digest.String() == in.Digest:
+		case err != nil:
+			return res, err
+		case cur == in.Digest:
 			continue
-		case err == nil && !in.Overwrite:
+		case cur != "" && !in.Overwrite:
 			return res, temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("%s: tag %s exists with digest %s and the rule's overwrite is off", into, tag, cur.Digest), ErrTagConflict, nil)
-		case err != nil && !isNotFound(err):
-			return res, registryError(ctx, into, err)
+				fmt.Sprintf("%s: tag %s exists with digest %s and the rule's overwrite is off", into, tag, cur), ErrTagConflict, nil)
 		}
 		todo = append(todo, dst)
 	}

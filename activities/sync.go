@@ -176,12 +176,18 @@ func (a *Activities) tagDigest(ctx context.Context, reg chain.Registry, repo, ta
 	if err != nil {
 		return "", err
 	}
+	return digestAt(ctx, ref, opts, "read "+ref.String())
+}
+
+// digestAt is the digest ref points at, "" when there is no such tag;
+// what names the operation in errors.
+func digestAt(ctx context.Context, ref name.Reference, opts []remote.Option, what string) (string, error) {
 	desc, err := remote.Head(ref, opts...)
 	switch {
 	case isNotFound(err):
 		return "", nil
 	case err != nil:
-		return "", registryError(ctx, "read "+ref.String(), err)
+		return "", registryError(ctx, what, err)
 	}
 	return desc.Digest.String(), nil
 }

@@ -111,9 +111,6 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 	if o.DataDir == "" {
 		return errors.New("devstack: a data dir is required")
 	}
-	if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
-		return err
-	}
 	if s.lock = o.DataDirLock; s.lock == nil {
 		if s.lock, err = LockDataDir(o.DataDir); err != nil {
 			return err

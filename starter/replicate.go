@@ -2,12 +2,8 @@ package starter
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
-	"go.temporal.io/sdk/temporal"
-
-	"github.com/dchain-dev/dchain/activities"
 	"github.com/dchain-dev/dchain/chain"
 	"github.com/dchain-dev/dchain/workflows"
 )
@@ -81,9 +77,8 @@ func (s *Starter) StartReplication(ctx context.Context, req ReplicationRequest) 
 func (s *Starter) checkTarget(ctx context.Context, t workflows.ReplicationTarget, digest, field string) error {
 	cur, err := s.activities().ResolveImage(ctx, workflows.ResolveImageInput{Registry: t.Registry,
 		Image: workflows.ImageRef{Registry: t.Registry.Name, Repository: t.Repository, Tag: t.Tag}})
-	var app *temporal.ApplicationError
 	switch {
-	case errors.As(err, &app) && app.Type() == activities.ErrNotFound:
+	case gone(err):
 		return nil
 	case err != nil:
 		return err

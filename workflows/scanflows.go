@@ -54,11 +54,8 @@ type RepositoryScan struct {
 }
 
 func scanOptions(queue, summary string) workflow.ActivityOptions {
-	if queue == "" {
-		queue = DefaultTaskQueue
-	}
 	return workflow.ActivityOptions{
-		TaskQueue: queue, Summary: summary, StartToCloseTimeout: 30 * time.Minute, ScheduleToCloseTimeout: 2 * time.Hour,
+		TaskQueue: orDefault(queue), Summary: summary, StartToCloseTimeout: 30 * time.Minute, ScheduleToCloseTimeout: 2 * time.Hour,
 		HeartbeatTimeout: 5 * time.Minute, WaitForCancellation: true,
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
 	}
