@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+
+	"github.com/dchain-dev/dchain/chain"
 )
 
 // Activities are dchain's activities. The zero value is usable.
@@ -24,6 +26,9 @@ type Activities struct {
 	TempDir string
 	// Scanner scans images (package scanner: Trivy); nil means this worker does not scan.
 	Scanner ImageScanner
+	// Registries are the worker's configured registries: BuildKit signs in
+	// to each by its address (a build's FROM may name any of them).
+	Registries []chain.Registry
 	// Temporal lets WaitTurn see the other runs (the worker's own client).
 	Temporal client.Client
 

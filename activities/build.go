@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/docker/cli/cli/config/types"
 	bk "github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
@@ -62,7 +61,7 @@ func (a *Activities) BuildImage(ctx context.Context, in workflows.BuildInput) (w
 		return res, temporal.NewApplicationError(fmt.Sprintf("connect to buildkitd at %s: %v (will retry)", a.BuildKitAddr, err), ErrTransient)
 	}
 	defer c.Close()
-	opt, err := solveOptions(in, contextDir, filepath.Dir(dockerfile), filepath.Base(dockerfile))
+	opt, err := a.solveOptions(in, contextDir, filepath.Dir(dockerfile), filepath.Base(dockerfile))
 	if err != nil {
 		return res, err
 	}
@@ -131,7 +130,7 @@ func transientBuildError(err error) bool {
 
 // solveOptions are the BuildKit options of a build: dockerfile frontend,
 // local context, image export to every tag, registry cache.
-func solveOptions(in workflows.BuildInput, contextDir, dockerfileDir, dockerfileName string) (bk.SolveOpt, error) {
+func (a *Activities) solveOptions(in workflows.BuildInput, contextDir, dockerfileDir, dockerfileName string) (bk.SolveOpt, error) {
 	ctxFS, err := fsutil.NewFS(contextDir)
 	if err != nil {
 		return bk.SolveOpt{}, err
@@ -167,22 +166,10 @@ func solveOptions(in workflows.BuildInput, contextDir, dockerfileDir, dockerfile
 			"ref": cache, "mode": "max", "registry.insecure": insecure, "oci-mediatypes": "true", "image-manifest": "true",
 		}}}
 	}
-	if in.Registry.Credentials != "" {
-		secret, err := in.Registry.Credentials.Resolve()
-		if err != nil {
-			return opt, temporal.NewNonRetryableApplicationError(fmt.Sprintf("credentials of registry %s: %v", in.Registry.Name, err), ErrCredentials, nil)
-		}
-		user, pass, _ := strings.Cut(secret, ":")
-		host := in.Registry.Address
-		opt.Session = []session.Attachable{authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
-			AuthConfigProvider: func(_ context.Context, h string, _ []string, _ authprovider.ExpireCachedAuthCheck) (types.AuthConfig, error) {
-				if h != host {
-					return types.AuthConfig{}, nil
-				}
-				return types.AuthConfig{Username: user, Password: pass, ServerAddress: host}, nil
-			},
-		})}
-	}
+	opt.Session = []session.Attachable{authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
+		AuthConfigProvider: a.buildAuth(in.Registry),
+		TLSConfigs:         a.buildTLS(in.Registry),
+	})}
 	return opt, nil
 }
 

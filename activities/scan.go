@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -26,7 +28,7 @@ import (
 // scanner implements it with Trivy; it is an interface so that this
 // package's tests do not link Trivy.
 type ImageScanner interface {
-	Scan(ctx context.Context, ref, platform, username, password string, insecure bool) ([]chain.Finding, error)
+	Scan(ctx context.Context, ref, platform string, auth authn.AuthConfig, tr http.RoundTripper, insecure bool) ([]chain.Finding, error)
 	DB() workflows.ScanDB
 }
 
@@ -60,14 +62,14 @@ func (a *Activities) ScanImage(ctx context.Context, in workflows.ScanInput) (wor
 	if err != nil {
 		return workflows.ScanSummary{}, registryError(ctx, what, err)
 	}
-	user, pass, err := a.credentials(in.Registry)
+	auth, tr, err := a.scanAccess(ctx, in.Registry)
 	if err != nil {
 		return workflows.ScanSummary{}, err
 	}
 	report := workflows.ScanReport{Image: ref.String(), Digest: in.Digest, DB: a.Scanner.DB(), Findings: []chain.Finding{}}
 	for i, p := range platforms {
 		activity.RecordHeartbeat(ctx, fmt.Sprintf("scanning %s (%d/%d)", orDefault(p, "image"), i+1, len(platforms)))
-		fs, err := a.Scanner.Scan(ctx, ref.String(), p, user, pass, in.Registry.Insecure)
+		fs, err := a.Scanner.Scan(ctx, ref.String(), p, auth, tr, in.Registry.Insecure)
 		if err != nil {
 			if ctx.Err() != nil {
 				return workflows.ScanSummary{}, ctx.Err()
@@ -292,10 +294,7 @@ func (a *Activities) ListTags(ctx context.Context, in workflows.ListTagsInput) (
 	if err != nil {
 		return nil, err
 	}
-	var nopts []name.Option
-	if in.Registry.Insecure {
-		nopts = append(nopts, name.Insecure)
-	}
+	nopts := registryNameOpts(in.Registry)
 	repo, err := name.NewRepository(in.Registry.Address+"/"+in.Repository, nopts...)
 	if err != nil {
 		return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrInvalidReference, nil)

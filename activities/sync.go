@@ -115,10 +115,7 @@ func (a *Activities) scopeRepositories(ctx context.Context, reg chain.Registry, 
 	if err != nil {
 		return nil, err
 	}
-	var nopts []name.Option
-	if reg.Insecure {
-		nopts = append(nopts, name.Insecure)
-	}
+	nopts := registryNameOpts(reg)
 	r, err := name.NewRegistry(reg.Address, nopts...)
 	if err != nil {
 		return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrInvalidReference, nil)

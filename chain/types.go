@@ -27,8 +27,14 @@ type Registry struct {
 	// Insecure allows plain HTTP (loopback dev registries).
 	Insecure bool `yaml:"insecure" json:"insecure"`
 	// Credentials is a secret reference resolving to "username:password".
-	// Empty means anonymous access.
+	// Empty means the keychain: the docker config and its credential
+	// helpers (DOCKER_CONFIG), then the cloud keychains (GCR/Artifact
+	// Registry, ECR, ACR); anonymous when none knows the registry.
 	Credentials SecretRef `yaml:"credentials" json:"credentials,omitempty"`
+	// CA is a reference (file:PATH or env:NAME) to the PEM bundle that
+	// verifies a registry with a private TLS certificate, trusted besides
+	// the system's roots. Exclusive with Insecure (plain HTTP).
+	CA SecretRef `yaml:"ca" json:"ca,omitempty"`
 }
 
 // RetrySettings bound the retries of transient failures. Durations are Go

@@ -105,6 +105,10 @@ func (v *validator) config(c *Config) {
 			}
 		}
 		v.secret(f+".credentials", r.Credentials)
+		v.secret(f+".ca", r.CA)
+		if r.CA != "" && r.Insecure {
+			v.add(f+".ca", "a CA bundle is for TLS; insecure: true is plain HTTP (use one or the other)")
+		}
 	}
 	if len(c.Registries) == 0 {
 		v.add("registries", "at least one registry is required")

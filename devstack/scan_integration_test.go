@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -241,7 +242,7 @@ func TestFreshScannerDownloadsTheDB(t *testing.T) {
 	if !db.Demo || db.DownloadedAt.IsZero() || db.Repository != stack.Endpoints.TrivyDB {
 		t.Fatalf("DB %+v", db)
 	}
-	fs, err := s.Scan(context.Background(), stack.Endpoints.Registries["src"]+"/scan/fresh@"+digest, "", "", "", true)
+	fs, err := s.Scan(context.Background(), stack.Endpoints.Registries["src"]+"/scan/fresh@"+digest, "", authn.AuthConfig{}, nil, true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -156,7 +156,7 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 	if s.Client, err = client.DialContext(ctx, client.Options{HostPort: s.Temporal.Address, Namespace: o.Namespace, Logger: worker.QuietLogger()}); err != nil {
 		return fmt.Errorf("devstack: connect to temporal: %w", err)
 	}
-	if err := worker.EnsureSearchAttributes(ctx, s.Client, o.Namespace); err != nil {
+	if _, err := worker.RegisterSearchAttributes(ctx, s.Client, o.Namespace); err != nil {
 		return err
 	}
 	if o.Worker != nil {

@@ -40,6 +40,20 @@ type TemporalOptions struct {
 	// LogLevel of the server's own log (default "warn"); LogFile, if set, receives it.
 	LogLevel string
 	LogFile  string
+	// TLS, when set, makes the frontend serve TLS and require client
+	// certificates signed by TLS.ClientCAFile (mTLS); the Web UI is not
+	// served then.
+	TLS *ServerTLS
+}
+
+// ServerTLS are the frontend's certificate and the CA its clients'
+// certificates must chain to; the server's own system worker connects
+// with the same certificate.
+type ServerTLS struct {
+	Pair
+	ClientCAFile string
+	// ServerName is a name in the certificate, for the system worker.
+	ServerName string
 }
 
 // Temporal is a running embedded Temporal server (and Web UI).
@@ -123,7 +137,7 @@ func StartTemporal(o TemporalOptions) (*Temporal, error) {
 		return nil, fmt.Errorf("temporal: start: %w", err)
 	}
 	t := &Temporal{server: srv, Address: fmt.Sprintf("%s:%d", o.IP, o.Port)}
-	if o.UIPort != 0 {
+	if o.UIPort != 0 && o.TLS == nil {
 		t.ui = uiserver.NewServer(uioptions.WithConfigProvider(&uiconfig.Config{
 			Host: o.IP, Port: o.UIPort, TemporalGRPCAddress: t.Address, EnableUI: true,
 			DefaultNamespace: o.Namespace, CORS: uiconfig.CORS{CookieInsecure: true}, HideLogs: true, DisableNewsFetch: true,
@@ -181,6 +195,12 @@ func serverConfig(o TemporalOptions, clusterID string, sqlCfg *config.SQL, ports
 	c.NamespaceDefaults.Archival.History.State = "disabled"
 	c.NamespaceDefaults.Archival.Visibility.State = "disabled"
 	c.PublicClient.HostPort = fmt.Sprintf("%s:%d", o.IP, o.Port)
+	if t := o.TLS; t != nil {
+		c.Global.TLS.Frontend.Server = config.ServerTLS{CertFile: t.CertFile, KeyFile: t.KeyFile,
+			ClientCAFiles: []string{t.ClientCAFile}, RequireClientAuth: true}
+		c.Global.TLS.SystemWorker = config.WorkerTLS{CertFile: t.CertFile, KeyFile: t.KeyFile,
+			Client: config.ClientTLS{ServerName: t.ServerName, RootCAFiles: []string{t.ClientCAFile}}}
+	}
 	return &c
 }
 

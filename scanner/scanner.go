@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,6 +31,8 @@ import (
 	"github.com/aquasecurity/trivy/pkg/scan/ospkg"
 	"github.com/aquasecurity/trivy/pkg/types"
 	"github.com/aquasecurity/trivy/pkg/vulnerability"
+	xhttp "github.com/aquasecurity/trivy/pkg/x/http"
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -193,17 +196,28 @@ func dbNameOpts(insecure bool) []name.Option {
 	return nil
 }
 
+// fixedTransport hands Trivy's registry client the worker's transport.
+type fixedTransport struct{ http.RoundTripper }
+
+func (t fixedTransport) Build(...xhttp.TransportOption) http.RoundTripper { return t.RoundTripper }
+
 // Scan scans one platform ("linux/arm64"; "" for a single-platform image) of
-// ref for vulnerabilities in OS and language packages.
-func (s *Scanner) Scan(ctx context.Context, ref, platform, username, password string, insecure bool) ([]chain.Finding, error) {
+// ref for vulnerabilities in OS and language packages. It reaches the
+// registry with the sign-in the worker resolved (username/password or a
+// registry token) over tr (which trusts the registry's CA; nil: Trivy's
+// own), in plain HTTP when insecure.
+func (s *Scanner) Scan(ctx context.Context, ref, platform string, auth authn.AuthConfig, tr http.RoundTripper, insecure bool) ([]chain.Finding, error) {
 	dbMu.RLock()
 	defer dbMu.RUnlock()
 	if s.opts.ServerAddr == "" && dbOpen == "" {
 		return nil, errors.New("vulnerability DB is not open")
 	}
-	ropts := ftypes.RegistryOptions{Insecure: insecure}
-	if username != "" {
-		ropts.Credentials = []ftypes.Credential{{Username: username, Password: password}}
+	ropts := ftypes.RegistryOptions{Insecure: insecure, RegistryToken: auth.RegistryToken}
+	if auth.Username != "" {
+		ropts.Credentials = []ftypes.Credential{{Username: auth.Username, Password: auth.Password}}
+	}
+	if tr != nil {
+		ctx = xhttp.WithTransport(ctx, fixedTransport{tr})
 	}
 	if platform != "" {
 		osName, arch, _ := strings.Cut(platform, "/")

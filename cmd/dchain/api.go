@@ -71,7 +71,7 @@ func listenAPI(l *chain.Loaded, listen string) (net.Listener, error) {
 
 // serveAPI serves the API on ln until ctx ends.
 func serveAPI(ctx context.Context, c client.Client, l *chain.Loaded, g *globals, ln net.Listener) error {
-	s, err := api.NewServer(&starter.Starter{Client: c, Config: l, TaskQueue: g.taskQueue}, l, g.namespace)
+	s, err := api.NewServer(&starter.Starter{Client: c, Config: l, TaskQueue: g.taskQueue}, l, g.namespace())
 	if err != nil {
 		ln.Close()
 		return err

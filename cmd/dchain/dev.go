@@ -33,7 +33,7 @@ func newDevCmd(g *globals) *cobra.Command {
 			if noUI {
 				o.UIPort = 0
 			}
-			o.Namespace, o.TaskQueue = g.namespace, g.taskQueue
+			o.Namespace, o.TaskQueue = g.namespace(), g.taskQueue
 			o.Worker = &worker.Options{Chains: true}
 			o.BuildKit, o.Scan = !noBuildKit, !noScan
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)

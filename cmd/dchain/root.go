@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"go.temporal.io/sdk/client"
 
 	"github.com/dchain-dev/dchain/chain"
@@ -18,9 +19,10 @@ import (
 // globals are the connection and config flags every command shares.
 type globals struct {
 	config    string
-	address   string
-	namespace string
 	taskQueue string
+	conn      worker.Connection
+	tls       bool
+	flags     *pflag.FlagSet
 }
 
 func envOr(key, def string) string {
@@ -42,10 +44,19 @@ func newRoot() *cobra.Command {
 	root.SetVersionTemplate("dchain {{.Version}}\n")
 	f := root.PersistentFlags()
 	f.StringVar(&g.config, "config", envOr("DCHAIN_CONFIG", "dchain.yaml"), "config file: registries and chain files (env DCHAIN_CONFIG)")
-	f.StringVar(&g.address, "address", envOr("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port (env TEMPORAL_ADDRESS)")
-	f.StringVar(&g.namespace, "namespace", envOr("TEMPORAL_NAMESPACE", "default"), "Temporal namespace (env TEMPORAL_NAMESPACE)")
+	g.flags = f
+	f.StringVar(&g.conn.Address, "address", "", "Temporal frontend host:port (env TEMPORAL_ADDRESS; default "+worker.DefaultAddress+")")
+	f.StringVar(&g.conn.Namespace, "namespace", "", "Temporal namespace (env TEMPORAL_NAMESPACE; default "+worker.DefaultNamespace+")")
+	f.BoolVar(&g.tls, "tls", false, "connect to Temporal with TLS (env TEMPORAL_TLS; on by default with a TLS file or an API key)")
+	f.StringVar(&g.conn.TLSCertPath, "tls-cert-path", "", "client certificate for mTLS (env TEMPORAL_TLS_CERT)")
+	f.StringVar(&g.conn.TLSKeyPath, "tls-key-path", "", "client private key for mTLS (env TEMPORAL_TLS_KEY)")
+	f.StringVar(&g.conn.TLSCAPath, "tls-ca-path", "", "CA bundle that verifies the Temporal server (env TEMPORAL_TLS_CA)")
+	f.StringVar(&g.conn.TLSServerName, "tls-server-name", "", "server name to verify in Temporal's certificate (env TEMPORAL_TLS_SERVER_NAME)")
+	f.BoolVar(&g.conn.TLSDisableHostVerification, "tls-disable-host-verification", false, "do not verify Temporal's certificate (testing only)")
+	f.StringVar(&g.conn.APIKeyFile, "api-key-file", "", "file holding the Temporal API key (or env TEMPORAL_API_KEY; never a flag value)")
+	f.StringVar(&g.conn.Profile, "profile", "", "profile of the temporal CLI's config file (env TEMPORAL_PROFILE; file: env TEMPORAL_CONFIG_FILE)")
 	f.StringVar(&g.taskQueue, "task-queue", envOr("DCHAIN_TASK_QUEUE", workflows.DefaultTaskQueue), "base task queue (env DCHAIN_TASK_QUEUE)")
-	root.AddCommand(newDevCmd(g), newWorkerCmd(g), newRunCmd(g), newChainCmd(g), newScanCmd(g), newAPICmd(g), newWebhookCmd(g), newReplicateCmd(g))
+	root.AddCommand(newDevCmd(g), newWorkerCmd(g), newRunCmd(g), newChainCmd(g), newScanCmd(g), newAPICmd(g), newWebhookCmd(g), newReplicateCmd(g), newSetupCmd(g))
 	return root
 }
 
@@ -70,11 +81,29 @@ func version() string {
 	return fmt.Sprintf("%s (commit %s%s, %s)", v, commit, dirty, info.GoVersion)
 }
 
+// connection is the Temporal connection the flags, the environment and
+// the temporal CLI's config file name.
+func (g *globals) connection() worker.Connection {
+	c := g.conn
+	if g.flags.Changed("tls") {
+		c.TLS = &g.tls
+	}
+	return c
+}
+
+// namespace is the Temporal namespace the connection names.
+func (g *globals) namespace() string {
+	if o, err := g.connection().ClientOptions(); err == nil {
+		return o.Namespace
+	}
+	return worker.DefaultNamespace
+}
+
 // dial connects to Temporal.
 func (g *globals) dial(ctx context.Context) (client.Client, error) {
-	c, err := client.DialContext(ctx, client.Options{HostPort: g.address, Namespace: g.namespace, Logger: worker.QuietLogger()})
+	c, err := g.connection().Dial(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("connect to Temporal at %s (namespace %s): %w; is `dchain dev` running?", g.address, g.namespace, err)
+		return nil, fmt.Errorf("%w; is `dchain dev` running, or are --address and the TLS flags right?", err)
 	}
 	return c, nil
 }

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -21,7 +23,7 @@ import (
 func newWorkerCmd(g *globals) *cobra.Command {
 	var regions []string
 	var buildkit, workDir string
-	var noScan bool
+	var noScan, register bool
 	var trivy scanner.Options
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -33,7 +35,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 				return err
 			}
 			o := worker.Options{TaskQueue: g.taskQueue, Regions: regions, Chains: len(regions) == 0, WorkDir: workDir,
-				Activities: &activities.Activities{BuildKitAddr: buildkit}}
+				Activities: &activities.Activities{BuildKitAddr: buildkit, Registries: cfg.Registries}}
 			for _, r := range regions {
 				if _, ok := cfg.Registry(r); !ok {
 					return fmt.Errorf("--region %q: no such registry in %s", r, cfg.Path)
@@ -59,10 +61,10 @@ func newWorkerCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
+			if err := searchAttributes(ctx, cmd.OutOrStdout(), c, g.namespace(), register); err != nil {
+				return err
+			}
 			if o.Chains {
-				if err := worker.EnsureSearchAttributes(ctx, c, g.namespace); err != nil {
-					return err
-				}
 				if err := syncSchedules(ctx, c, g); err != nil {
 					return err
 				}
@@ -72,6 +74,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&workDir, "work-dir", envOr("DCHAIN_WORK_DIR", ""), "temporary work (source checkouts); what a killed worker left there is removed at start (default: <temp dir>/dchain-work)")
+	cmd.Flags().BoolVar(&register, "register-search-attributes", false, "add dchain's search attributes to the namespace when missing (else a worker refuses to start without them; see `dchain setup`)")
 	cmd.Flags().StringSliceVar(&regions, "region", nil, "serve only replication into this registry (repeatable)")
 	cmd.Flags().BoolVar(&noScan, "no-scan", false, "do not scan (no vulnerability DB is loaded)")
 	cmd.Flags().StringVar(&trivy.CacheDir, "trivy-cache-dir", envOr("DCHAIN_TRIVY_CACHE_DIR", ""), "Trivy DB and layer cache (default: the user cache dir)")
@@ -110,6 +113,19 @@ func syncSchedules(ctx context.Context, c client.Client, g *globals) error {
 	did, err := (&starter.Starter{Client: c, Config: l, TaskQueue: g.taskQueue}).SyncSchedules(ctx)
 	for _, d := range did {
 		fmt.Println("sync schedule:", d)
+	}
+	return err
+}
+
+// searchAttributes refuses a namespace without dchain's search attributes,
+// or with register adds them and says so.
+func searchAttributes(ctx context.Context, out io.Writer, c client.Client, namespace string, register bool) error {
+	if !register {
+		return worker.CheckSearchAttributes(ctx, c, namespace)
+	}
+	added, err := worker.RegisterSearchAttributes(ctx, c, namespace)
+	if len(added) > 0 {
+		fmt.Fprintf(out, "namespace %s: registered search attributes %s\n", namespace, strings.Join(added, ", "))
 	}
 	return err
 }

@@ -1,0 +1,173 @@
+package activities
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+
+	ecr "github.com/awslabs/amazon-ecr-credential-helper/ecr-login"
+	acr "github.com/chrismellard/docker-credential-acr-env/pkg/credhelper"
+	"github.com/docker/cli/cli/config/types"
+	"github.com/moby/buildkit/session/auth/authprovider"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/google"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/dchain-dev/dchain/chain"
+)
+
+// Keychain signs in to a registry whose config names no credentials: the
+// docker config and its credential helpers (DOCKER_CONFIG, else
+// ~/.docker/config.json), then the cloud keychains (GCR / Artifact
+// Registry, ECR, ACR), each of which answers only for its own hosts.
+var Keychain = authn.NewMultiKeychain(
+	authn.DefaultKeychain,
+	google.Keychain,
+	authn.NewKeychainFromHelper(ecr.NewECRHelper(ecr.WithLogger(io.Discard))),
+	authn.NewKeychainFromHelper(acr.NewACRCredentialsHelper()),
+)
+
+// Auth is how dchain signs in to reg: the username:password its
+// credentials reference resolves to, else the Keychain (anonymous when
+// nothing there knows the host). Resolved inside the activity, never
+// carried in workflow inputs.
+func Auth(reg chain.Registry) (authn.Authenticator, error) {
+	if reg.Credentials == "" {
+		r, err := name.NewRegistry(reg.Address, registryNameOpts(reg)...)
+		if err != nil {
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("registry %s: address %q: %v", reg.Name, reg.Address, err), ErrInvalidReference, nil)
+		}
+		a, err := Keychain.Resolve(r)
+		if err != nil {
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("registry %s: docker config / credential helper: %v", reg.Name, err), ErrCredentials, nil)
+		}
+		return a, nil
+	}
+	secret, err := reg.Credentials.Resolve()
+	if err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("credentials of registry %s: %v", reg.Name, err), ErrCredentials, nil)
+	}
+	user, pass, ok := strings.Cut(secret, ":")
+	if !ok {
+		return nil, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("credentials of registry %s (%s) must hold username:password", reg.Name, reg.Credentials), ErrCredentials, nil)
+	}
+	return &authn.Basic{Username: user, Password: pass}, nil
+}
+
+func registryNameOpts(reg chain.Registry) []name.Option {
+	if reg.Insecure {
+		return []name.Option{name.Insecure}
+	}
+	return nil
+}
+
+// transports are the pooled transports of registries with a CA of their
+// own, by CA bundle.
+var transports sync.Map // sha256 of the PEM → *http.Transport
+
+// transport carries traffic to reg: a.Transport (default
+// http.DefaultTransport), trusting reg's CA bundle besides the system's.
+func (a *Activities) transport(reg chain.Registry) (http.RoundTripper, error) {
+	base := a.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	if reg.CA == "" {
+		return base, nil
+	}
+	pem, err := reg.CA.Resolve()
+	if err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("CA of registry %s: %v", reg.Name, err), ErrCredentials, nil)
+	}
+	ht, ok := base.(*http.Transport)
+	if !ok {
+		return base, nil // a caller's own round tripper decides about TLS itself
+	}
+	key := fmt.Sprintf("%p/%x", ht, sha256.Sum256([]byte(pem)))
+	if t, ok := transports.Load(key); ok {
+		return t.(*http.Transport), nil
+	}
+	pool, err := caPool(pem)
+	if err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("CA of registry %s (%s): %v", reg.Name, reg.CA, err), ErrCredentials, nil)
+	}
+	t := ht.Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	got, _ := transports.LoadOrStore(key, t)
+	return got.(*http.Transport), nil
+}
+
+// caPool is the system's roots plus the PEM certificates in pem.
+func caPool(pem string) (*x509.CertPool, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM([]byte(pem)) {
+		return nil, fmt.Errorf("no PEM certificate in it")
+	}
+	return pool, nil
+}
+
+// buildAuth answers BuildKit's sign-in requests for every host a build
+// pulls from or pushes to: a configured registry by its address (the
+// build's own first), else the Keychain.
+func (a *Activities) buildAuth(own chain.Registry) authprovider.AuthConfigProvider {
+	return func(ctx context.Context, host string, _ []string, _ authprovider.ExpireCachedAuthCheck) (types.AuthConfig, error) {
+		reg := chain.Registry{Name: host, Address: host}
+		for _, r := range append([]chain.Registry{own}, a.Registries...) {
+			if r.Address == host {
+				reg = r
+				break
+			}
+		}
+		auth, err := Auth(reg)
+		if err != nil {
+			return types.AuthConfig{}, err
+		}
+		c, err := authn.Authorization(ctx, auth)
+		if err != nil {
+			return types.AuthConfig{}, fmt.Errorf("sign-in to %s: %w", host, err)
+		}
+		return types.AuthConfig{Username: c.Username, Password: c.Password, IdentityToken: c.IdentityToken,
+			RegistryToken: c.RegistryToken, ServerAddress: host}, nil
+	}
+}
+
+// buildTLS gives BuildKit's sign-in (the token requests, made on this
+// side) the CA files of the configured registries that have one.
+func (a *Activities) buildTLS(own chain.Registry) map[string]*authprovider.AuthTLSConfig {
+	out := map[string]*authprovider.AuthTLSConfig{}
+	for _, r := range append([]chain.Registry{own}, a.Registries...) {
+		if path, ok := strings.CutPrefix(string(r.CA), "file:"); ok && out[r.Address] == nil {
+			out[r.Address] = &authprovider.AuthTLSConfig{RootCAs: []string{path}}
+		}
+	}
+	return out
+}
+
+// scanAccess is the sign-in and transport a scan of reg's images uses.
+func (a *Activities) scanAccess(ctx context.Context, reg chain.Registry) (authn.AuthConfig, http.RoundTripper, error) {
+	auth, err := Auth(reg)
+	if err != nil {
+		return authn.AuthConfig{}, nil, err
+	}
+	c, err := authn.Authorization(ctx, auth)
+	if err != nil {
+		return authn.AuthConfig{}, nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("registry %s: sign-in: %v", reg.Name, err), ErrCredentials, nil)
+	}
+	tr, err := a.transport(reg)
+	if err != nil {
+		return authn.AuthConfig{}, nil, err
+	}
+	return *c, tr, nil
+}

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/dchain-dev/dchain/worker"
+)
+
+func newSetupCmd(g *globals) *cobra.Command {
+	var retention time.Duration
+	cmd := &cobra.Command{
+		Use:   "setup",
+		Short: "Prepare a Temporal cluster for dchain: create the namespace if missing and register dchain's search attributes",
+		Long: "setup is idempotent: it says what it changed, and nothing when the cluster is ready.\n" +
+			"Workers refuse a namespace without dchain's search attributes; run this once per cluster and namespace.",
+		Args: cobra.NoArgs,
+		RunE: g.withClient(func(cmd *cobra.Command, c client.Client, _ []string) error {
+			ctx, ns, out := cmd.Context(), g.namespace(), cmd.OutOrStdout()
+			created, err := worker.EnsureNamespace(ctx, c, ns, retention)
+			if err != nil {
+				return err
+			}
+			if created {
+				fmt.Fprintf(out, "namespace %s: created (retention %s)\n", ns, retention)
+			}
+			added, err := registerWhenVisible(ctx, c, ns)
+			if err != nil {
+				return err
+			}
+			if len(added) > 0 {
+				fmt.Fprintf(out, "namespace %s: registered search attributes %s\n", ns, strings.Join(added, ", "))
+			}
+			if !created && len(added) == 0 {
+				fmt.Fprintf(out, "namespace %s: ready (nothing to change)\n", ns)
+			}
+			return nil
+		}),
+	}
+	cmd.Flags().DurationVar(&retention, "retention", 30*24*time.Hour, "how long a new namespace keeps closed runs' histories")
+	return cmd
+}
+
+// registerWhenVisible registers the search attributes, waiting for a new
+// namespace to reach every frontend (its cache refreshes within seconds).
+func registerWhenVisible(ctx context.Context, c client.Client, ns string) ([]string, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		added, err := worker.RegisterSearchAttributes(ctx, c, ns)
+		var notFound *serviceerror.NamespaceNotFound
+		if err == nil || !errors.As(err, &notFound) || time.Now().After(deadline) {
+			return added, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
