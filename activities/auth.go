@@ -14,10 +14,10 @@ import (
 	ecr "github.com/awslabs/amazon-ecr-credential-helper/ecr-login"
 	acr "github.com/chrismellard/docker-credential-acr-env/pkg/credhelper"
 	"github.com/docker/cli/cli/config/types"
-	"github.com/moby/buildkit/session/auth/authprovider"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/google"
+	"github.com/moby/buildkit/session/auth/authprovider"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/dchain-dev/dchain/chain"
