@@ -59,9 +59,13 @@ func FindBuildKitd() (string, error) {
 	return "", errors.New("buildkitd not found (run scripts/install-build-deps.sh to build it into bin/, or put it on PATH)")
 }
 
+// BuildKitRegistry is a registry buildkitd talks to: over TLS verified by
+// CAFile, or (no CAFile) over plain HTTP.
+type BuildKitRegistry struct{ Addr, CAFile string }
+
 // StartBuildKit runs buildkitd with state under dir, trusting the given
-// insecure registries (host:port), and waits until it answers.
-func StartBuildKit(binary, dir string, insecureRegistries []string, logFile string) (*BuildKit, error) {
+// registries, and waits until it answers.
+func StartBuildKit(binary, dir string, registries []BuildKitRegistry, logFile string) (*BuildKit, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
@@ -80,8 +84,12 @@ func StartBuildKit(binary, dir string, insecureRegistries []string, logFile stri
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "root = %q\n\n[grpc]\n  address = [%q]\n\n[worker.oci]\n  enabled = true\n  snapshotter = \"overlayfs\"\n  gc = true\n\n[worker.containerd]\n  enabled = false\n",
 		filepath.Join(dir, "state"), "unix://"+sock)
-	for _, r := range insecureRegistries {
-		fmt.Fprintf(&cfg, "\n[registry.%q]\n  http = true\n  insecure = true\n", r)
+	for _, r := range registries {
+		if r.CAFile != "" {
+			fmt.Fprintf(&cfg, "\n[registry.%q]\n  http = false\n  ca = [%q]\n", r.Addr, r.CAFile)
+		} else {
+			fmt.Fprintf(&cfg, "\n[registry.%q]\n  http = true\n  insecure = true\n", r.Addr)
+		}
 	}
 	cfgPath := filepath.Join(dir, "buildkitd.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o644); err != nil {

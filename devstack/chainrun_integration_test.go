@@ -43,9 +43,15 @@ func TestMain(m *testing.M) {
 		}
 		regions = append(regions, Region{Name: n, Port: p})
 	}
+	priv, err := privateRegion(dir)
+	if err != nil {
+		panic(err)
+	}
+	regions = append(regions, priv)
 	tp, _ := freePort("127.0.0.1")
 	stack, err = Start(context.Background(), Options{
-		DataDir: dir, TemporalPort: tp, Regions: regions, Worker: &worker.Options{Chains: true}, BuildKit: true, Scan: true,
+		DataDir: dir, TemporalPort: tp, Regions: regions, BuildKit: true, Scan: true,
+		Worker: &worker.Options{Chains: true, Activities: &activities.Activities{Registries: []chain.Registry{privRegistry}}},
 	})
 	if err != nil {
 		panic(err)

@@ -49,7 +49,7 @@ func TestStartOnBusyPorts(t *testing.T) {
 	}
 	tp, _ := freePort("127.0.0.1")
 	dir := t.TempDir()
-	_, err = Start(context.Background(), Options{DataDir: dir, TemporalPort: tp, Regions: []Region{{"busy", port}}})
+	_, err = Start(context.Background(), Options{DataDir: dir, TemporalPort: tp, Regions: []Region{{Name: "busy", Port: port}}})
 	if err == nil || !strings.Contains(err.Error(), "registry busy") || !strings.Contains(err.Error(), fmt.Sprint(port)) {
 		t.Fatalf("busy registry port: %v", err)
 	}

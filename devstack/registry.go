@@ -9,13 +9,16 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/distribution/distribution/v3/configuration"
+	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd" // the "htpasswd" access controller
 	"github.com/distribution/distribution/v3/registry/handlers"
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // the "filesystem" storage driver
 	"github.com/sirupsen/logrus"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Registry is a real OCI registry (CNCF distribution's registry application)
@@ -43,8 +46,18 @@ func LogRegistriesTo(w io.Writer) {
 	})
 }
 
-// StartRegistry serves a distribution registry at addr with storage in rootDir.
-func StartRegistry(name, addr, rootDir string) (*Registry, error) {
+// RegistryOptions secure a registry: TLS with a certificate (CAFile is the
+// bundle that verifies it), and sign-in with htpasswd Users (name →
+// password).
+type RegistryOptions struct {
+	TLS    *Pair
+	CAFile string
+	Users  map[string]string
+}
+
+// StartRegistry serves a distribution registry at addr with storage in
+// rootDir; plain HTTP and open unless o says otherwise.
+func StartRegistry(name, addr, rootDir string, o ...RegistryOptions) (*Registry, error) {
 	if err := os.MkdirAll(rootDir, 0o755); err != nil {
 		return nil, fmt.Errorf("registry %s: %w", name, err)
 	}
@@ -56,6 +69,18 @@ func StartRegistry(name, addr, rootDir string) (*Registry, error) {
 		},
 	}
 	cfg.HTTP.Addr = addr
+	for _, o := range o {
+		if o.TLS != nil {
+			cfg.HTTP.TLS.Certificate, cfg.HTTP.TLS.Key = o.TLS.CertFile, o.TLS.KeyFile
+		}
+		if len(o.Users) > 0 {
+			file, err := writeHtpasswd(filepath.Join(rootDir, "..", name+".htpasswd"), o.Users)
+			if err != nil {
+				return nil, fmt.Errorf("registry %s: %w", name, err)
+			}
+			cfg.Auth = configuration.Auth{"htpasswd": configuration.Parameters{"realm": "dchain-" + name, "path": file}}
+		}
+	}
 	cfg.Catalog.MaxEntries = 1000 // what distribution's own config loader defaults to (0 refuses every page)
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -64,7 +89,13 @@ func StartRegistry(name, addr, rootDir string) (*Registry, error) {
 	r := &Registry{Name: name, Addr: l.Addr().String(), RootDir: rootDir, done: make(chan error, 1)}
 	r.app = handlers.NewApp(context.Background(), cfg)
 	r.srv = &http.Server{Handler: r.app, ReadHeaderTimeout: 30 * time.Second}
-	go func() { r.done <- r.srv.Serve(l) }()
+	go func() {
+		if cfg.HTTP.TLS.Certificate != "" {
+			r.done <- r.srv.ServeTLS(l, cfg.HTTP.TLS.Certificate, cfg.HTTP.TLS.Key)
+		} else {
+			r.done <- r.srv.Serve(l)
+		}
+	}()
 	return r, nil
 }
 
@@ -88,4 +119,18 @@ func logFile(dir, name string) io.Writer {
 		return io.Discard
 	}
 	return f
+}
+
+// writeHtpasswd writes users (name → password) as bcrypt htpasswd lines.
+func writeHtpasswd(path string, users map[string]string) (string, error) {
+	var b strings.Builder
+	for u, p := range users {
+		h, err := bcrypt.GenerateFromPassword([]byte(p), bcrypt.MinCost)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "%s:%s\n", u, h)
+	}
+	path = filepath.Clean(path)
+	return path, os.WriteFile(path, []byte(b.String()), 0o600)
 }

@@ -19,10 +19,13 @@ import (
 type Region struct {
 	Name string `json:"name"`
 	Port int    `json:"port"`
+	// Secure, when set, serves the registry over TLS and/or behind sign-in
+	// (the dev stack's own are plain HTTP and open).
+	Secure *RegistryOptions `json:"-"`
 }
 
 // DefaultRegions are the dev registries and their fixed ports.
-var DefaultRegions = []Region{{"hangzhou", 5001}, {"frankfurt", 5002}, {"virginia", 5003}}
+var DefaultRegions = []Region{{Name: "hangzhou", Port: 5001}, {Name: "frankfurt", Port: 5002}, {Name: "virginia", Port: 5003}}
 
 // Default ports.
 const (
@@ -126,7 +129,11 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 	LogRegistriesTo(logFile(o.DataDir, "registries.log"))
 	for _, r := range o.Regions {
 		addr := fmt.Sprintf("%s:%d", o.IP, r.Port)
-		reg, err := StartRegistry(r.Name, addr, dir("registries", r.Name))
+		var ro RegistryOptions
+		if r.Secure != nil {
+			ro = *r.Secure
+		}
+		reg, err := StartRegistry(r.Name, addr, dir("registries", r.Name), ro)
 		if err != nil {
 			return fmt.Errorf("%w (pick another port: --region %s=PORT)", err, r.Name)
 		}
@@ -195,9 +202,13 @@ func (s *Stack) startBuildKit(ctx context.Context, o Options, dir string) error 
 	if err != nil {
 		return err
 	}
-	var regs []string
+	var regs []BuildKitRegistry
 	for _, r := range o.Regions {
-		regs = append(regs, s.Endpoints.Registries[r.Name])
+		br := BuildKitRegistry{Addr: s.Endpoints.Registries[r.Name]}
+		if r.Secure != nil && r.Secure.TLS != nil {
+			br.CAFile = r.Secure.CAFile
+		}
+		regs = append(regs, br)
 	}
 	if s.BuildKit, err = StartBuildKit(bin, dir, regs, filepath.Join(dir, "buildkitd.log")); err != nil {
 		return err
