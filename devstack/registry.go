@@ -53,6 +53,8 @@ type RegistryOptions struct {
 	TLS    *Pair
 	CAFile string
 	Users  map[string]string
+	// Htpasswd is an htpasswd file of bcrypt lines, instead of Users.
+	Htpasswd string
 }
 
 // StartRegistry serves a distribution registry at addr with storage in
@@ -73,11 +75,14 @@ func StartRegistry(name, addr, rootDir string, o ...RegistryOptions) (*Registry,
 		if o.TLS != nil {
 			cfg.HTTP.TLS.Certificate, cfg.HTTP.TLS.Key = o.TLS.CertFile, o.TLS.KeyFile
 		}
+		file := o.Htpasswd
 		if len(o.Users) > 0 {
-			file, err := writeHtpasswd(filepath.Join(rootDir, "..", name+".htpasswd"), o.Users)
-			if err != nil {
+			var err error
+			if file, err = writeHtpasswd(filepath.Join(rootDir, "..", name+".htpasswd"), o.Users); err != nil {
 				return nil, fmt.Errorf("registry %s: %w", name, err)
 			}
+		}
+		if file != "" {
 			cfg.Auth = configuration.Auth{"htpasswd": configuration.Parameters{"realm": "dchain-" + name, "path": file}}
 		}
 	}

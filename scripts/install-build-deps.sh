@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the build stage needs on a fresh machine, idempotently:
-#  - runc, git, busybox-static, qemu-user-static (Debian packages);
+#  - runc, git, busybox-static, qemu-user-static, openssl, apache2-utils (Debian packages);
 #  - the arm64 busybox binary (bin/arm64/busybox), for the offline base image;
 #  - qemu-aarch64 registered in binfmt_misc, so RUN steps of arm64 builds run;
 #  - buildkitd and buildctl, built from tools/buildkit into bin/ (~3 min the first time).
@@ -13,6 +13,8 @@ command -v runc >/dev/null || missing+=(runc)
 command -v git >/dev/null || missing+=(git)
 [ -x /bin/busybox ] || missing+=(busybox-static)
 [ -x /usr/bin/qemu-aarch64-static ] || missing+=(qemu-user-static)
+command -v openssl >/dev/null || missing+=(openssl)        # scripts/deploy-init.sh (tested)
+command -v htpasswd >/dev/null || missing+=(apache2-utils) # its bcrypt htpasswd line
 if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -q && $SUDO apt-get install -y -q "${missing[@]}"
 fi

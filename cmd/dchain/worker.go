@@ -23,11 +23,11 @@ import (
 func newWorkerCmd(g *globals) *cobra.Command {
 	var regions []string
 	var buildkit, workDir string
-	var noScan, register bool
+	var noScan, register, chainsOnly bool
 	var trivy scanner.Options
 	cmd := &cobra.Command{
 		Use:   "worker",
-		Short: "Run a worker: chain runs plus replication into every configured registry, or with --region only that region's replication",
+		Short: "Run a worker: chain runs plus replication into every configured registry; --chains-only: chain runs only; --region: only that region's replication",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := chain.ReadConfig(g.config)
@@ -41,7 +41,10 @@ func newWorkerCmd(g *globals) *cobra.Command {
 					return fmt.Errorf("--region %q: no such registry in %s", r, cfg.Path)
 				}
 			}
-			if o.Chains {
+			if chainsOnly && len(regions) > 0 {
+				return fmt.Errorf("--chains-only and --region exclude each other: run one worker for the chain queue and one per region")
+			}
+			if o.Chains && !chainsOnly {
 				for _, r := range cfg.Registries {
 					o.Regions = append(o.Regions, r.Name)
 				}
@@ -75,6 +78,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&workDir, "work-dir", envOr("DCHAIN_WORK_DIR", ""), "temporary work (source checkouts); what a killed worker left there is removed at start (default: <temp dir>/dchain-work)")
 	cmd.Flags().BoolVar(&register, "register-search-attributes", false, "add dchain's search attributes to the namespace when missing (else a worker refuses to start without them; see `dchain setup`)")
+	cmd.Flags().BoolVar(&chainsOnly, "chains-only", false, "serve only the chain queue (runs, builds, scans, triggers); replication is left to `worker --region` processes")
 	cmd.Flags().StringSliceVar(&regions, "region", nil, "serve only replication into this registry (repeatable)")
 	cmd.Flags().BoolVar(&noScan, "no-scan", false, "do not scan (no vulnerability DB is loaded)")
 	cmd.Flags().StringVar(&trivy.CacheDir, "trivy-cache-dir", envOr("DCHAIN_TRIVY_CACHE_DIR", ""), "Trivy DB and layer cache (default: the user cache dir)")

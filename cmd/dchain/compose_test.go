@@ -1,0 +1,275 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/dchain-dev/dchain/activities"
+	"github.com/dchain-dev/dchain/chain"
+	"github.com/dchain-dev/dchain/devstack"
+	"github.com/dchain-dev/dchain/workflows"
+)
+
+const repoRoot = "../.."
+
+// The production compose file, without a Docker engine: it loads with the
+// compose spec's own loader; every image is pinned; every dchain service's
+// command parses with the CLI's real flags and arguments; there is one
+// chain worker, one worker per configured registry, an API and the setup
+// that registers the search attributes, which every other dchain service
+// waits for; no secret is written in the file, dchain's secrets come from
+// deploy/dchain.env only (and every reference the config makes is in its
+// template), PostgreSQL's and Temporal's from deploy/postgres.env only.
+func TestComposeDeployment(t *testing.T) {
+	opts, err := cli.NewProjectOptions([]string{filepath.Join(repoRoot, "docker-compose.yml")},
+		cli.WithWorkingDirectory(repoRoot), cli.WithoutEnvironmentResolution)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("docker-compose.yml: %v", err)
+	}
+	l, err := chain.Load(filepath.Join(repoRoot, "deploy", "dchain.yaml"))
+	if err != nil {
+		t.Fatalf("deploy/dchain.yaml: %v", err)
+	}
+
+	secretKey := regexp.MustCompile(`(?i)(^|_)(secret|token|password|pwd|credentials|api_key)($|_)`)
+	secretValue := regexp.MustCompile(`change-me|[0-9a-f]{32,}|[A-Za-z0-9+/]{40,}`)
+	regionWorkers := map[string][]string{}
+	roles := map[string][]string{}
+	for _, s := range p.Services {
+		if s.Image == "" {
+			t.Errorf("%s: no image", s.Name)
+			continue
+		}
+		ref, err := name.ParseReference(s.Image)
+		if err != nil {
+			t.Errorf("%s: image %q: %v", s.Name, s.Image, err)
+		} else if tag, ok := ref.(name.Tag); ok && (tag.TagStr() == "latest" || !strings.Contains(s.Image[strings.LastIndex(s.Image, "/")+1:], ":")) {
+			t.Errorf("%s: image %q is not pinned to a version", s.Name, s.Image)
+		}
+		for k, v := range s.Environment {
+			if secretKey.MatchString(k) {
+				t.Errorf("%s: %s is set in the compose file; secrets belong in an env file", s.Name, k)
+			}
+			if v != nil && secretValue.MatchString(*v) {
+				t.Errorf("%s: %s=%q looks like a secret", s.Name, k, *v)
+			}
+		}
+		envFiles := map[string]bool{}
+		for _, f := range s.EnvFiles {
+			envFiles[filepath.Base(f.Path)] = true
+		}
+		for _, v := range s.Volumes {
+			if v.Type == types.VolumeTypeBind && !strings.Contains(v.Source, "/deploy/certs") && !strings.HasSuffix(v.Source, "/deploy/htpasswd") {
+				if _, err := os.Stat(v.Source); err != nil {
+					t.Errorf("%s: mounts %s, which the repository lacks", s.Name, v.Source)
+				}
+			}
+		}
+		if s.Build == nil {
+			if envFiles["dchain.env"] {
+				t.Errorf("%s is not dchain but reads dchain's secrets", s.Name)
+			}
+			continue
+		}
+
+		// A dchain service: its command is a dchain command line.
+		if envFiles["postgres.env"] || !envFiles["dchain.env"] {
+			t.Errorf("%s: env files %v, want deploy/dchain.env only", s.Name, s.EnvFiles)
+		}
+		root := newRoot()
+		cmd, rest, err := root.Find(s.Command)
+		if err != nil || cmd == root {
+			t.Errorf("%s: %q is not a dchain command (%v)", s.Name, s.Command, err)
+			continue
+		}
+		if err := cmd.ParseFlags(rest); err != nil {
+			t.Errorf("%s: %q: %v", s.Name, s.Command, err)
+			continue
+		}
+		if err := cmd.ValidateArgs(cmd.Flags().Args()); err != nil {
+			t.Errorf("%s: %q: %v", s.Name, s.Command, err)
+		}
+		switch cmd.Name() {
+		case "worker":
+			regions, _ := cmd.Flags().GetStringSlice("region")
+			chainsOnly, _ := cmd.Flags().GetBool("chains-only")
+			switch {
+			case chainsOnly:
+				roles["chains"] = append(roles["chains"], s.Name)
+			case len(regions) == 0:
+				t.Errorf("%s: a worker for the chain queue and every region: use --chains-only and a worker per region", s.Name)
+			}
+			for _, r := range regions {
+				if _, ok := l.Config.Registry(r); !ok {
+					t.Errorf("%s: --region %s is not a registry of deploy/dchain.yaml", s.Name, r)
+				}
+				regionWorkers[r] = append(regionWorkers[r], s.Name)
+			}
+		default:
+			roles[cmd.Name()] = append(roles[cmd.Name()], s.Name)
+		}
+		if cmd.Name() != "setup" {
+			if d, ok := s.DependsOn["dchain-setup"]; !ok || d.Condition != types.ServiceConditionCompletedSuccessfully {
+				t.Errorf("%s must wait for dchain-setup to complete (it registers the search attributes the workers need)", s.Name)
+			}
+		}
+		if v := s.Environment["TEMPORAL_ADDRESS"]; v == nil || *v != "temporal:7233" {
+			t.Errorf("%s: TEMPORAL_ADDRESS %v, want temporal:7233", s.Name, v)
+		}
+	}
+	for _, r := range l.Config.Registries {
+		if len(regionWorkers[r.Name]) != 1 {
+			t.Errorf("registry %s has region workers %v, want one", r.Name, regionWorkers[r.Name])
+		}
+		if _, ok := p.Services[r.Name]; !ok {
+			t.Errorf("registry %s (%s) has no service", r.Name, r.Address)
+		}
+	}
+	for role, want := range map[string]int{"chains": 1, "api": 1, "setup": 1} {
+		if len(roles[role]) != want {
+			t.Errorf("%d services of role %s (%v), want %d", len(roles[role]), role, roles[role], want)
+		}
+	}
+
+	// Every secret the config references is in dchain.env's template.
+	template := envKeys(t, filepath.Join(repoRoot, "deploy", "dchain.env.example"))
+	refs := []chain.SecretRef{l.Config.API.Token}
+	for _, r := range l.Config.Registries {
+		refs = append(refs, r.Credentials)
+	}
+	for _, s := range l.Config.Sources {
+		refs = append(refs, s.Secret)
+	}
+	for _, ch := range l.Chains {
+		for _, tr := range ch.Triggers {
+			refs = append(refs, tr.Secret)
+		}
+	}
+	for _, r := range refs {
+		if env, ok := strings.CutPrefix(string(r), "env:"); ok && !template[env] {
+			t.Errorf("deploy/dchain.yaml references %s, which deploy/dchain.env.example lacks", r)
+		}
+	}
+	pg := envKeys(t, filepath.Join(repoRoot, "deploy", "postgres.env.example"))
+	for _, k := range []string{"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_PWD", "SQL_USER", "SQL_PASSWORD"} {
+		if !pg[k] {
+			t.Errorf("deploy/postgres.env.example lacks %s", k)
+		}
+	}
+
+	// buildkitd trusts the CA for every registry the config names.
+	bk, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "buildkitd.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range l.Config.Registries {
+		if !strings.Contains(string(bk), `[registry."`+r.Address+`"]`) {
+			t.Errorf("deploy/buildkitd.toml does not trust %s", r.Address)
+		}
+	}
+	if !slices.Contains(p.ServiceNames(), "temporal-schema") {
+		t.Error("no service sets up Temporal's schema")
+	}
+}
+
+// envKeys are the variable names an env file sets.
+func envKeys(t *testing.T, path string) map[string]bool {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	keys := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if k, _, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+			keys[k] = true
+		}
+	}
+	return keys
+}
+
+// scripts/deploy-init.sh makes what the deployment needs, and it works: a
+// registry serving its certificate behind its htpasswd answers dchain,
+// which signs in with the credentials of the dchain.env it wrote and
+// trusts the CA it made; secrets are random and not readable by others.
+func TestDeployInit(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"scripts/deploy-init.sh", "deploy/dchain.env.example", "deploy/postgres.env.example"} {
+		b, err := os.ReadFile(filepath.Join(repoRoot, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command("bash", filepath.Join(dir, "scripts", "deploy-init.sh")).CombinedOutput(); err != nil {
+		t.Fatalf("deploy-init.sh: %v\n%s", err, out)
+	}
+	deploy := filepath.Join(dir, "deploy")
+	env := map[string]string{}
+	for _, f := range []string{"dchain.env", "postgres.env"} {
+		fi, err := os.Stat(filepath.Join(deploy, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s is readable by others (%v)", f, fi.Mode())
+		}
+		b, _ := os.ReadFile(filepath.Join(deploy, f))
+		if strings.Contains(string(b), "change-me") {
+			t.Errorf("%s still holds a placeholder", f)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+				env[k] = v
+			}
+		}
+	}
+	if env["DCHAIN_API_TOKEN"] == env["DCHAIN_GITHUB_WEBHOOK_SECRET"] || len(env["DCHAIN_API_TOKEN"]) < 32 {
+		t.Errorf("secrets are not distinct random values: %d-character token", len(env["DCHAIN_API_TOKEN"]))
+	}
+
+	port := freePort(t)
+	certs := filepath.Join(deploy, "certs")
+	reg, err := devstack.StartRegistry("hangzhou", "127.0.0.1:"+strconv.Itoa(port), filepath.Join(dir, "data"), devstack.RegistryOptions{
+		TLS:      &devstack.Pair{CertFile: filepath.Join(certs, "registry.pem"), KeyFile: filepath.Join(certs, "registry-key.pem")},
+		Htpasswd: filepath.Join(deploy, "htpasswd")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Stop()
+	t.Setenv("DCHAIN_HANGZHOU_CREDENTIALS", env["DCHAIN_HANGZHOU_CREDENTIALS"])
+	hz := chain.Registry{Name: "hangzhou", Address: reg.Addr, CA: chain.SecretRef("file:" + filepath.Join(certs, "ca.pem")),
+		Credentials: "env:DCHAIN_HANGZHOU_CREDENTIALS"}
+	a := &activities.Activities{}
+	if _, err := a.ResolveImage(context.Background(), workflows.ResolveImageInput{Registry: hz, Image: workflows.ImageRef{Repository: "apps/web", Tag: "v1"}}); err == nil || !strings.Contains(err.Error(), "not found") && !strings.Contains(err.Error(), "MANIFEST_UNKNOWN") {
+		t.Fatalf("an absent image through sign-in and the CA: %v, want not found", err)
+	}
+	hz.Credentials = ""
+	if _, err := a.ResolveImage(context.Background(), workflows.ResolveImageInput{Registry: hz, Image: workflows.ImageRef{Repository: "apps/web", Tag: "v1"}}); err == nil || !strings.Contains(err.Error(), "access denied") {
+		t.Fatalf("without credentials: %v, want access denied", err)
+	}
+}

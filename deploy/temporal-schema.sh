@@ -1,0 +1,13 @@
+#!/bin/sh
+# Creates Temporal's two PostgreSQL databases and brings their schemas up to
+# this admin-tools version; safe to run again (what exists is kept).
+set -eu
+export SQL_PLUGIN=postgres12 SQL_HOST="${SQL_HOST:-postgresql}" SQL_PORT="${SQL_PORT:-5432}"
+schema=/etc/temporal/schema/postgresql/v12
+for db in temporal temporal_visibility; do
+  SQL_DATABASE=$db temporal-sql-tool create-database 2>/dev/null || echo "database $db exists"
+done
+SQL_DATABASE=temporal temporal-sql-tool setup-schema -v 0.0
+SQL_DATABASE=temporal temporal-sql-tool update-schema -d "$schema/temporal/versioned"
+SQL_DATABASE=temporal_visibility temporal-sql-tool setup-schema -v 0.0
+SQL_DATABASE=temporal_visibility temporal-sql-tool update-schema -d "$schema/visibility/versioned"
