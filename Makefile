@@ -4,7 +4,7 @@
 export GOEXPERIMENT := jsonv2
 export DCHAIN_BIN_DIR := $(CURDIR)/bin
 
-.PHONY: build deps test fuzz demo dev vet bench bench-peers
+.PHONY: build deps test fuzz demo dev vet bench bench-peers chaos
 
 build:
 	go build -buildvcs=true -o bin/dchain ./cmd/dchain
@@ -23,6 +23,12 @@ test: deps
 	go vet ./...
 	go test -count=1 -timeout 20m ./...
 	scripts/fuzz.sh
+
+# The chaos suite alone (also part of `make test`): the deployment's shape as
+# processes of the real binary; workers, an API replica and the Temporal
+# server are killed mid-run (docs/reliability.md).
+chaos:
+	go test -count=1 -v -timeout 15m ./chaos/
 
 # Every fuzz target (webhook payloads, refs, commits, digests, images, chain
 # files, visibility queries) for FUZZTIME each (default 20000x) over its corpus.

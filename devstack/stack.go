@@ -45,8 +45,12 @@ type Options struct {
 	UIPort       int // 0 disables the Web UI
 	ReceiverPort int
 	Regions      []Region
-	Namespace    string
-	TaskQueue    string
+	// NoRegistries starts no registry (Regions are ignored; no BuildKit or
+	// Scan, which need one); NoReceiver no trigger receiver: for a stack
+	// of separate processes where these run elsewhere.
+	NoRegistries, NoReceiver bool
+	Namespace                string
+	TaskQueue                string
 	// Worker, when set, starts the worker with these options (Regions default to every dev registry).
 	Worker *worker.Options
 	// BuildKit starts a buildkitd child for the build stage and seeds the
@@ -110,6 +114,12 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 	if len(o.Regions) == 0 {
 		o.Regions = DefaultRegions
 	}
+	if o.NoRegistries {
+		if o.BuildKit || o.Scan {
+			return errors.New("devstack: the build and scan stages need a dev registry (turn them off, or keep the registries)")
+		}
+		o.Regions = nil
+	}
 	dir := func(parts ...string) string { return filepath.Join(append([]string{o.DataDir}, parts...)...) }
 	if o.DataDir == "" {
 		return errors.New("devstack: a data dir is required")
@@ -153,13 +163,15 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 	if os.Getenv(TriggerSecretEnv) == "" {
 		os.Setenv(TriggerSecretEnv, "dchain-dev-secret")
 	}
-	if err := os.MkdirAll(dir("receiver"), 0o755); err != nil {
-		return err
+	if !o.NoReceiver {
+		if err := os.MkdirAll(dir("receiver"), 0o755); err != nil {
+			return err
+		}
+		if s.Receiver, err = StartReceiver(fmt.Sprintf("%s:%d", o.IP, o.ReceiverPort), os.Getenv(TriggerSecretEnv), dir("receiver", "deliveries.jsonl")); err != nil {
+			return err
+		}
+		s.Endpoints.Receiver = s.Receiver.URL
 	}
-	if s.Receiver, err = StartReceiver(fmt.Sprintf("%s:%d", o.IP, o.ReceiverPort), os.Getenv(TriggerSecretEnv), dir("receiver", "deliveries.jsonl")); err != nil {
-		return err
-	}
-	s.Endpoints.Receiver = s.Receiver.URL
 	if s.Client, err = client.DialContext(ctx, client.Options{HostPort: s.Temporal.Address, Namespace: o.Namespace, Logger: worker.QuietLogger()}); err != nil {
 		return fmt.Errorf("devstack: connect to temporal: %w", err)
 	}

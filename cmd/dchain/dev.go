@@ -20,7 +20,7 @@ import (
 func newDevCmd(g *globals) *cobra.Command {
 	o := devstack.Options{}
 	var regions []string
-	var noUI, noBuildKit, noScan, noAPI bool
+	var noUI, noBuildKit, noScan, noAPI, noWorker bool
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the whole stack in one process: Temporal + Web UI, regional registries, trigger receiver, worker",
@@ -34,7 +34,12 @@ func newDevCmd(g *globals) *cobra.Command {
 				o.UIPort = 0
 			}
 			o.Namespace, o.TaskQueue = g.namespace(), g.taskQueue
-			o.Worker = &worker.Options{Chains: true}
+			if !noWorker {
+				o.Worker = &worker.Options{Chains: true}
+			}
+			if o.NoRegistries {
+				noBuildKit, noScan = true, true // both need a dev registry
+			}
 			o.BuildKit, o.Scan = !noBuildKit, !noScan
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -91,6 +96,9 @@ func newDevCmd(g *globals) *cobra.Command {
 	f.BoolVar(&noBuildKit, "no-buildkit", false, "do not start buildkitd (chains with a build section cannot run)")
 	f.BoolVar(&noScan, "no-scan", false, "no Trivy scanner (chains with a scan section cannot run)")
 	f.BoolVar(&noAPI, "no-api", false, "do not serve the webhook receiver and HTTP API")
+	f.BoolVar(&noWorker, "no-worker", false, "run no worker in this process (run `dchain worker` processes against it)")
+	f.BoolVar(&o.NoRegistries, "no-registries", false, "start no dev registry (implies --no-buildkit --no-scan; use your own registries)")
+	f.BoolVar(&o.NoReceiver, "no-receiver", false, "start no trigger receiver")
 	f.IntVar(&o.ReceiverPort, "receiver-port", devstack.DefaultReceiverPort, "trigger receiver port")
 	f.StringSliceVar(&regions, "region", nil, "a regional registry as NAME=PORT (repeatable; default hangzhou=5001,frankfurt=5002,virginia=5003)")
 	cmd.AddCommand(newDevSeedCmd())
@@ -127,7 +135,9 @@ func printEndpoints(e devstack.Endpoints, config string) {
 	for name, addr := range e.Registries {
 		fmt.Printf("  registry %-9s http://%s\n", name, addr)
 	}
-	fmt.Printf("  trigger receiver  %s (GET /deliveries)\n", e.Receiver)
+	if e.Receiver != "" {
+		fmt.Printf("  trigger receiver  %s (GET /deliveries)\n", e.Receiver)
+	}
 	if e.BuildKit != "" {
 		fmt.Printf("  buildkitd         %s\n", e.BuildKit)
 		fmt.Printf("  base image        %s (FROM this; offline busybox)\n", e.BaseImage)
