@@ -5,26 +5,40 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dchain-dev/dchain/workflows"
 )
 
-// metrics are the API's Prometheus metrics, in a registry of their own.
+// metrics are the API's Prometheus metrics, in the process's registry
+// (beside the SDK client's) or one of their own.
 type metrics struct {
-	registry   *prometheus.Registry
-	requests   *prometheus.CounterVec
-	runs       *prometheus.CounterVec
-	rejections *prometheus.CounterVec
+	registry *prometheus.Registry
+	requests *prometheus.CounterVec
+	starts   *prometheus.CounterVec
+	events   *prometheus.CounterVec
 }
 
-func newMetrics() *metrics {
+func newMetrics(reg *prometheus.Registry) *metrics {
 	m := &metrics{
-		registry: prometheus.NewRegistry(),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dchain_api_requests_total", Help: "HTTP requests by route and status code."}, []string{"route", "code"}),
-		runs:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dchain_runs_started_total", Help: "Chain runs started, by origin (webhook source or api)."}, []string{"origin"}),
-		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dchain_webhook_rejections_total", Help: "Webhook deliveries refused, by source and reason."},
-			[]string{"source", "reason"}),
+		registry: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dchain_api_requests_total",
+			Help: "HTTP requests by route (the API's route pattern, never the raw path) and status code."}, []string{"route", "code"}),
+		starts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dchain_api_runs_started_total",
+			Help: "Chain runs started through the API, by origin (a configured webhook source, or api)."}, []string{"origin"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: workflows.MetricWebhookEvents + "_total",
+			Help: "Webhook deliveries by source (configured names; anything else is unknown) and result."}, []string{workflows.TagSource, workflows.TagResult}),
 	}
-	m.registry.MustRegister(m.requests, m.runs, m.rejections, prometheus.NewGoCollector())
+	if m.registry == nil {
+		m.registry = prometheus.NewRegistry()
+		m.registry.MustRegister(prometheus.NewGoCollector())
+	}
+	m.registry.MustRegister(m.requests, m.starts, m.events)
 	return m
+}
+
+// event counts a webhook delivery of source (already bounded) by result.
+func (m *metrics) event(source, result string) {
+	m.events.WithLabelValues(source, result).Inc()
 }
 
 // count counts every request by route and answer.
@@ -35,7 +49,11 @@ func (s *Server) count(next echo.HandlerFunc) echo.HandlerFunc {
 		if he, ok := err.(*echo.HTTPError); ok {
 			code = he.Code
 		}
-		s.metrics.requests.WithLabelValues(c.Path(), strconv.Itoa(code)).Inc()
+		route := c.Path()
+		if route == "" || route == "/*" {
+			route = "unmatched"
+		}
+		s.metrics.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
 		return err
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
 
@@ -53,10 +54,11 @@ type ErrorDetail struct {
 }
 
 // NewServer resolves the config's secrets (inside this process, never into
-// a workflow) and prepares the server.
-func NewServer(st *starter.Starter, l *chain.Loaded, namespace string) (*Server, error) {
+// a workflow) and prepares the server; its metrics go into reg, the
+// process's registry (nil: one of its own).
+func NewServer(st *starter.Starter, l *chain.Loaded, namespace string, reg *prometheus.Registry) (*Server, error) {
 	s := &Server{Starter: st, Client: st.Client, Config: l, Secrets: map[string]string{}, MaxBody: l.Config.API.MaxBodyBytes,
-		UIURL: l.Config.API.UIURL, Namespace: namespace, metrics: newMetrics()}
+		UIURL: l.Config.API.UIURL, Namespace: namespace, metrics: newMetrics(reg)}
 	if s.MaxBody == 0 {
 		s.MaxBody = DefaultMaxBody
 	}

@@ -33,38 +33,40 @@ func (s *Server) webhook(c echo.Context) error {
 	name := c.Param("source")
 	src, ok := s.source(name)
 	if !ok {
-		s.metrics.rejections.WithLabelValues(name, "unknown_source").Inc()
+		s.metrics.event("unknown", "unknown_source")
 		return apiError(c, http.StatusNotFound, "unknown_source", "no webhook source %q is configured (sources in %s)", name, s.Config.Config.Path)
 	}
 	body, err := s.readBody(c)
 	if errors.Is(err, errTooLarge) {
-		s.metrics.rejections.WithLabelValues(name, "too_large").Inc()
+		s.metrics.event(name, "too_large")
 		return apiError(c, http.StatusRequestEntityTooLarge, "too_large", "the body is larger than %d bytes", s.MaxBody)
 	}
 	if err != nil {
 		return apiError(c, http.StatusBadRequest, "bad_body", "reading the body: %v", err)
 	}
 	if err := starter.Verify(src.Provider, s.Secrets[name], c.Request().Header, body); err != nil {
-		s.metrics.rejections.WithLabelValues(name, "signature").Inc()
+		s.metrics.event(name, "signature")
 		return apiError(c, http.StatusUnauthorized, "bad_signature", "%s delivery refused: %v", src.Provider, err)
 	}
 	ev, err := starter.Parse(src.Provider, c.Request().Header, body)
 	if err != nil {
-		s.metrics.rejections.WithLabelValues(name, "malformed").Inc()
+		s.metrics.event(name, "malformed")
 		return apiError(c, http.StatusBadRequest, "malformed_payload", "%v", err)
 	}
 	d, err := s.Starter.Deliver(c.Request().Context(), src, ev)
 	if errors.Is(err, starter.ErrUnavailable) {
-		s.metrics.rejections.WithLabelValues(name, "unavailable").Inc()
+		s.metrics.event(name, "unavailable")
 		return apiError(c, http.StatusServiceUnavailable, "temporal_unavailable", "%v; retry the delivery", err)
 	}
 	if isBadInput(err) {
-		s.metrics.rejections.WithLabelValues(name, "malformed").Inc()
+		s.metrics.event(name, "malformed")
 		return badInput(c, err)
 	}
 	if err != nil {
+		s.metrics.event(name, "error")
 		return apiError(c, http.StatusInternalServerError, "start_failed", "%v", err)
 	}
+	s.metrics.event(name, webhookResult(d.Runs, d.Ignored))
 	return s.answerRuns(c, name, d.Runs, d.Ignored)
 }
 
@@ -79,7 +81,7 @@ func (s *Server) answerRuns(c echo.Context, origin string, runs []starter.Starte
 			started++
 		}
 	}
-	s.metrics.runs.WithLabelValues(origin).Add(float64(started))
+	s.metrics.starts.WithLabelValues(origin).Add(float64(started))
 	if started > 0 {
 		return c.JSON(http.StatusAccepted, ans)
 	}
@@ -93,4 +95,20 @@ func (s *Server) source(name string) (chain.Source, bool) {
 		}
 	}
 	return chain.Source{}, false
+}
+
+// webhookResult is what a delivery came to: accepted (a run started),
+// existing (a redelivery: its runs exist), or ignored.
+func webhookResult(runs []starter.Started, ignored []string) string {
+	existing := false
+	for _, r := range runs {
+		if !r.Existing {
+			return "accepted"
+		}
+		existing = true
+	}
+	if existing {
+		return "existing"
+	}
+	return "ignored"
 }

@@ -39,7 +39,7 @@ func apiServer(t testing.TB, l *chain.Loaded, c client.Client) (*httptest.Server
 		{Name: "registry", Provider: starter.ProviderDistribution, Registry: "src", Secret: "env:" + hookSecretEnv},
 		{Name: "harbor", Provider: starter.ProviderHarbor, Registry: "src", Secret: "env:" + hookSecretEnv},
 	}
-	s, err := api.NewServer(&starter.Starter{Client: c, Config: l}, l, "default")
+	s, err := api.NewServer(&starter.Starter{Client: c, Config: l}, l, "default", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func TestRESTAPI(t *testing.T) {
 	}
 	m, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(m), `dchain_runs_started_total{origin="api"} 2`) || !strings.Contains(string(m), "dchain_api_requests_total") {
+	if !strings.Contains(string(m), `dchain_api_runs_started_total{origin="api"} 2`) || !strings.Contains(string(m), "dchain_api_requests_total") {
 		t.Fatalf("metrics:\n%s", m)
 	}
 	_ = digest

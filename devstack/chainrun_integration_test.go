@@ -48,9 +48,12 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	regions = append(regions, priv)
+	if metrics, err = worker.NewMetrics(metricsBounds()); err != nil {
+		panic(err)
+	}
 	tp, _ := freePort("127.0.0.1")
 	stack, err = Start(context.Background(), Options{
-		DataDir: dir, TemporalPort: tp, Regions: regions, BuildKit: true, Scan: true,
+		DataDir: dir, TemporalPort: tp, Regions: regions, BuildKit: true, Scan: true, Metrics: metrics.Handler,
 		Worker: &worker.Options{Chains: true, Activities: &activities.Activities{Registries: []chain.Registry{privRegistry}}},
 	})
 	if err != nil {

@@ -59,6 +59,8 @@ type Options struct {
 	// DataDirLock is the data dir's lock when the caller took it already
 	// (LockDataDir); the stack owns it from then on and releases it on Stop.
 	DataDirLock *os.File
+	// Metrics receives the SDK's metrics and dchain's (nil: none).
+	Metrics client.MetricsHandler
 	// Scan builds the demo vulnerability DB, pushes it to the first region's
 	// registry as Trivy's OCI artifact, and gives the worker a Trivy scanner
 	// that downloads it from there.
@@ -172,7 +174,7 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 		}
 		s.Endpoints.Receiver = s.Receiver.URL
 	}
-	if s.Client, err = client.DialContext(ctx, client.Options{HostPort: s.Temporal.Address, Namespace: o.Namespace, Logger: worker.QuietLogger()}); err != nil {
+	if s.Client, err = client.DialContext(ctx, client.Options{HostPort: s.Temporal.Address, Namespace: o.Namespace, Logger: worker.QuietLogger(), MetricsHandler: o.Metrics}); err != nil {
 		return fmt.Errorf("devstack: connect to temporal: %w", err)
 	}
 	if _, err := worker.RegisterSearchAttributes(ctx, s.Client, o.Namespace); err != nil {

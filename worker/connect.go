@@ -38,6 +38,8 @@ type Connection struct {
 	ConfigFile, Profile string
 	// Env looks up the environment (nil: the process's).
 	Env envconfig.EnvLookup
+	// Metrics receives the SDK's metrics and dchain's (nil: none).
+	Metrics client.MetricsHandler
 }
 
 // Defaults of a connection that names nothing.
@@ -128,6 +130,7 @@ func (c Connection) ClientOptions() (client.Options, error) {
 		return client.Options{}, fmt.Errorf("temporal connection: %w", err)
 	}
 	o.Logger = QuietLogger()
+	o.MetricsHandler = c.Metrics
 	return o, nil
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -65,7 +66,7 @@ func Start(c client.Client, o Options) (Workers, error) {
 	}
 	var ws Workers
 	if o.Chains {
-		w := sdkworker.New(c, o.TaskQueue, sdkworker.Options{})
+		w := sdkworker.New(c, o.TaskQueue, workerOptions())
 		w.RegisterWorkflowWithOptions(workflows.ChainRun, workflow.RegisterOptions{Name: "ChainRun"})
 		w.RegisterActivityWithOptions(a.ResolveImage, activity.RegisterOptions{Name: workflows.ActivityResolveImage})
 		w.RegisterActivityWithOptions(a.DeliverTrigger, activity.RegisterOptions{Name: workflows.ActivityDeliverTrigger})
@@ -83,7 +84,7 @@ func Start(c client.Client, o Options) (Workers, error) {
 		ws = append(ws, w)
 	}
 	for _, region := range o.Regions {
-		w := sdkworker.New(c, workflows.ReplicationQueue(o.TaskQueue, region), sdkworker.Options{})
+		w := sdkworker.New(c, workflows.ReplicationQueue(o.TaskQueue, region), workerOptions())
 		w.RegisterActivityWithOptions(a.ReplicateImage, activity.RegisterOptions{Name: workflows.ActivityReplicateImage})
 		ws = append(ws, w)
 	}
@@ -94,6 +95,11 @@ func Start(c client.Client, o Options) (Workers, error) {
 		}
 	}
 	return ws, nil
+}
+
+// workerOptions are every dchain worker's options: the activity metrics.
+func workerOptions() sdkworker.Options {
+	return sdkworker.Options{Interceptors: []interceptor.WorkerInterceptor{&activityMetrics{}}}
 }
 
 // Stop stops every worker.

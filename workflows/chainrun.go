@@ -80,6 +80,7 @@ func (r *run) run(ctx workflow.Context) (*RunStatus, error) {
 		stages[0], stages[1] = stages[1], stages[0]
 		steps[0], steps[1] = steps[1], steps[0]
 	}
+	r.metrics(ctx).Counter(MetricRunsStarted).Inc(1)
 	for i, step := range steps {
 		if err := r.stage(ctx, stages[i], step); err != nil {
 			return r.finish(ctx, stages[i], err)
@@ -109,6 +110,9 @@ func (r *run) stage(ctx workflow.Context, name string, step func(workflow.Contex
 		s.State, s.Message = StateCanceled, "canceled"
 	default:
 		s.State, s.Message = StateFailed, errorMessage(err)
+	}
+	if s.State != StateSkipped {
+		r.metrics(ctx).WithTags(map[string]string{TagStage: name, TagState: string(s.State)}).Timer(MetricStageDuration).Record(s.EndedAt.Sub(s.StartedAt))
 	}
 	return err
 }
@@ -155,6 +159,7 @@ func (r *run) finish(ctx workflow.Context, stage string, err error) (*RunStatus,
 	}
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrOutcome.ValueSet(string(r.status.Outcome)))
 	workflow.SetCurrentDetails(ctx, currentDetails(&r.status))
+	r.metrics(ctx).WithTags(map[string]string{TagOutcome: string(r.status.Outcome)}).Counter(MetricRunsEnded).Inc(1)
 	switch r.status.Outcome {
 	case OutcomeSucceeded, OutcomeBlocked:
 		return &r.status, nil

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 
@@ -24,7 +25,7 @@ import (
 const defaultListen = "127.0.0.1:8080"
 
 func newAPICmd(g *globals) *cobra.Command {
-	var listen string
+	var listen, metricsListen string
 	cmd := &cobra.Command{
 		Use:   "api",
 		Short: "Serve the webhook receiver (/webhooks/<source>) and the HTTP API (/api/v1, /healthz, /readyz, /metrics)",
@@ -40,16 +41,23 @@ func newAPICmd(g *globals) *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			c, err := g.dial(ctx)
+			metrics, err := g.metrics(ctx, l.Config, metricsListen)
+			if err != nil {
+				ln.Close()
+				return err
+			}
+			defer metrics.Close()
+			c, err := g.dialWith(ctx, metrics)
 			if err != nil {
 				ln.Close()
 				return err
 			}
 			defer c.Close()
-			return serveAPI(ctx, c, l, g, ln)
+			return serveAPI(ctx, c, l, g, ln, metrics.Registry)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "", "host:port (default: api.listen of the config, else "+defaultListen+")")
+	cmd.Flags().StringVar(&metricsListen, "metrics-listen", envOr("DCHAIN_METRICS_LISTEN", ""), "also serve the metrics at http://HOST:PORT/metrics (they are always at /metrics of the API)")
 	return cmd
 }
 
@@ -70,8 +78,8 @@ func listenAPI(l *chain.Loaded, listen string) (net.Listener, error) {
 }
 
 // serveAPI serves the API on ln until ctx ends.
-func serveAPI(ctx context.Context, c client.Client, l *chain.Loaded, g *globals, ln net.Listener) error {
-	s, err := api.NewServer(&starter.Starter{Client: c, Config: l, TaskQueue: g.taskQueue}, l, g.namespace())
+func serveAPI(ctx context.Context, c client.Client, l *chain.Loaded, g *globals, ln net.Listener, reg *prometheus.Registry) error {
+	s, err := api.NewServer(&starter.Starter{Client: c, Config: l, TaskQueue: g.taskQueue}, l, g.namespace(), reg)
 	if err != nil {
 		ln.Close()
 		return err

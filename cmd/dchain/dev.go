@@ -21,6 +21,7 @@ func newDevCmd(g *globals) *cobra.Command {
 	o := devstack.Options{}
 	var regions []string
 	var noUI, noBuildKit, noScan, noAPI, noWorker bool
+	var metricsListen string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the whole stack in one process: Temporal + Web UI, regional registries, trigger receiver, worker",
@@ -64,6 +65,12 @@ func newDevCmd(g *globals) *cobra.Command {
 				}
 				defer ln.Close()
 			}
+			metrics, err := g.metrics(ctx, nil, metricsListen)
+			if err != nil {
+				return err
+			}
+			defer metrics.Close()
+			o.Metrics = metrics.Handler
 			s, err := devstack.Start(ctx, o)
 			if err != nil {
 				return err
@@ -77,7 +84,7 @@ func newDevCmd(g *globals) *cobra.Command {
 			printEndpoints(s.Endpoints, g.config)
 			apiErr := make(chan error, 1)
 			if ln != nil {
-				go func() { apiErr <- serveAPI(ctx, s.Client, l, g, ln) }()
+				go func() { apiErr <- serveAPI(ctx, s.Client, l, g, ln, metrics.Registry) }()
 			}
 			select {
 			case <-ctx.Done():
@@ -96,6 +103,7 @@ func newDevCmd(g *globals) *cobra.Command {
 	f.BoolVar(&noBuildKit, "no-buildkit", false, "do not start buildkitd (chains with a build section cannot run)")
 	f.BoolVar(&noScan, "no-scan", false, "no Trivy scanner (chains with a scan section cannot run)")
 	f.BoolVar(&noAPI, "no-api", false, "do not serve the webhook receiver and HTTP API")
+	f.StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus metrics (the SDK's and dchain's) at http://HOST:PORT/metrics")
 	f.BoolVar(&noWorker, "no-worker", false, "run no worker in this process (run `dchain worker` processes against it)")
 	f.BoolVar(&o.NoRegistries, "no-registries", false, "start no dev registry (implies --no-buildkit --no-scan; use your own registries)")
 	f.BoolVar(&o.NoReceiver, "no-receiver", false, "start no trigger receiver")

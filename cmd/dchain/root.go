@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"runtime/debug"
 
@@ -101,7 +102,16 @@ func (g *globals) namespace() string {
 
 // dial connects to Temporal.
 func (g *globals) dial(ctx context.Context) (client.Client, error) {
-	c, err := g.connection().Dial(ctx)
+	return g.dialWith(ctx, nil)
+}
+
+// dialWith connects to Temporal, reporting the SDK's metrics to m (if set).
+func (g *globals) dialWith(ctx context.Context, m *worker.Metrics) (client.Client, error) {
+	conn := g.connection()
+	if m != nil {
+		conn.Metrics = m.Handler
+	}
+	c, err := conn.Dial(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%w; is `dchain dev` running, or are --address and the TLS flags right?", err)
 	}
@@ -138,4 +148,34 @@ func (g *globals) withClient(fn func(cmd *cobra.Command, c client.Client, args [
 		defer c.Close()
 		return fn(cmd, c, args)
 	}
+}
+
+// metrics makes the process's metrics, bounded by the config's names (its
+// chains where they load, else its registries), and serves them on listen
+// ("" serves nothing) until ctx ends.
+func (g *globals) metrics(ctx context.Context, cfg *chain.Config, listen string) (*worker.Metrics, error) {
+	l, err := g.load()
+	if err != nil {
+		l = nil
+		if cfg != nil {
+			l = &chain.Loaded{Config: cfg}
+		}
+	}
+	m, err := worker.NewMetrics(l)
+	if err != nil {
+		return nil, err
+	}
+	if listen != "" {
+		ln, err := net.Listen("tcp", listen)
+		if err != nil {
+			m.Close()
+			return nil, fmt.Errorf("--metrics-listen: %w", err)
+		}
+		go func() {
+			if err := m.Serve(ctx, ln); err != nil {
+				fmt.Fprintln(os.Stderr, "metrics:", err)
+			}
+		}()
+	}
+	return m, nil
 }

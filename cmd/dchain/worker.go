@@ -22,7 +22,7 @@ import (
 
 func newWorkerCmd(g *globals) *cobra.Command {
 	var regions []string
-	var buildkit, workDir string
+	var buildkit, workDir, metricsListen string
 	var noScan, register, chainsOnly bool
 	var trivy scanner.Options
 	cmd := &cobra.Command{
@@ -59,7 +59,12 @@ func newWorkerCmd(g *globals) *cobra.Command {
 				o.Activities.Scanner = s
 				go keepDBFresh(ctx, s)
 			}
-			c, err := g.dial(ctx)
+			metrics, err := g.metrics(ctx, cfg, metricsListen)
+			if err != nil {
+				return err
+			}
+			defer metrics.Close()
+			c, err := g.dialWith(ctx, metrics)
 			if err != nil {
 				return err
 			}
@@ -78,6 +83,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&workDir, "work-dir", envOr("DCHAIN_WORK_DIR", ""), "temporary work (source checkouts); what a killed worker left there is removed at start (default: <temp dir>/dchain-work)")
 	cmd.Flags().BoolVar(&register, "register-search-attributes", false, "add dchain's search attributes to the namespace when missing (else a worker refuses to start without them; see `dchain setup`)")
+	cmd.Flags().StringVar(&metricsListen, "metrics-listen", envOr("DCHAIN_METRICS_LISTEN", ""), "serve Prometheus metrics (the SDK's and dchain's) at http://HOST:PORT/metrics")
 	cmd.Flags().BoolVar(&chainsOnly, "chains-only", false, "serve only the chain queue (runs, builds, scans, triggers); replication is left to `worker --region` processes")
 	cmd.Flags().StringSliceVar(&regions, "region", nil, "serve only replication into this registry (repeatable)")
 	cmd.Flags().BoolVar(&noScan, "no-scan", false, "do not scan (no vulnerability DB is loaded)")
