@@ -117,7 +117,9 @@ func (m *Metrics) Close() { _ = m.meters.Shutdown(context.Background()) }
 // metrics from each attempt's input and result: bytes and blobs
 // replicated and failed copies by destination, trigger deliveries by
 // result, scan findings by severity.
-type activityMetrics struct{ interceptor.WorkerInterceptorBase }
+type activityMetrics struct {
+	interceptor.WorkerInterceptorBase
+}
 
 func (*activityMetrics) InterceptActivity(ctx context.Context, next interceptor.ActivityInboundInterceptor) interceptor.ActivityInboundInterceptor {
 	i := &activityMetricsInbound{}
@@ -125,7 +127,9 @@ func (*activityMetrics) InterceptActivity(ctx context.Context, next interceptor.
 	return i
 }
 
-type activityMetricsInbound struct{ interceptor.ActivityInboundInterceptorBase }
+type activityMetricsInbound struct {
+	interceptor.ActivityInboundInterceptorBase
+}
 
 func (i *activityMetricsInbound) ExecuteActivity(ctx context.Context, in *interceptor.ExecuteActivityInput) (any, error) {
 	out, err := i.Next.ExecuteActivity(ctx, in)
