@@ -83,7 +83,7 @@ func (s *Server) Handler() *echo.Echo {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
 	e.Use(middleware.Recover()) // a handler's panic is a logged 500, not a dropped connection
-	e.Use(s.count)
+	e.Use(accessLog, s.count)
 	e.POST("/webhooks/:source", s.webhook)
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.ready)

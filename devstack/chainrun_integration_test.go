@@ -31,6 +31,7 @@ import (
 var stack *Stack
 
 func TestMain(m *testing.M) {
+	_ = worker.SetupLogging(os.Stderr, "text", "warn") // activity start/end lines at info would drown the test output
 	dir, err := os.MkdirTemp("", "dchain-it-")
 	if err != nil {
 		panic(err)

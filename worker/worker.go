@@ -97,9 +97,9 @@ func Start(c client.Client, o Options) (Workers, error) {
 	return ws, nil
 }
 
-// workerOptions are every dchain worker's options: the activity metrics.
+// workerOptions are every dchain worker's options: the activity log and metrics.
 func workerOptions() sdkworker.Options {
-	return sdkworker.Options{Interceptors: []interceptor.WorkerInterceptor{&activityMetrics{}}}
+	return sdkworker.Options{Interceptors: []interceptor.WorkerInterceptor{&activityLog{}, &activityMetrics{}}}
 }
 
 // Stop stops every worker.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"runtime/debug"
@@ -22,6 +23,8 @@ type globals struct {
 	config    string
 	taskQueue string
 	conn      worker.Connection
+	logFormat string
+	logLevel  string
 	tls       bool
 	flags     *pflag.FlagSet
 }
@@ -43,7 +46,12 @@ func newRoot() *cobra.Command {
 		Version:       version(),
 	}
 	root.SetVersionTemplate("dchain {{.Version}}\n")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		return worker.SetupLogging(cmd.ErrOrStderr(), g.logFormat, g.logLevel)
+	}
 	f := root.PersistentFlags()
+	f.StringVar(&g.logFormat, "log-format", envOr("DCHAIN_LOG_FORMAT", "text"), "log format: text or json (env DCHAIN_LOG_FORMAT)")
+	f.StringVar(&g.logLevel, "log-level", envOr("DCHAIN_LOG_LEVEL", "info"), "log level: debug, info, warn or error (env DCHAIN_LOG_LEVEL)")
 	f.StringVar(&g.config, "config", envOr("DCHAIN_CONFIG", "dchain.yaml"), "config file: registries and chain files (env DCHAIN_CONFIG)")
 	g.flags = f
 	f.StringVar(&g.conn.Address, "address", "", "Temporal frontend host:port (env TEMPORAL_ADDRESS; default "+worker.DefaultAddress+")")
@@ -173,7 +181,7 @@ func (g *globals) metrics(ctx context.Context, cfg *chain.Config, listen string)
 		}
 		go func() {
 			if err := m.Serve(ctx, ln); err != nil {
-				fmt.Fprintln(os.Stderr, "metrics:", err)
+				slog.Error("metrics server stopped", "error", err)
 			}
 		}()
 	}

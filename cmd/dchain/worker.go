@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -107,7 +108,7 @@ func keepDBFresh(ctx context.Context, s *scanner.Scanner) {
 			return
 		case <-t.C:
 			if err := s.Update(ctx); err != nil {
-				fmt.Fprintln(os.Stderr, "vulnerability DB update:", err)
+				slog.Error("vulnerability DB update failed", "error", err)
 			}
 		}
 	}

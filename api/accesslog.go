@@ -1,0 +1,26 @@
+package api
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/labstack/echo/v4"
+)
+
+// accessLog writes one line per request: method, path, route, status,
+// bytes, duration and the remote address. Never headers, the query string
+// or the body (they may carry tokens and signatures).
+func accessLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		req, res := c.Request(), c.Response()
+		status := res.Status
+		if he, ok := err.(*echo.HTTPError); ok {
+			status = he.Code
+		}
+		slog.Info("request", "method", req.Method, "path", req.URL.Path, "route", c.Path(), "status", status,
+			"bytes", res.Size, "duration", time.Since(start).Round(time.Microsecond), "remote", c.RealIP())
+		return err
+	}
+}
