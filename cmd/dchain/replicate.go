@@ -41,7 +41,7 @@ is refused before anything is written, unless --overwrite.`,
 				fmt.Printf("started replication %s (run id %s)\n", st.WorkflowID, st.RunID)
 			}
 			if watch {
-				return watchRun(ctx, s.Client, st.WorkflowID)
+				return watchRun(ctx, s.Client, st.WorkflowID, cmd.OutOrStdout(), false)
 			}
 			return nil
 		},

@@ -1,9 +1,10 @@
 package main
 
 import (
-	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"os/user"
@@ -29,7 +30,7 @@ func newRunCmd(g *globals) *cobra.Command {
 }
 
 func runStartCmd(g *globals) *cobra.Command {
-	var chainName, image, ref, commit string
+	var chainName, image, ref, commit, output string
 	var rerun, watch, asPush bool
 	cmd := &cobra.Command{
 		Use:   "start --chain NAME (--image NAMESPACE/REPO:TAG | --ref REF [--commit SHA])",
@@ -38,6 +39,9 @@ func runStartCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if chainName == "" || (image == "") == (ref == "") {
 				return errors.New("--chain and exactly one of --image or --ref are required")
+			}
+			if err := checkOutput(output); err != nil {
+				return err
 			}
 			if image != "" && (commit != "" || asPush) {
 				return errors.New("--commit and --as-push only apply with --ref")
@@ -78,16 +82,22 @@ func runStartCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
+			out := cmd.OutOrStdout()
 			for _, st := range runs {
-				if st.Existing {
-					fmt.Printf("run %s already exists for this event (run id %s); pass --rerun to run it again\n", st.WorkflowID, st.RunID)
-				} else {
-					fmt.Printf("started run %s (run id %s)\n", st.WorkflowID, st.RunID)
+				switch {
+				case output == "json":
+					if err := json.NewEncoder(out).Encode(st); err != nil {
+						return err
+					}
+				case st.Existing:
+					fmt.Fprintf(out, "run %s already exists for this event (run id %s); pass --rerun to run it again\n", st.WorkflowID, st.RunID)
+				default:
+					fmt.Fprintf(out, "started run %s (run id %s)\n", st.WorkflowID, st.RunID)
 				}
 			}
 			if watch {
 				for _, st := range runs {
-					if err := watchRun(ctx, c, st.WorkflowID); err != nil {
+					if err := watchRun(ctx, c, st.WorkflowID, out, output == "json"); err != nil {
 						return err
 					}
 				}
@@ -102,6 +112,7 @@ func runStartCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&asPush, "as-push", false, "with --ref: deliver it as the source push event a webhook would, so push-only rules (regex, build time, commit id) run")
 	cmd.Flags().BoolVar(&rerun, "rerun", false, "run again even if this event already had a run")
 	cmd.Flags().BoolVar(&watch, "watch", false, "watch the run until it ends (exit code by outcome)")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, or json (one document per started run, then with --watch one per change of the run)")
 	return cmd
 }
 
@@ -183,7 +194,7 @@ func runShowCmd(g *globals) *cobra.Command {
 			if output == "json" {
 				return printJSON(os.Stdout, st)
 			}
-			printStatus(args[0], st)
+			printStatus(cmd.OutOrStdout(), args[0], st)
 			return nil
 		}),
 	}
@@ -192,39 +203,45 @@ func runShowCmd(g *globals) *cobra.Command {
 }
 
 func runWatchCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var output string
+	cmd := &cobra.Command{
 		Use:   "watch RUN-ID",
-		Short: "Follow a run until it ends; exit code 0 Succeeded, 1 Failed, 3 Canceled, 4 Blocked",
+		Short: "Follow a run as it happens (stages, build, scan and copy progress) until it ends; exit code 0 Succeeded, 1 Failed, 3 Canceled, 4 Blocked",
 		Args:  cobra.ExactArgs(1),
 		RunE: g.withClient(func(cmd *cobra.Command, c client.Client, args []string) error {
-			return watchRun(cmd.Context(), c, args[0])
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			return watchRun(cmd.Context(), c, args[0], cmd.OutOrStdout(), output == "json")
 		}),
 	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, or json (one RunStatus document per change; the last is the result)")
+	return cmd
 }
 
-func printStatus(id string, st workflows.RunStatus) {
-	fmt.Printf("Run:      %s\nChain:    %s\nImage:    %s\n", id, st.Chain, st.Image)
+func printStatus(w io.Writer, id string, st workflows.RunStatus) {
+	fmt.Fprintf(w, "Run:      %s\nChain:    %s\nImage:    %s\n", id, st.Chain, st.Image)
 	if len(st.Tags) > 1 {
-		fmt.Printf("Tags:     %s\n", strings.Join(st.Tags, ", "))
+		fmt.Fprintf(w, "Tags:     %s\n", strings.Join(st.Tags, ", "))
 	}
 	if st.Commit != "" {
-		fmt.Printf("Commit:   %s\n", st.Commit)
+		fmt.Fprintf(w, "Commit:   %s\n", st.Commit)
 	}
 	if b := st.Build; b != nil {
 		if b.ReusedFrom != "" {
-			fmt.Printf("Build:    reused %s: the rule had built this commit with the same inputs, so nothing was rebuilt; log: dchain run logs %s\n", b.ReusedFrom, id)
+			fmt.Fprintf(w, "Build:    reused %s: the rule had built this commit with the same inputs, so nothing was rebuilt; log: dchain run logs %s\n", b.ReusedFrom, id)
 		} else {
-			fmt.Printf("Build:    %d steps, %d cached; log: dchain run logs %s\n", b.Steps, b.Cached, id)
+			fmt.Fprintf(w, "Build:    %d steps, %d cached; log: dchain run logs %s\n", b.Steps, b.Cached, id)
 		}
 		for _, p := range slices.Sorted(maps.Keys(b.Platforms)) {
-			fmt.Printf("          %-14s %s\n", p, b.Platforms[p])
+			fmt.Fprintf(w, "          %-14s %s\n", p, b.Platforms[p])
 		}
 	}
 	if len(st.Platforms) > 0 {
-		fmt.Printf("Platforms: %s\n", strings.Join(st.Platforms, ", "))
+		fmt.Fprintf(w, "Platforms: %s\n", strings.Join(st.Platforms, ", "))
 	}
 	if sc := st.Scan; sc != nil && len(sc.Top) > 0 {
-		defer func() { fmt.Println(); printFindings(sc.Top) }()
+		defer func() { fmt.Fprintln(w, ); printFindings(sc.Top) }()
 	}
 	if sc := st.Scan; sc != nil {
 		var parts []string
@@ -235,28 +252,28 @@ func printStatus(id string, st workflows.RunStatus) {
 		if sc.DB.Demo {
 			demo = " (DEMO DB)"
 		}
-		fmt.Printf("Scan:     %d findings: %s%s; report %s\n", sc.Total, strings.Join(parts, ", "), demo, sc.Report)
+		fmt.Fprintf(w, "Scan:     %d findings: %s%s; report %s\n", sc.Total, strings.Join(parts, ", "), demo, sc.Report)
 	}
 	if d := st.Decision; d != nil {
-		fmt.Printf("Policy:   %s\n", strings.Join(d.Reasons, "; "))
+		fmt.Fprintf(w, "Policy:   %s\n", strings.Join(d.Reasons, "; "))
 	}
 	if b := st.Block; b != nil {
 		if len(b.BackedUp) > 0 {
-			fmt.Printf("Backup:   %s\n", strings.Join(b.BackedUp, ", "))
+			fmt.Fprintf(w, "Backup:   %s\n", strings.Join(b.BackedUp, ", "))
 		}
 		if len(b.Deleted) > 0 {
-			fmt.Printf("Deleted:  %s\n", strings.Join(b.Deleted, ", "))
+			fmt.Fprintf(w, "Deleted:  %s\n", strings.Join(b.Deleted, ", "))
 		}
 	}
-	fmt.Printf("Outcome:  %s", st.Outcome)
+	fmt.Fprintf(w, "Outcome:  %s", st.Outcome)
 	if st.Message != "" {
-		fmt.Printf(" — %s", st.Message)
+		fmt.Fprintf(w, " — %s", st.Message)
 	}
-	fmt.Println()
+	fmt.Fprintln(w, )
 	if !st.EndedAt.IsZero() {
-		fmt.Printf("Duration: %s\n", st.EndedAt.Sub(st.StartedAt).Round(time.Millisecond))
+		fmt.Fprintf(w, "Duration: %s\n", st.EndedAt.Sub(st.StartedAt).Round(time.Millisecond))
 	}
-	fmt.Println()
+	fmt.Fprintln(w, )
 	var rows [][]string
 	for _, s := range st.Stages {
 		d := ""
@@ -265,28 +282,26 @@ func printStatus(id string, st workflows.RunStatus) {
 		}
 		rows = append(rows, []string{s.Name, string(s.State), d, s.Message})
 	}
-	table(os.Stdout, "STAGE\tSTATE\tTOOK\tNOTE", rows)
+	table(w, "STAGE\tSTATE\tTOOK\tNOTE", rows)
 	if len(st.Destinations) > 0 {
-		fmt.Println()
+		fmt.Fprintln(w, )
 		rows = nil
 		for _, d := range st.Destinations {
 			rows = append(rows, []string{d.Registry, d.Region, string(d.State), d.Digest, d.Duration.Round(time.Millisecond).String(),
 				copyProgress(d), strconv.Itoa(d.Referrers), destinationNote(d)})
 		}
-		table(os.Stdout, "DESTINATION\tREGION\tSTATE\tDIGEST\tTOOK\tBLOBS\tREFERRERS\tNOTE", rows)
+		table(w, "DESTINATION\tREGION\tSTATE\tDIGEST\tTOOK\tBLOBS\tREFERRERS\tNOTE", rows)
 	}
 	if len(st.Triggers) > 0 {
-		fmt.Println()
+		fmt.Fprintln(w, )
 		rows = nil
 		for _, t := range st.Triggers {
 			rows = append(rows, []string{t.Name, string(t.State), fmt.Sprint(t.HTTPStatus), fmt.Sprint(t.Attempts), t.URL, t.Message})
 		}
-		table(os.Stdout, "TRIGGER\tSTATE\tHTTP\tATTEMPTS\tURL\tNOTE", rows)
+		table(w, "TRIGGER\tSTATE\tHTTP\tATTEMPTS\tURL\tNOTE", rows)
 	}
 }
 
-// watchRun prints each change of the run's stages until it ends, then the
-// whole status, and returns an exitError by outcome.
 // copyProgress says how far a copy came: blobs and bytes, of the total
 // while it runs.
 func copyProgress(d workflows.DestinationStatus) string {
@@ -325,52 +340,6 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMG"[exp])
-}
-
-func watchRun(ctx context.Context, c client.Client, id string) error {
-	seen := map[string]string{}
-	for {
-		st, err := runs.Status(ctx, c, id)
-		if err != nil {
-			return err
-		}
-		for _, s := range st.Stages {
-			if seen[s.Name] != string(s.State) && s.State != workflows.StatePending {
-				fmt.Printf("%s  %-9s %s %s\n", time.Now().Format("15:04:05"), s.Name, s.State, s.Message)
-				seen[s.Name] = string(s.State)
-			}
-		}
-		for _, d := range st.Destinations {
-			// A line when the state, the progress of a running copy or its retry note changes.
-			line := string(d.State) + " " + destinationNote(d)
-			if d.State == workflows.StateRunning && d.BlobsTotal > 0 {
-				line += " (" + copyProgress(d) + ")"
-			}
-			if k := "dest/" + d.Reference; seen[k] != line && d.State != workflows.StatePending {
-				fmt.Printf("%s    → %-9s %s\n", time.Now().Format("15:04:05"), d.Registry, line)
-				seen[k] = line
-			}
-		}
-		if st.Outcome != workflows.OutcomeRunning {
-			fmt.Println()
-			printStatus(id, st)
-			switch st.Outcome {
-			case workflows.OutcomeSucceeded:
-				return nil
-			case workflows.OutcomeCanceled:
-				return &exitError{code: 3}
-			case workflows.OutcomeBlocked:
-				return &exitError{code: 4}
-			default:
-				return &exitError{code: 1}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
 }
 
 func runLogsCmd(g *globals) *cobra.Command {
