@@ -13,7 +13,9 @@ import (
 // start and end with its run (workflow ID), attempt and task queue. Inputs
 // and results are not logged (they are in the run's history; secrets
 // never are).
-type activityLog struct{ interceptor.WorkerInterceptorBase }
+type activityLog struct {
+	interceptor.WorkerInterceptorBase
+}
 
 func (*activityLog) InterceptActivity(ctx context.Context, next interceptor.ActivityInboundInterceptor) interceptor.ActivityInboundInterceptor {
 	i := &activityLogInbound{}
@@ -21,7 +23,9 @@ func (*activityLog) InterceptActivity(ctx context.Context, next interceptor.Acti
 	return i
 }
 
-type activityLogInbound struct{ interceptor.ActivityInboundInterceptorBase }
+type activityLogInbound struct {
+	interceptor.ActivityInboundInterceptorBase
+}
 
 func (i *activityLogInbound) ExecuteActivity(ctx context.Context, in *interceptor.ExecuteActivityInput) (any, error) {
 	info := activity.GetInfo(ctx)

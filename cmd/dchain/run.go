@@ -241,7 +241,7 @@ func printStatus(w io.Writer, id string, st workflows.RunStatus) {
 		fmt.Fprintf(w, "Platforms: %s\n", strings.Join(st.Platforms, ", "))
 	}
 	if sc := st.Scan; sc != nil && len(sc.Top) > 0 {
-		defer func() { fmt.Fprintln(w, ); printFindings(sc.Top) }()
+		defer func() { fmt.Fprintln(w); printFindings(sc.Top) }()
 	}
 	if sc := st.Scan; sc != nil {
 		var parts []string
@@ -269,11 +269,11 @@ func printStatus(w io.Writer, id string, st workflows.RunStatus) {
 	if st.Message != "" {
 		fmt.Fprintf(w, " — %s", st.Message)
 	}
-	fmt.Fprintln(w, )
+	fmt.Fprintln(w)
 	if !st.EndedAt.IsZero() {
 		fmt.Fprintf(w, "Duration: %s\n", st.EndedAt.Sub(st.StartedAt).Round(time.Millisecond))
 	}
-	fmt.Fprintln(w, )
+	fmt.Fprintln(w)
 	var rows [][]string
 	for _, s := range st.Stages {
 		d := ""
@@ -284,7 +284,7 @@ func printStatus(w io.Writer, id string, st workflows.RunStatus) {
 	}
 	table(w, "STAGE\tSTATE\tTOOK\tNOTE", rows)
 	if len(st.Destinations) > 0 {
-		fmt.Fprintln(w, )
+		fmt.Fprintln(w)
 		rows = nil
 		for _, d := range st.Destinations {
 			rows = append(rows, []string{d.Registry, d.Region, string(d.State), d.Digest, d.Duration.Round(time.Millisecond).String(),
@@ -293,7 +293,7 @@ func printStatus(w io.Writer, id string, st workflows.RunStatus) {
 		table(w, "DESTINATION\tREGION\tSTATE\tDIGEST\tTOOK\tBLOBS\tREFERRERS\tNOTE", rows)
 	}
 	if len(st.Triggers) > 0 {
-		fmt.Fprintln(w, )
+		fmt.Fprintln(w)
 		rows = nil
 		for _, t := range st.Triggers {
 			rows = append(rows, []string{t.Name, string(t.State), fmt.Sprint(t.HTTPStatus), fmt.Sprint(t.Attempts), t.URL, t.Message})
