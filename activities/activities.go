@@ -2,6 +2,7 @@ package activities
 
 import (
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -26,14 +27,27 @@ type Activities struct {
 	TempDir string
 	// Scanner scans images (package scanner: Trivy); nil means this worker does not scan.
 	Scanner ImageScanner
-	// Registries are the worker's configured registries: BuildKit signs in
-	// to each by its address (a build's FROM may name any of them).
-	Registries []chain.Registry
 	// Temporal lets WaitTurn see the other runs (the worker's own client).
 	Temporal client.Client
 
 	// blobs lets concurrent copies read each source blob once.
 	blobs blobShare
+	// registries are the worker's configured registries (SetRegistries).
+	registries atomic.Pointer[[]chain.Registry]
+}
+
+// SetRegistries tells the activities the worker's configured registries:
+// BuildKit signs in to each by its address (a build's FROM may name any of
+// them). Safe while activities run (a config reload).
+func (a *Activities) SetRegistries(rs []chain.Registry) {
+	a.registries.Store(&rs)
+}
+
+func (a *Activities) configured() []chain.Registry {
+	if rs := a.registries.Load(); rs != nil {
+		return *rs
+	}
+	return nil
 }
 
 func (a *Activities) httpClient() *http.Client {

@@ -124,7 +124,7 @@ func caPool(pem string) (*x509.CertPool, error) {
 func (a *Activities) buildAuth(own chain.Registry) authprovider.AuthConfigProvider {
 	return func(ctx context.Context, host string, _ []string, _ authprovider.ExpireCachedAuthCheck) (types.AuthConfig, error) {
 		reg := chain.Registry{Name: host, Address: host}
-		for _, r := range append([]chain.Registry{own}, a.Registries...) {
+		for _, r := range append([]chain.Registry{own}, a.configured()...) {
 			if r.Address == host {
 				reg = r
 				break
@@ -147,7 +147,7 @@ func (a *Activities) buildAuth(own chain.Registry) authprovider.AuthConfigProvid
 // side) the CA files of the configured registries that have one.
 func (a *Activities) buildTLS(own chain.Registry) map[string]*authprovider.AuthTLSConfig {
 	out := map[string]*authprovider.AuthTLSConfig{}
-	for _, r := range append([]chain.Registry{own}, a.Registries...) {
+	for _, r := range append([]chain.Registry{own}, a.configured()...) {
 		if path, ok := strings.CutPrefix(string(r.CA), "file:"); ok && out[r.Address] == nil {
 			out[r.Address] = &authprovider.AuthTLSConfig{RootCAs: []string{path}}
 		}

@@ -57,8 +57,21 @@ type ErrorDetail struct {
 // a workflow) and prepares the server; its metrics go into reg, the
 // process's registry (nil: one of its own).
 func NewServer(st *starter.Starter, l *chain.Loaded, namespace string, reg *prometheus.Registry) (*Server, error) {
+	return newServer(st, l, namespace, newMetrics(reg))
+}
+
+// WithConfig is a server like s for another config (a reload): the same
+// Temporal client, task queue and metrics; the new sources, secrets and
+// chains.
+func (s *Server) WithConfig(l *chain.Loaded) (*Server, error) {
+	st := *s.Starter
+	st.Config = l
+	return newServer(&st, l, s.Namespace, s.metrics)
+}
+
+func newServer(st *starter.Starter, l *chain.Loaded, namespace string, m *metrics) (*Server, error) {
 	s := &Server{Starter: st, Client: st.Client, Config: l, Secrets: map[string]string{}, MaxBody: l.Config.API.MaxBodyBytes,
-		UIURL: l.Config.API.UIURL, Namespace: namespace, metrics: newMetrics(reg)}
+		UIURL: l.Config.API.UIURL, Namespace: namespace, metrics: m}
 	if s.MaxBody == 0 {
 		s.MaxBody = DefaultMaxBody
 	}

@@ -70,7 +70,7 @@ func TestValidationProblems(t *testing.T) {
 		{"bad url", base + "triggers:\n  - {name: t, url: 'ftp://x', mode: all}\n", "triggers[0].url", "http:// or https://", 7},
 		{"source as destination", base + "replication:\n  - {name: r, destination: hangzhou, level: namespace}\n", "replication[0].destination", "source registry", 7},
 		{"repository and all", "name: c\nscope:\n  registry: hangzhou\n  namespace: demo\n  repository: app\n  allRepositories: true\n", "scope.repository", "not both", 5},
-		{"unknown field", base + "replicate: []\n", "", "field replicate not found", 6},
+		{"unknown field", base + "replicate: []\n", "replicate", `unknown key; did you mean "replication"?`, 6},
 		{"bad chain name", "name: My Chain\nscope: {registry: hangzhou, namespace: demo, repository: app}\n", "name", "lowercase", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,7 +1,6 @@
 package chain
 
 import (
-	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -16,32 +15,14 @@ func indexLines(n *yaml.Node) lines {
 	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
 		l[""] = n.Content[0].Line
 	}
-	l.walk(n, "")
-	return l
-}
-
-func (l lines) walk(n *yaml.Node, path string) {
-	switch n.Kind {
-	case yaml.DocumentNode:
-		for _, c := range n.Content {
-			l.walk(c, path)
-		}
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			p := n.Content[i].Value
-			if path != "" {
-				p = path + "." + p
-			}
-			l[p] = n.Content[i].Line
-			l.walk(n.Content[i+1], p)
-		}
-	case yaml.SequenceNode:
-		for i, c := range n.Content {
-			p := path + "[" + strconv.Itoa(i) + "]"
-			l[p] = c.Line
-			l.walk(c, p)
+	for _, f := range nodePaths(n) {
+		if f.key != nil {
+			l[f.path] = f.key.Line
+		} else {
+			l[f.path] = f.value.Line
 		}
 	}
+	return l
 }
 
 // of returns the line of path, or of its nearest parent that is present.

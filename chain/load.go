@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 
@@ -42,20 +43,27 @@ func (c *Config) Registry(name string) (Registry, bool) {
 // Load reads the config file at path and every chain file its globs name,
 // and validates all of it. The error, if any, is Problems listing everything wrong.
 func Load(path string) (*Loaded, error) {
-	cfg, err := ReadConfig(path)
+	l, ps, err := LoadAll(path)
 	if err != nil {
 		return nil, err
+	}
+	return l, ps.errOrNil()
+}
+
+// LoadAll is Load for processes that keep running (worker, API): a chain
+// document with problems is left out and its problems returned, and the
+// other chains load. Problems of the config file itself are the error.
+func LoadAll(path string) (*Loaded, Problems, error) {
+	cfg, err := ReadConfig(path)
+	if err != nil {
+		return nil, nil, err
 	}
 	files, err := cfg.ChainFiles()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	chains, err := cfg.LoadChainFiles(files...)
-	if err != nil {
-		return nil, err
-	}
+	chains, ps := cfg.loadChainFiles(files...)
 	l := &Loaded{Config: cfg, Chains: chains}
-	var ps Problems
 	for i, src := range cfg.Sources {
 		for j, name := range src.Chains {
 			if _, err := l.Chain(name); err != nil {
@@ -63,7 +71,7 @@ func Load(path string) (*Loaded, error) {
 			}
 		}
 	}
-	return l, ps.errOrNil()
+	return l, ps.sorted(), nil
 }
 
 // ReadConfig reads and validates the config file (registries, globs, retry).
@@ -79,13 +87,18 @@ func ReadConfig(path string) (*Config, error) {
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
+	var typeErrs Problems
+	var refused map[string]bool
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, yamlProblems(path, err).errOrNil()
+		typeErrs, refused = typeProblems(path, &node, reflect.TypeFor[Config](), err)
 	}
 	cfg.Path = path
+	if typeErrs != nil && refused == nil {
+		return &cfg, typeErrs.errOrNil()
+	}
 	v := validator{file: path, lines: indexLines(&node), cfg: &cfg}
 	v.config(&cfg)
-	return &cfg, v.problems.errOrNil()
+	return &cfg, append(typeErrs, withoutRefused(v.problems, refused)...).errOrNil()
 }
 
 // ChainFiles expands the config's chain globs, relative to the config file.
@@ -109,6 +122,14 @@ func (c *Config) ChainFiles() ([]string, error) {
 // LoadChainFiles parses and validates chain files against the config's
 // registries, checking names are unique across all of them.
 func (c *Config) LoadChainFiles(files ...string) ([]Chain, error) {
+	chains, ps := c.loadChainFiles(files...)
+	return chains, ps.errOrNil()
+}
+
+// loadChainFiles returns the chains without problems and every problem;
+// a name is checked for duplicates even where its document has other
+// problems.
+func (c *Config) loadChainFiles(files ...string) ([]Chain, Problems) {
 	var all []Chain
 	var problems Problems
 	seen := map[string]Chain{}
@@ -118,25 +139,49 @@ func (c *Config) LoadChainFiles(files ...string) ([]Chain, error) {
 			problems = append(problems, Problem{File: f, Message: err.Error()})
 			continue
 		}
-		chains, ps := c.ParseChains(f, data)
+		parsed, ps := c.parseChains(f, data)
 		problems = append(problems, ps...)
-		for _, ch := range chains {
+		for _, p := range parsed {
+			ch := p.chain
 			if prev, dup := seen[ch.Name]; dup && ch.Name != "" {
 				problems = append(problems, Problem{File: f, Line: ch.Line, Field: "name",
 					Message: fmt.Sprintf("duplicate chain name %q (also defined at %s:%d)", ch.Name, prev.File, prev.Line)})
 				continue
 			}
 			seen[ch.Name] = ch
-			all = append(all, ch)
+			if p.ok {
+				all = append(all, ch)
+			}
 		}
 	}
-	return all, problems.errOrNil()
+	return all, problems
 }
 
 // ParseChains parses the chain documents in data (several may be separated
-// by "---") and validates each. It returns the chains that parsed and every problem.
+// by "---") and validates each. It returns the chains without problems and
+// every problem.
 func (c *Config) ParseChains(file string, data []byte) ([]Chain, Problems) {
+	parsed, ps := c.parseChains(file, data)
 	var chains []Chain
+	for _, p := range parsed {
+		if p.ok {
+			chains = append(chains, p.chain)
+		}
+	}
+	return chains, ps
+}
+
+// parsedChain is one decoded document and whether it had no problems.
+type parsedChain struct {
+	chain Chain
+	ok    bool
+}
+
+// parseChains decodes and validates every document in one pass: a type
+// error (a list where a string belongs, an unknown key) is reported and the
+// rest of the document still validated.
+func (c *Config) parseChains(file string, data []byte) ([]parsedChain, Problems) {
+	var out []parsedChain
 	var problems Problems
 	nodes := yaml.NewDecoder(bytes.NewReader(data))
 	typed := yaml.NewDecoder(bytes.NewReader(data))
@@ -148,12 +193,13 @@ func (c *Config) ParseChains(file string, data []byte) ([]Chain, Problems) {
 			break
 		}
 		if err != nil {
-			return chains, append(problems, yamlProblems(file, err)...)
+			return out, append(problems, yamlProblems(file, err)...)
 		}
 		var ch Chain
+		var typeErrs Problems
+		var refused map[string]bool
 		if err := typed.Decode(&ch); err != nil {
-			problems = append(problems, yamlProblems(file, err)...)
-			continue
+			typeErrs, refused = typeProblems(file, &node, reflect.TypeFor[Chain](), err)
 		}
 		if node.Kind == yaml.DocumentNode && len(node.Content) == 0 {
 			continue // an empty document
@@ -162,21 +208,24 @@ func (c *Config) ParseChains(file string, data []byte) ([]Chain, Problems) {
 		if len(node.Content) > 0 {
 			ch.Line = node.Content[0].Line
 		}
-		v := validator{file: file, lines: indexLines(&node), cfg: c}
-		v.chain(&ch)
-		if len(v.problems) > 0 {
-			problems = append(problems, v.problems...)
-			continue
+		ps := typeErrs
+		if typeErrs == nil || refused != nil {
+			v := validator{file: file, lines: indexLines(&node), cfg: c}
+			v.chain(&ch)
+			ps = append(ps, withoutRefused(v.problems, refused)...)
 		}
-		if ch.Build != nil {
-			ch.Build.Source.URL = localSource(file, ch.Build.Source.URL)
+		problems = append(problems, ps...)
+		if len(ps) == 0 {
+			if ch.Build != nil {
+				ch.Build.Source.URL = localSource(file, ch.Build.Source.URL)
+			}
+			if ch.Concurrency == "" {
+				ch.Concurrency = ConcurrencyQueue
+			}
 		}
-		if ch.Concurrency == "" {
-			ch.Concurrency = ConcurrencyQueue
-		}
-		chains = append(chains, ch)
+		out = append(out, parsedChain{ch, len(ps) == 0})
 	}
-	return chains, problems
+	return out, problems
 }
 
 // localSource makes a relative local path of a build source absolute,

@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -350,6 +353,62 @@ func sendWebhook(body []byte, first int) (id string, tries int, err error) {
 		return ans.Runs[0].WorkflowID, tries, nil
 	}
 	return "", tries - 1, err
+}
+
+// SIGHUP reloads the config of a running API and worker: a source and a
+// chain added to the files answer and run without a restart.
+func TestReloadOnSIGHUP(t *testing.T) {
+	img := push(t, "chaos/late", "v1", 1<<10, 1)
+	digest, _ := img.Digest()
+	body := []byte(fmt.Sprintf(`{"events":[{"id":"late-1","timestamp":"%s","action":"push","target":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","repository":"chaos/late","tag":"v1"},"actor":{"name":"ci"}}]}`,
+		time.Now().UTC().Format(time.RFC3339Nano), digest))
+	replica := w.apis[1]
+	url := w.apiURLs[1] + "/webhooks/late"
+	post := func() (int, api.WebhookAnswer) {
+		h, _ := starter.SignedHeaders(starter.ProviderDistribution, hookSecret, body, time.Now())
+		req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+		req.Header = h
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var ans api.WebhookAnswer
+		json.NewDecoder(resp.Body).Decode(&ans)
+		return resp.StatusCode, ans
+	}
+	if code, _ := post(); code != http.StatusNotFound {
+		t.Fatalf("before the reload: %d, want 404 (no such source)", code)
+	}
+	cfg, err := os.ReadFile(w.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = append(cfg, []byte("  - {name: late, provider: distribution, registry: src, secret: env:DCHAIN_CHAOS_HOOK_SECRET}\n")...)
+	late := "name: late\nscope: {registry: src, namespace: chaos, repository: late}\nreplication:\n  - {name: to-us, destination: us, level: repository}\n"
+	if err := os.WriteFile(filepath.Join(filepath.Dir(w.config), "chains", "late.yaml"), []byte(late), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(w.config, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*process{replica, w.workers["chains"]} {
+		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ans api.WebhookAnswer
+	waitFor(t, "the new source answers after SIGHUP", 10*time.Second, func() bool {
+		code, a := post()
+		ans = a
+		return code == http.StatusAccepted
+	})
+	if st := wait(t, ans.Runs[0].WorkflowID, time.Minute); st.Outcome != workflows.OutcomeSucceeded {
+		t.Fatalf("the reloaded chain's run: %s %s", st.Outcome, st.Message)
+	}
+	if !strings.Contains(w.workers["chains"].tail(), "config reloaded") || !strings.Contains(replica.tail(), "config reloaded") {
+		t.Errorf("the processes did not say they reloaded:\n%s\n%s", w.workers["chains"].tail(), replica.tail())
+	}
 }
 
 // The Temporal server SIGKILLed mid-copy and started again on the same

@@ -52,10 +52,12 @@ func TestMain(m *testing.M) {
 	if metrics, err = worker.NewMetrics(metricsBounds()); err != nil {
 		panic(err)
 	}
+	acts := &activities.Activities{}
+	acts.SetRegistries([]chain.Registry{privRegistry})
 	tp, _ := freePort("127.0.0.1")
 	stack, err = Start(context.Background(), Options{
 		DataDir: dir, TemporalPort: tp, Regions: regions, BuildKit: true, Scan: true, Metrics: metrics.Handler,
-		Worker: &worker.Options{Chains: true, Activities: &activities.Activities{Registries: []chain.Registry{privRegistry}}},
+		Worker: &worker.Options{Chains: true, Activities: acts},
 	})
 	if err != nil {
 		panic(err)

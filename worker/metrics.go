@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +36,7 @@ type Metrics struct {
 	// Handler goes in the SDK client's options (client.Options.MetricsHandler).
 	Handler client.MetricsHandler
 	meters  *sdkmetric.MeterProvider
+	allow   atomic.Pointer[map[string]map[string]bool]
 }
 
 // NewMetrics makes the registry (with Go and process collectors) and the
@@ -52,7 +54,16 @@ func NewMetrics(l *chain.Loaded) (*Metrics, error) {
 			Boundaries: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600}}})))
 	h := sdkotel.NewMetricsHandler(sdkotel.MetricsHandlerOptions{Meter: mp.Meter("dchain"), UseMonotonicCounters: true,
 		OnError: func(error) {}})
-	return &Metrics{Registry: reg, Handler: bounded{h, allowedLabels(l)}, meters: mp}, nil
+	m := &Metrics{Registry: reg, meters: mp}
+	m.SetBounds(l)
+	m.Handler = bounded{h, &m.allow}
+	return m, nil
+}
+
+// SetBounds makes the names of l the allowed label values (a config reload).
+func (m *Metrics) SetBounds(l *chain.Loaded) {
+	allow := allowedLabels(l)
+	m.allow.Store(&allow)
 }
 
 // allowedLabels are the label values a config allows, by tag key.
@@ -79,13 +90,14 @@ func allowedLabels(l *chain.Loaded) map[string]map[string]bool {
 // bounded replaces label values outside the allowed sets by "unknown".
 type bounded struct {
 	client.MetricsHandler
-	allow map[string]map[string]bool
+	allow *atomic.Pointer[map[string]map[string]bool]
 }
 
 func (b bounded) WithTags(tags map[string]string) client.MetricsHandler {
 	clean := maps.Clone(tags)
+	allow := *b.allow.Load()
 	for k, v := range tags {
-		if set, ok := b.allow[k]; ok && !set[v] {
+		if set, ok := allow[k]; ok && !set[v] {
 			clean[k] = "unknown"
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"os"
 	"os/signal"
 	"syscall"
@@ -84,7 +85,27 @@ func serveAPI(ctx context.Context, c client.Client, l *chain.Loaded, g *globals,
 		ln.Close()
 		return err
 	}
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// SIGHUP swaps in a server for the config as it is now (sources,
+	// secrets, chains); a config that does not load keeps the old one.
+	var current atomic.Pointer[http.Handler]
+	h := http.Handler(s.Handler())
+	current.Store(&h)
+	go reloadOnHUP(ctx, func() error {
+		l, err := g.load()
+		if err != nil {
+			return err
+		}
+		next, err := s.WithConfig(l)
+		if err != nil {
+			return err
+		}
+		h := http.Handler(next.Handler())
+		current.Store(&h)
+		s = next
+		return nil
+	})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*current.Load()).ServeHTTP(w, r) }),
+		ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	fmt.Printf("dchain api on http://%s (webhooks at /webhooks/<source>, API at /api/v1)\n", ln.Addr())

@@ -140,9 +140,18 @@ func (g *globals) starter(ctx context.Context) (s *starter.Starter, done func(),
 	return &starter.Starter{Client: c, Config: l, TaskQueue: g.taskQueue}, c.Close, nil
 }
 
-// load reads and validates the config and its chains.
+// load reads and validates the config and its chains; a chain document
+// with problems is left out with a warning per problem (`dchain chain
+// validate` fails on them), the rest loads.
 func (g *globals) load() (*chain.Loaded, error) {
-	return chain.Load(g.config)
+	l, ps, err := chain.LoadAll(g.config)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range ps {
+		slog.Warn("left out of the config: "+p.String(), "file", p.File, "line", p.Line)
+	}
+	return l, nil
 }
 
 // withClient is the RunE of a command that talks to Temporal: it dials,

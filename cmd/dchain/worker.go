@@ -36,7 +36,8 @@ func newWorkerCmd(g *globals) *cobra.Command {
 				return err
 			}
 			o := worker.Options{TaskQueue: g.taskQueue, Regions: regions, Chains: len(regions) == 0, WorkDir: workDir,
-				Activities: &activities.Activities{BuildKitAddr: buildkit, Registries: cfg.Registries}}
+				Activities: &activities.Activities{BuildKitAddr: buildkit}}
+			o.Activities.SetRegistries(cfg.Registries)
 			for _, r := range regions {
 				if _, ok := cfg.Registry(r); !ok {
 					return fmt.Errorf("--region %q: no such registry in %s", r, cfg.Path)
@@ -79,6 +80,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 				}
 			}
 			fmt.Printf("worker serving task queue %s (chains: %v) and replication into %v\n", o.TaskQueue, o.Chains, o.Regions)
+			go reloadOnHUP(ctx, func() error { return reloadWorker(ctx, g, c, o, metrics) })
 			return worker.Run(ctx, c, o)
 		},
 	}
@@ -139,4 +141,41 @@ func searchAttributes(ctx context.Context, out io.Writer, c client.Client, names
 		fmt.Fprintf(out, "namespace %s: registered search attributes %s\n", namespace, strings.Join(added, ", "))
 	}
 	return err
+}
+
+// reloadWorker reads the config again (SIGHUP): the registries BuildKit
+// signs in to, the metrics' label bounds and (on the chain queue) the sync
+// schedules follow it. Runs carry their own snapshot of the config, so
+// runs under way are not affected; the queues a worker serves are fixed.
+func reloadWorker(ctx context.Context, g *globals, c client.Client, o worker.Options, m *worker.Metrics) error {
+	l, err := g.load()
+	if err != nil {
+		return err
+	}
+	o.Activities.SetRegistries(l.Config.Registries)
+	m.SetBounds(l)
+	if o.Chains {
+		return syncSchedules(ctx, c, g)
+	}
+	return nil
+}
+
+// reloadOnHUP calls reload on every SIGHUP until ctx ends; a failed reload
+// is logged and what was loaded before stays.
+func reloadOnHUP(ctx context.Context, reload func() error) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := reload(); err != nil {
+				slog.Error("config reload failed; keeping the config loaded before", "error", err)
+			} else {
+				slog.Info("config reloaded")
+			}
+		}
+	}
 }
