@@ -8,9 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync/atomic"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
