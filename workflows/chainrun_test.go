@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -356,5 +357,29 @@ func TestChainRunScanNotTriggeredOrNonBlockingGoesOn(t *testing.T) {
 		if len(f.replicated) != 2 || len(f.blocked) != 0 || st.Scan == nil {
 			t.Fatalf("%s %v: replicated %v, blocked %v", tc.mode, tc.counts, f.replicated, f.blocked)
 		}
+	}
+}
+
+// A blocked run's current details (what the Web UI shows on its page)
+// start with BLOCKED, the reason and its most severe findings.
+func TestBlockedCurrentDetails(t *testing.T) {
+	st := &RunStatus{Chain: "demo", Outcome: OutcomeBlocked, Message: "blocked by the scan policy: 1 CRITICAL ≥ 1 (action block)",
+		Image: ImageRef{Registry: "hz", Repository: "demo/app", Tag: "v2"},
+		Scan: &ScanSummary{Top: []chain.Finding{
+			{ID: "CVE-2019-10744", Package: "lodash", InstalledVersion: "4.17.11", FixedVersion: "4.17.12", Severity: "CRITICAL", Platform: "linux/amd64"},
+			{ID: "CVE-2020-8203", Package: "lodash", InstalledVersion: "4.17.11", Severity: "HIGH"},
+		}}}
+	d := currentDetails(st)
+	if !strings.HasPrefix(d, "**BLOCKED** — blocked by the scan policy: 1 CRITICAL") {
+		t.Fatalf("details start:\n%s", d)
+	}
+	for _, want := range []string{"| CRITICAL | CVE-2019-10744 | lodash | 4.17.11 | 4.17.12 | linux/amd64 |", "| HIGH | CVE-2020-8203 | lodash | 4.17.11 | — | — |"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("missing %q in:\n%s", want, d)
+		}
+	}
+	st.Outcome = OutcomeSucceeded
+	if strings.Contains(currentDetails(st), "BLOCKED") {
+		t.Error("a succeeded run says BLOCKED")
 	}
 }

@@ -8,6 +8,17 @@ import (
 // currentDetails renders the run as Markdown for the Web UI's "current details".
 func currentDetails(s *RunStatus) string {
 	var b strings.Builder
+	if s.Outcome == OutcomeBlocked {
+		// What the Web UI shows first: that it was stopped, why, and what was found.
+		fmt.Fprintf(&b, "**BLOCKED** — %s\n\n", s.Message)
+		if s.Scan != nil && len(s.Scan.Top) > 0 {
+			b.WriteString("| severity | vulnerability | package | installed | fixed in | platform |\n|---|---|---|---|---|---|\n")
+			for _, f := range s.Scan.Top[:min(len(s.Scan.Top), maxDetailFindings)] {
+				fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", f.Severity, f.ID, f.Package, f.InstalledVersion, orDash(f.FixedVersion), orDash(f.Platform))
+			}
+			b.WriteString("\n")
+		}
+	}
 	fmt.Fprintf(&b, "**%s** %s — %s\n\n", s.Chain, s.Image.String(), s.Outcome)
 	b.WriteString("| stage | state | note |\n|---|---|---|\n")
 	for _, st := range s.Stages {
@@ -26,4 +37,15 @@ func currentDetails(s *RunStatus) string {
 		}
 	}
 	return b.String()
+}
+
+// maxDetailFindings is how many of a blocked run's most severe findings
+// its current details show.
+const maxDetailFindings = 5
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
 }
