@@ -16,6 +16,9 @@ type Activities struct {
 	HTTP *http.Client
 	// Transport carries registry traffic; nil means http.DefaultTransport.
 	Transport http.RoundTripper
+	// Trace, when set, wraps every transport of registry and trigger
+	// requests (tracing), after a registry's CA is applied.
+	Trace func(http.RoundTripper) http.RoundTripper
 	// Jobs is how many blobs a replication uploads at once (default 4).
 	Jobs int
 	// HeartbeatEvery is how often long work reports progress (default 5s).
@@ -54,7 +57,15 @@ func (a *Activities) httpClient() *http.Client {
 	if a.HTTP != nil {
 		return a.HTTP
 	}
-	return &http.Client{Timeout: 30 * time.Second}
+	return &http.Client{Timeout: 30 * time.Second, Transport: a.traced(http.DefaultTransport)}
+}
+
+// traced is tr wrapped by Trace, if set.
+func (a *Activities) traced(tr http.RoundTripper) http.RoundTripper {
+	if a.Trace == nil {
+		return tr
+	}
+	return a.Trace(tr)
 }
 
 func (a *Activities) heartbeatEvery() time.Duration {

@@ -82,7 +82,7 @@ func (a *Activities) transport(reg chain.Registry) (http.RoundTripper, error) {
 		base = http.DefaultTransport
 	}
 	if reg.CA == "" {
-		return base, nil
+		return a.traced(base), nil
 	}
 	pem, err := reg.CA.Resolve()
 	if err != nil {
@@ -90,11 +90,11 @@ func (a *Activities) transport(reg chain.Registry) (http.RoundTripper, error) {
 	}
 	ht, ok := base.(*http.Transport)
 	if !ok {
-		return base, nil // a caller's own round tripper decides about TLS itself
+		return a.traced(base), nil // a caller's own round tripper decides about TLS itself
 	}
 	key := fmt.Sprintf("%p/%x", ht, sha256.Sum256([]byte(pem)))
 	if t, ok := transports.Load(key); ok {
-		return t.(*http.Transport), nil
+		return a.traced(t.(*http.Transport)), nil
 	}
 	pool, err := caPool(pem)
 	if err != nil {
@@ -103,7 +103,7 @@ func (a *Activities) transport(reg chain.Registry) (http.RoundTripper, error) {
 	t := ht.Clone()
 	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	got, _ := transports.LoadOrStore(key, t)
-	return got.(*http.Transport), nil
+	return a.traced(got.(*http.Transport)), nil
 }
 
 // caPool is the system's roots plus the PEM certificates in pem.

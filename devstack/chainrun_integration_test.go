@@ -17,6 +17,7 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/converter"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/dchain-dev/dchain/activities"
@@ -52,11 +53,12 @@ func TestMain(m *testing.M) {
 	if metrics, err = worker.NewMetrics(metricsBounds()); err != nil {
 		panic(err)
 	}
+	tracing = worker.NewTracing(sdktrace.WithSyncer(spans))
 	acts := &activities.Activities{}
 	acts.SetRegistries([]chain.Registry{privRegistry})
 	tp, _ := freePort("127.0.0.1")
 	stack, err = Start(context.Background(), Options{
-		DataDir: dir, TemporalPort: tp, Regions: regions, BuildKit: true, Scan: true, Metrics: metrics.Handler,
+		DataDir: dir, TemporalPort: tp, Regions: regions, BuildKit: true, Scan: true, Metrics: metrics.Handler, Tracing: tracing,
 		Worker: &worker.Options{Chains: true, Activities: acts},
 	})
 	if err != nil {

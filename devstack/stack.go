@@ -61,6 +61,8 @@ type Options struct {
 	DataDirLock *os.File
 	// Metrics receives the SDK's metrics and dchain's (nil: none).
 	Metrics client.MetricsHandler
+	// Tracing traces runs and their registry and trigger requests (nil: none).
+	Tracing *worker.Tracing
 	// Scan builds the demo vulnerability DB, pushes it to the first region's
 	// registry as Trivy's OCI artifact, and gives the worker a Trivy scanner
 	// that downloads it from there.
@@ -174,7 +176,12 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 		}
 		s.Endpoints.Receiver = s.Receiver.URL
 	}
-	if s.Client, err = client.DialContext(ctx, client.Options{HostPort: s.Temporal.Address, Namespace: o.Namespace, Logger: worker.QuietLogger(), MetricsHandler: o.Metrics}); err != nil {
+	interceptors, err := o.Tracing.ClientInterceptors()
+	if err != nil {
+		return err
+	}
+	if s.Client, err = client.DialContext(ctx, client.Options{HostPort: s.Temporal.Address, Namespace: o.Namespace, Logger: worker.QuietLogger(),
+		MetricsHandler: o.Metrics, Interceptors: interceptors}); err != nil {
 		return fmt.Errorf("devstack: connect to temporal: %w", err)
 	}
 	if _, err := worker.RegisterSearchAttributes(ctx, s.Client, o.Namespace); err != nil {
@@ -190,6 +197,9 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 		}
 		if wo.WorkDir == "" {
 			wo.WorkDir = dir("work")
+		}
+		if o.Tracing != nil && wo.Activities.Trace == nil {
+			wo.Activities.Trace = o.Tracing.Transport
 		}
 		if s.BuildKit != nil && wo.Activities.BuildKitAddr == "" {
 			wo.Activities.BuildKitAddr = s.BuildKit.Addr

@@ -40,6 +40,8 @@ type Connection struct {
 	Env envconfig.EnvLookup
 	// Metrics receives the SDK's metrics and dchain's (nil: none).
 	Metrics client.MetricsHandler
+	// Tracing traces workflow starts, workflows and activities (nil: none).
+	Tracing *Tracing
 }
 
 // Defaults of a connection that names nothing.
@@ -131,6 +133,9 @@ func (c Connection) ClientOptions() (client.Options, error) {
 	}
 	o.Logger = QuietLogger()
 	o.MetricsHandler = c.Metrics
+	if o.Interceptors, err = c.Tracing.ClientInterceptors(); err != nil {
+		return client.Options{}, err
+	}
 	return o, nil
 }
 

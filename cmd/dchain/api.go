@@ -21,6 +21,7 @@ import (
 	"github.com/dchain-dev/dchain/api"
 	"github.com/dchain-dev/dchain/chain"
 	"github.com/dchain-dev/dchain/starter"
+	"github.com/dchain-dev/dchain/worker"
 )
 
 const defaultListen = "127.0.0.1:8080"
@@ -48,13 +49,19 @@ func newAPICmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer metrics.Close()
-			c, err := g.dialWith(ctx, metrics)
+			tracing, err := worker.StartTracing(ctx)
+			if err != nil {
+				ln.Close()
+				return err
+			}
+			defer tracing.Close()
+			c, err := g.dialWith(ctx, metrics, tracing)
 			if err != nil {
 				ln.Close()
 				return err
 			}
 			defer c.Close()
-			return serveAPI(ctx, c, l, g, ln, metrics.Registry)
+			return serveAPI(ctx, c, l, g, ln, metrics.Registry, tracing)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "", "host:port (default: api.listen of the config, else "+defaultListen+")")
@@ -79,7 +86,7 @@ func listenAPI(l *chain.Loaded, listen string) (net.Listener, error) {
 }
 
 // serveAPI serves the API on ln until ctx ends.
-func serveAPI(ctx context.Context, c client.Client, l *chain.Loaded, g *globals, ln net.Listener, reg *prometheus.Registry) error {
+func serveAPI(ctx context.Context, c client.Client, l *chain.Loaded, g *globals, ln net.Listener, reg *prometheus.Registry, tracing *worker.Tracing) error {
 	s, err := api.NewServer(&starter.Starter{Client: c, Config: l, TaskQueue: g.taskQueue}, l, g.namespace(), reg)
 	if err != nil {
 		ln.Close()
@@ -104,7 +111,7 @@ func serveAPI(ctx context.Context, c client.Client, l *chain.Loaded, g *globals,
 		s = next
 		return nil
 	})
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*current.Load()).ServeHTTP(w, r) }),
+	srv := &http.Server{Handler: tracing.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*current.Load()).ServeHTTP(w, r) })),
 		ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -71,6 +71,10 @@ func newDevCmd(g *globals) *cobra.Command {
 			}
 			defer metrics.Close()
 			o.Metrics = metrics.Handler
+			if o.Tracing, err = worker.StartTracing(ctx); err != nil {
+				return err
+			}
+			defer o.Tracing.Close()
 			s, err := devstack.Start(ctx, o)
 			if err != nil {
 				return err
@@ -84,7 +88,7 @@ func newDevCmd(g *globals) *cobra.Command {
 			printEndpoints(s.Endpoints, g.config)
 			apiErr := make(chan error, 1)
 			if ln != nil {
-				go func() { apiErr <- serveAPI(ctx, s.Client, l, g, ln, metrics.Registry) }()
+				go func() { apiErr <- serveAPI(ctx, s.Client, l, g, ln, metrics.Registry, o.Tracing) }()
 			}
 			select {
 			case <-ctx.Done():

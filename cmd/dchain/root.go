@@ -110,15 +110,17 @@ func (g *globals) namespace() string {
 
 // dial connects to Temporal.
 func (g *globals) dial(ctx context.Context) (client.Client, error) {
-	return g.dialWith(ctx, nil)
+	return g.dialWith(ctx, nil, nil)
 }
 
-// dialWith connects to Temporal, reporting the SDK's metrics to m (if set).
-func (g *globals) dialWith(ctx context.Context, m *worker.Metrics) (client.Client, error) {
+// dialWith connects to Temporal, reporting the SDK's metrics to m and
+// tracing through t (each if set).
+func (g *globals) dialWith(ctx context.Context, m *worker.Metrics, t *worker.Tracing) (client.Client, error) {
 	conn := g.connection()
 	if m != nil {
 		conn.Metrics = m.Handler
 	}
+	conn.Tracing = t
 	c, err := conn.Dial(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%w; is `dchain dev` running, or are --address and the TLS flags right?", err)

@@ -66,7 +66,13 @@ func newWorkerCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer metrics.Close()
-			c, err := g.dialWith(ctx, metrics)
+			tracing, err := worker.StartTracing(ctx)
+			if err != nil {
+				return err
+			}
+			defer tracing.Close()
+			o.Activities.Trace = tracing.Transport
+			c, err := g.dialWith(ctx, metrics, tracing)
 			if err != nil {
 				return err
 			}
