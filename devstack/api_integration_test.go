@@ -251,7 +251,7 @@ func TestRESTAPI(t *testing.T) {
 // TestSignedGitHubPushBuildsScansReplicatesTriggers is the whole chain from a webhook.
 func TestSignedGitHubPushBuildsScansReplicatesTriggers(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "sample-app")
-	if err := SampleRepo(context.Background(), src); err != nil {
+	if err := SampleRepo(context.Background(), src, ""); err != nil {
 		t.Fatal(err)
 	}
 	l := buildChain(t, "it-github", "hook/web", src, "linux/amd64", "linux/arm64")

@@ -223,7 +223,7 @@ func TestBuildFromPrivateBase(t *testing.T) {
 		t.Fatal("the private base is readable without signing in")
 	}
 	src := filepath.Join(t.TempDir(), "sample-app")
-	if err := SampleRepo(context.Background(), src); err != nil {
+	if err := SampleRepo(context.Background(), src, ""); err != nil {
 		t.Fatal(err)
 	}
 	l := buildChain(t, "it-auth-build", "auth/built", src, "linux/amd64")

@@ -106,7 +106,7 @@ func TestHostileRefsCannotReachOtherRuns(t *testing.T) {
 // commit, with 400 naming the field — before any run exists.
 func TestRESTRefusesHostileAndUnknownCommits(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "sample-app")
-	if err := SampleRepo(context.Background(), src); err != nil {
+	if err := SampleRepo(context.Background(), src, ""); err != nil {
 		t.Fatal(err)
 	}
 	l := buildChain(t, "it-inject", "bound/inject", src, "linux/amd64")
@@ -163,7 +163,7 @@ func TestRESTRefusesHostileAndUnknownCommits(t *testing.T) {
 // and says so; its redelivery is still one run.
 func TestNewRefAtABuiltCommitReusesTheImage(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "sample-app")
-	if err := SampleRepo(context.Background(), src); err != nil {
+	if err := SampleRepo(context.Background(), src, ""); err != nil {
 		t.Fatal(err)
 	}
 	gitIn(t, src, "branch", "release-v4", "release-v1")

@@ -99,7 +99,7 @@ func fileInImage(t *testing.T, ref, platform, path string) string {
 
 func TestBuildPushReplicateTrigger(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "sample-app")
-	if err := SampleRepo(context.Background(), src); err != nil {
+	if err := SampleRepo(context.Background(), src, ""); err != nil {
 		t.Fatal(err)
 	}
 	l := buildChain(t, "it-build", "shop/web", src, "linux/amd64", "linux/arm64")
@@ -178,7 +178,7 @@ func TestBuildPushReplicateTrigger(t *testing.T) {
 
 func TestBuildFailsPermanentlyOnMissingDockerfile(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "sample-app")
-	if err := SampleRepo(context.Background(), src); err != nil {
+	if err := SampleRepo(context.Background(), src, ""); err != nil {
 		t.Fatal(err)
 	}
 	l := buildChain(t, "it-nodockerfile", "shop/nodf", src)

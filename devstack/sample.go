@@ -8,17 +8,23 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 )
 
 //go:embed sampleapp
 var sampleApp embed.FS
+
+// baseLine is the Dockerfile's default base image.
+var baseLine = regexp.MustCompile(`(?m)^ARG BASE=.*$`)
 
 // SampleRepo makes the sample app's Git repository at dir, unless it exists:
 // branch main, branch release-v1 one commit ahead (VERSION 1.0.0, clean),
 // and branch release-v2 one more ahead (VERSION 2.0.0, which vendors
 // lodash 4.17.11: known-vulnerable in the demo vulnerability DB).
 // Commit dates are fixed, so the commits are the same on every machine.
-func SampleRepo(ctx context.Context, dir string) error {
+// base, if set, is the Dockerfile's default base image (the dev stack's
+// seeded busybox, wherever its first registry listens).
+func SampleRepo(ctx context.Context, dir, base string) error {
 	if _, err := os.Stat(filepath.Join(dir, ".git")); err == nil {
 		return nil
 	}
@@ -32,6 +38,9 @@ func SampleRepo(ctx context.Context, dir string) error {
 		b, err := sampleApp.ReadFile(path)
 		if err != nil {
 			return err
+		}
+		if path == "sampleapp/Dockerfile" && base != "" {
+			b = baseLine.ReplaceAll(b, []byte("ARG BASE="+base))
 		}
 		out := filepath.Join(dir, filepath.FromSlash(path[len("sampleapp/"):]))
 		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {

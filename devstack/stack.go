@@ -81,7 +81,9 @@ type Endpoints struct {
 	TrivyDB string `json:"trivyDB,omitempty"`
 	// BaseImage is the seeded offline base image, for FROM lines.
 	BaseImage string `json:"baseImage,omitempty"`
-	DataDir   string `json:"dataDir"`
+	// API is where `dchain dev` serves webhooks and the REST API.
+	API     string `json:"api,omitempty"`
+	DataDir string `json:"dataDir"`
 }
 
 // Stack is a running dev stack.
@@ -216,8 +218,13 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 			return err
 		}
 	}
+	return s.WriteEndpoints()
+}
+
+// WriteEndpoints writes the stack's endpoints to <data-dir>/endpoints.json.
+func (s *Stack) WriteEndpoints() error {
 	b, _ := json.MarshalIndent(s.Endpoints, "", "  ")
-	return os.WriteFile(filepath.Join(o.DataDir, "endpoints.json"), append(b, '\n'), 0o644)
+	return os.WriteFile(filepath.Join(s.Endpoints.DataDir, "endpoints.json"), append(b, '\n'), 0o644)
 }
 
 // startBuildKit runs buildkitd trusting the dev registries and seeds the base image.
@@ -243,7 +250,7 @@ func (s *Stack) startBuildKit(ctx context.Context, o Options, dir string) error 
 		return fmt.Errorf("seed base image: %w", err)
 	}
 	s.Endpoints.BaseImage = first + "/" + BaseImage
-	if err := SampleRepo(ctx, filepath.Join(o.DataDir, "git", "sample-app")); err != nil {
+	if err := SampleRepo(ctx, filepath.Join(o.DataDir, "git", "sample-app"), s.Endpoints.BaseImage); err != nil {
 		return fmt.Errorf("sample app repository: %w", err)
 	}
 	return nil

@@ -27,6 +27,14 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/7233) 2>/dev/null; then
   sed -n '1,12p' "$DATA_DIR/dev.log"
 fi
 
+# Where the stack's parts listen (dchain dev writes them; ports may be other than the defaults).
+ep() { sed -n "s/^ *\"$1\": \"\([^\"]*\)\".*/\1/p" "$DATA_DIR/endpoints.json" | head -1; }
+TEMPORAL=$(ep temporal)
+RECEIVER=$(ep receiver)
+API=$(ep api)
+UI=$(ep ui)
+DCHAIN="$DCHAIN --address ${TEMPORAL:-127.0.0.1:7233}"
+
 echo "== chains"
 $DCHAIN chain list
 
@@ -34,21 +42,21 @@ echo "== a push to branch release-v1 of the sample app: build (linux/amd64 + lin
 start=$(date +%s.%N)
 $DCHAIN run start --chain demo --ref refs/heads/release-v1 --as-push --rerun --watch
 end=$(date +%s.%N)
-echo "build run took $(awk "BEGIN{print $end-$start}") s (wall, watch polls once a second)"
+echo "build run took $(awk "BEGIN{print $end-$start}") s (wall; watch follows the run's history, so its end is seen when it happens)"
 run=$($DCHAIN run list --chain demo --limit 1 -o json | grep -o '"workflowId": "[^"]*"' | cut -d'"' -f4)
 
 echo "== build log (dchain run logs $run), last lines"
 $DCHAIN run logs "$run" | tail -6
 
 echo "== the image in every region"
-for r in hangzhou:5001 frankfurt:5002 virginia:5003; do
-  d=$(curl -sfI -H 'Accept: application/vnd.oci.image.index.v1+json' "http://127.0.0.1:${r#*:}/v2/demo/app/manifests/v1" | tr -d '\r' | awk -F': ' 'tolower($1)=="docker-content-digest"{print $2}')
-  printf '  %-10s demo/app:v1  %s\n' "${r%%:*}" "${d:-MISSING}"
+for r in hangzhou frankfurt virginia; do
+  d=$(curl -sfI -H 'Accept: application/vnd.oci.image.index.v1+json' "http://$(ep $r)/v2/demo/app/manifests/v1" | tr -d '\r' | awk -F': ' 'tolower($1)=="docker-content-digest"{print $2}')
+  printf '  %-10s demo/app:v1  %s\n' "$r" "${d:-MISSING}"
   [ -n "$d" ] || exit 1
 done
 
 echo "== trigger deliveries the receiver got (last two)"
-curl -sf http://127.0.0.1:8089/deliveries | grep -o "\"path\":\"[^\"]*\",\"contentType\":\"[^\"]*\"[^}]*\"signatureValid\":[a-z]*" | sed 's/^/  /' | tail -2
+curl -sf "$RECEIVER/deliveries" | grep -o "\"path\":\"[^\"]*\",\"contentType\":\"[^\"]*\"[^}]*\"signatureValid\":[a-z]*" | sed 's/^/  /' | tail -2
 
 echo "== a push to branch release-v2, which vendors lodash 4.17.11 (critical in the demo DB): built, scanned, BLOCKED"
 set +e
@@ -56,10 +64,10 @@ $DCHAIN run start --chain demo --ref refs/heads/release-v2 --as-push --rerun --w
 code=$?
 set -e
 [ "$code" = 4 ] || { echo "expected the vulnerable image to be blocked (exit 4), got exit $code"; exit 1; }
-for r in "5001 demo/app" "5001 quarantine/app" "5002 demo/app" "5003 demo/app"; do
+for r in "hangzhou demo/app" "hangzhou quarantine/app" "frankfurt demo/app" "virginia demo/app"; do
   set -- $r
-  c=$(curl -s -o /dev/null -w '%{http_code}' -H 'Accept: application/vnd.oci.image.index.v1+json' "http://127.0.0.1:$1/v2/$2/manifests/v2")
-  printf '  127.0.0.1:%s/%s:v2 → HTTP %s\n' "$1" "$2" "$c"
+  c=$(curl -s -o /dev/null -w '%{http_code}' -H 'Accept: application/vnd.oci.image.index.v1+json' "http://$(ep $1)/v2/$2/manifests/v2")
+  printf '  %s/%s:v2 → HTTP %s\n' "$(ep $1)" "$2" "$c"
 done
 echo "== the scan report attached to the quarantined image (dchain scan report)"
 $DCHAIN scan report quarantine/app:v2
@@ -71,15 +79,15 @@ cat > "$DATA_DIR/github-push.json" <<JSON
  "repository":{"full_name":"acme/sample-app","clone_url":"$repo"},"pusher":{"name":"demo"},
  "head_commit":{"timestamp":"$(date -u +%Y-%m-%dT%H:%M:%SZ)"}}
 JSON
-answer=$($DCHAIN webhook test --source github-sample --file "$DATA_DIR/github-push.json")
+answer=$($DCHAIN webhook test --source github-sample --file "$DATA_DIR/github-push.json" ${API:+--url "$API"})
 echo "$answer"
 hook_run=$(echo "$answer" | grep -o '"workflowId":"[^"]*"' | cut -d'"' -f4)
 $DCHAIN run watch "$hook_run" | tail -4
 echo "== the run through the REST API (GET /api/v1/runs/<id>)"
-curl -sf -H "Authorization: Bearer $DCHAIN_API_TOKEN" "http://127.0.0.1:8080/api/v1/runs/$(printf %s "$hook_run" | sed 's|/|%2F|g')" | grep -o '"outcome":"[A-Za-z]*"' | head -1
+curl -sf -H "Authorization: Bearer $DCHAIN_API_TOKEN" "${API:-http://127.0.0.1:8080}/api/v1/runs/$(printf %s "$hook_run" | sed 's|/|%2F|g')" | grep -o '"outcome":"[A-Za-z]*"' | head -1
 
 echo "== an image pushed from elsewhere (no build): demo/app:$TAG"
 $DCHAIN dev seed --data-dir "$DATA_DIR" --image "demo/app:$TAG"
 $DCHAIN run start --chain demo --image "demo/app:$TAG" --watch | tail -8
 echo
-echo "Record of the runs: http://127.0.0.1:8233/namespaces/default/workflows (while dchain dev runs)"
+echo "Record of the runs: ${UI:-http://127.0.0.1:8233}/namespaces/default/workflows (while dchain dev runs)"

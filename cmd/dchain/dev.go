@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -85,6 +86,13 @@ func newDevCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
+			if ln != nil {
+				s.Endpoints.API = "http://" + ln.Addr().String()
+				if err := s.WriteEndpoints(); err != nil {
+					return err
+				}
+				warnRegistryMismatch(l, s.Endpoints)
+			}
 			printEndpoints(s.Endpoints, g.config)
 			apiErr := make(chan error, 1)
 			if ln != nil {
@@ -158,12 +166,35 @@ func printEndpoints(e devstack.Endpoints, config string) {
 	if e.TrivyDB != "" {
 		fmt.Printf("  vulnerability DB  %s (DEMO DATA built from fixture advisories)\n", e.TrivyDB)
 	}
+	if e.API != "" {
+		fmt.Printf("  webhooks + API    %s (/webhooks/<source>, /api/v1)\n", e.API)
+	}
 	fmt.Printf("  endpoints         %s/endpoints.json\n", e.DataDir)
 	fmt.Println()
+	// The hints name what is not the default, so they work as printed.
+	flags := "--config " + config
+	if e.Temporal != fmt.Sprintf("127.0.0.1:%d", devstack.DefaultTemporalPort) {
+		flags += " --address " + e.Temporal
+	}
+	seed := ""
+	if e.DataDir != "./.dchain" && e.DataDir != ".dchain" {
+		seed = " --data-dir " + e.DataDir
+	}
 	fmt.Println("Start a run:")
-	fmt.Printf("  dchain --config %s run start --chain demo --ref refs/heads/release-v1 --as-push --watch   # build → replicate → trigger\n", config)
-	fmt.Println("  dchain dev seed --image demo/app:v1")
-	fmt.Printf("  dchain --config %s run start --chain demo --image demo/app:v1 --watch                    # an image pushed from elsewhere\n", config)
+	fmt.Printf("  dchain %s run start --chain demo --ref refs/heads/release-v1 --as-push --watch   # build → replicate → trigger\n", flags)
+	fmt.Printf("  dchain dev seed%s --image demo/app:v1\n", seed)
+	fmt.Printf("  dchain %s run start --chain demo --image demo/app:v1 --watch                    # an image pushed from elsewhere\n", flags)
+}
+
+// warnRegistryMismatch warns when the config names a dev registry at
+// another address than the one the stack serves it at (after --region).
+func warnRegistryMismatch(l *chain.Loaded, e devstack.Endpoints) {
+	for name, addr := range e.Registries {
+		if r, ok := l.Config.Registry(name); ok && r.Address != addr {
+			slog.Warn("the config names a dev registry at another address: runs will not reach it",
+				"registry", name, "config", r.Address, "dev", addr, "file", l.Config.Path)
+		}
+	}
 }
 
 func newDevSeedCmd() *cobra.Command {
