@@ -23,13 +23,6 @@ import (
 	"github.com/dchain-dev/dchain/workflows"
 )
 
-// BuildProgress is the heartbeat detail of a build.
-type BuildProgress struct {
-	Steps     int    `json:"steps"`
-	Completed int    `json:"completed"`
-	Cached    int    `json:"cached"`
-	Current   string `json:"current,omitempty"`
-}
 
 // BuildImage checks out the commit, solves its Dockerfile with BuildKit for
 // every platform of the plan, and pushes one image index under each tag.
@@ -225,10 +218,10 @@ func (l *buildLog) consume(ch chan *bk.SolveStatus) {
 	}
 }
 
-func (l *buildLog) progress() BuildProgress {
+func (l *buildLog) progress() workflows.BuildProgress {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return BuildProgress{Steps: len(l.steps), Completed: len(l.done), Cached: len(l.cached), Current: l.current}
+	return workflows.BuildProgress{Steps: len(l.steps), Completed: len(l.done), Cached: len(l.cached), Current: l.current}
 }
 
 func (l *buildLog) bytes() []byte {

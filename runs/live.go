@@ -81,3 +81,21 @@ func destination(st *workflows.RunStatus, registry, ref string) *workflows.Desti
 	}
 	return nil
 }
+
+// BuildProgress is a running build's progress, from its last heartbeat.
+func BuildProgress(ctx context.Context, c client.Client, id string) (workflows.BuildProgress, bool) {
+	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		return workflows.BuildProgress{}, false
+	}
+	for _, pa := range desc.GetPendingActivities() {
+		if pa.GetActivityType().GetName() != workflows.ActivityBuildImage || pa.GetHeartbeatDetails() == nil {
+			continue
+		}
+		var p workflows.BuildProgress
+		if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &p); err == nil {
+			return p, true
+		}
+	}
+	return workflows.BuildProgress{}, false
+}

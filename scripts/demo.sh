@@ -40,13 +40,12 @@ $DCHAIN chain list
 
 echo "== a push to branch release-v1 of the sample app: build (linux/amd64 + linux/arm64) → replicate → trigger"
 start=$(date +%s.%N)
-$DCHAIN run start --chain demo --ref refs/heads/release-v1 --as-push --rerun --watch
+run=$($DCHAIN run start --chain demo --ref refs/heads/release-v1 --as-push --rerun -o json | grep -o '"workflowId":"[^"]*"' | cut -d'"' -f4)
+echo "started $run; following its build (dchain run logs -f), last lines of the log:"
+$DCHAIN run logs -f "$run" | tail -6
+$DCHAIN run watch "$run"
 end=$(date +%s.%N)
 echo "build run took $(awk "BEGIN{print $end-$start}") s (wall; watch follows the run's history, so its end is seen when it happens)"
-run=$($DCHAIN run list --chain demo --limit 1 -o json | grep -o '"workflowId": "[^"]*"' | cut -d'"' -f4)
-
-echo "== build log (dchain run logs $run), last lines"
-$DCHAIN run logs "$run" | tail -6
 
 echo "== the image in every region"
 for r in hangzhou frankfurt virginia; do

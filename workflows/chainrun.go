@@ -118,10 +118,8 @@ func (r *run) stage(ctx workflow.Context, name string, step func(workflow.Contex
 }
 
 func (r *run) stageStatus(name string) *StageStatus {
-	for i := range r.status.Stages {
-		if r.status.Stages[i].Name == name {
-			return &r.status.Stages[i]
-		}
+	if s := r.status.Stage(name); s != nil {
+		return s
 	}
 	panic("unknown stage " + name)
 }

@@ -154,6 +154,25 @@ type DestinationStatus struct {
 	Message    string `json:"message,omitempty"`
 }
 
+// BuildProgress is the heartbeat detail of a running build: steps seen,
+// completed and cached so far, and the step under way.
+type BuildProgress struct {
+	Steps     int    `json:"steps"`
+	Completed int    `json:"completed"`
+	Cached    int    `json:"cached"`
+	Current   string `json:"current,omitempty"`
+}
+
+// Stage returns the stage called name (nil if the run has none).
+func (s *RunStatus) Stage(name string) *StageStatus {
+	for i := range s.Stages {
+		if s.Stages[i].Name == name {
+			return &s.Stages[i]
+		}
+	}
+	return nil
+}
+
 // TriggerStatus is one distribution trigger.
 type TriggerStatus struct {
 	Name       string `json:"name"`

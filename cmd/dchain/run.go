@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -343,11 +344,17 @@ func humanBytes(n int64) string {
 }
 
 func runLogsCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var follow bool
+	cmd := &cobra.Command{
 		Use:   "logs RUN-ID",
 		Short: "Print the build log of a run (BuildKit's steps and output), kept as an artifact in the source registry",
 		Args:  cobra.ExactArgs(1),
 		RunE: g.withClient(func(cmd *cobra.Command, c client.Client, args []string) error {
+			if follow {
+				if err := followBuild(cmd.Context(), c, args[0], cmd.ErrOrStderr()); err != nil {
+					return err
+				}
+			}
 			st, err := runs.Status(cmd.Context(), c, args[0])
 			if err != nil {
 				return err
@@ -367,8 +374,41 @@ func runLogsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, err = os.Stdout.Write(b)
+			_, err = cmd.OutOrStdout().Write(b)
 			return err
 		}),
+	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "while the build runs, show its progress (steps done, cached, the current one) on stderr; then print the log")
+	return cmd
+}
+
+// followBuild shows a running build's progress (from its heartbeats) on w
+// until the build stage has ended.
+func followBuild(ctx context.Context, c client.Client, id string, w io.Writer) error {
+	last := ""
+	for {
+		st, err := runs.Status(ctx, c, id)
+		if err != nil {
+			return err
+		}
+		build := st.Stage(workflows.StageBuild)
+		if build == nil || (build.State != workflows.StateRunning && build.State != workflows.StatePending) || st.Outcome != workflows.OutcomeRunning {
+			return nil
+		}
+		if p, ok := runs.BuildProgress(ctx, c, id); ok {
+			line := fmt.Sprintf("build: %d of %d steps done (%d cached)", p.Completed, p.Steps, p.Cached)
+			if p.Current != "" {
+				line += ": " + p.Current
+			}
+			if line != last {
+				fmt.Fprintln(w, line)
+				last = line
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 }

@@ -75,6 +75,21 @@ func TestRunWatch(t *testing.T) {
 	if err != nil || !strings.Contains(out, "Succeeded") || !strings.Contains(out, "Run:      "+started.WorkflowID) {
 		t.Fatalf("run watch of an ended run: %v\n%s", err, out)
 	}
+	// Shell completion offers the run IDs, the chains and the registries.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "watch", ""}, started.WorkflowID},
+		{[]string{"run", "start", "--chain", "w"}, "watch"},
+		{[]string{"chain", "sync", ""}, "watch"},
+		{[]string{"scan", "--registry", ""}, "src"},
+	} {
+		out, err := dchain(t, append(append([]string{"__complete"}, args...), tc.args...)...)
+		if err != nil || !strings.Contains(out, tc.want) {
+			t.Errorf("completion of %v: %v\n%s", tc.args, err, out)
+		}
+	}
 	var exit *exitError
 	if _, err := dchain(t, append(args, "run", "watch", "watch:nope")...); err == nil || errors.As(err, &exit) {
 		t.Fatalf("run watch of no run: %v", err)
