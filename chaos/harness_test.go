@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -98,7 +97,7 @@ func (w *world) start(m *testing.M) (int, error) {
 	if err := w.writeConfig(); err != nil {
 		return 0, err
 	}
-	if w.temporalPort, err = freePort(); err != nil {
+	if w.temporalPort, err = devstack.FreePort("127.0.0.1"); err != nil {
 		return 0, err
 	}
 	if err := w.startTemporal(); err != nil {
@@ -113,7 +112,7 @@ func (w *world) start(m *testing.M) (int, error) {
 		}
 	}
 	for range 2 {
-		port, err := freePort()
+		port, err := devstack.FreePort("127.0.0.1")
 		if err != nil {
 			return 0, err
 		}
@@ -200,7 +199,7 @@ func (w *world) temporalAddr() string { return fmt.Sprintf("127.0.0.1:%d", w.tem
 
 // startTemporal runs `dchain dev` as the Temporal server (and UI) alone.
 func (w *world) startTemporal() error {
-	uiPort, err := freePort()
+	uiPort, err := devstack.FreePort("127.0.0.1")
 	if err != nil {
 		return err
 	}
@@ -210,7 +209,7 @@ func (w *world) startTemporal() error {
 		return err
 	}
 	w.temporal = p
-	if err := waitTCP(w.temporalAddr(), 60*time.Second); err != nil {
+	if err := devstack.WaitListening(w.temporalAddr(), 60*time.Second); err != nil {
 		return fmt.Errorf("temporal: %w (log: %s)", err, p.tail())
 	}
 	return nil
@@ -385,29 +384,6 @@ func (r *receiver) of(run string) []delivery {
 		}
 	}
 	return out
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func waitTCP(addr string, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			return c.Close()
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 func waitHTTP(url string, d time.Duration) error {

@@ -46,7 +46,7 @@ func privateRegion(dir string) (Region, error) {
 	if err != nil {
 		return Region{}, err
 	}
-	port, err := freePort("127.0.0.1")
+	port, err := FreePort("127.0.0.1")
 	if err != nil {
 		return Region{}, err
 	}

@@ -306,7 +306,7 @@ func TestBuildRetriesWhenARegistryIsUnreachable(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "unreachable")
 	writeRepo(t, src, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN true\n"})
 	l := buildChain(t, "it-unreachable", "bound/unreachable", src, "linux/amd64")
-	closed, _ := freePort("127.0.0.1")
+	closed, _ := FreePort("127.0.0.1")
 	l.Chains[0].Build.Rules[0].BuildArgs["BASE"] = fmt.Sprintf("127.0.0.1:%d/base/busybox:1", closed)
 	l.Chains[0].Build.Rules[0].NoCache = true
 	id := startPush(t, l, "refs/heads/main", false).WorkflowID

@@ -3,6 +3,7 @@ package devstack
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -39,7 +40,7 @@ func TestMain(m *testing.M) {
 	}
 	var regions []Region
 	for _, n := range []string{"src", "eu", "us", "ap"} {
-		p, err := freePort("127.0.0.1")
+		p, err := FreePort("127.0.0.1")
 		if err != nil {
 			panic(err)
 		}
@@ -53,10 +54,13 @@ func TestMain(m *testing.M) {
 	if metrics, err = worker.NewMetrics(metricsBounds()); err != nil {
 		panic(err)
 	}
-	tracing = worker.NewTracing(sdktrace.WithSyncer(spans))
+	flag.Parse()
+	if flag.Lookup("test.bench").Value.String() == "" { // benchmarks measure the untraced default
+		tracing = worker.NewTracing(sdktrace.WithSyncer(spans))
+	}
 	acts := &activities.Activities{}
 	acts.SetRegistries([]chain.Registry{privRegistry})
-	tp, _ := freePort("127.0.0.1")
+	tp, _ := FreePort("127.0.0.1")
 	stack, err = Start(context.Background(), Options{
 		DataDir: dir, TemporalPort: tp, Regions: regions, BuildKit: true, Scan: true, Metrics: metrics.Handler, Tracing: tracing,
 		Worker: &worker.Options{Chains: true, Activities: acts},

@@ -47,7 +47,7 @@ func TestStartOnBusyPorts(t *testing.T) {
 	if _, err := Start(context.Background(), Options{DataDir: t.TempDir(), TemporalPort: port}); err == nil || !strings.Contains(err.Error(), fmt.Sprint(port)) {
 		t.Fatalf("busy Temporal port: %v", err)
 	}
-	tp, _ := freePort("127.0.0.1")
+	tp, _ := FreePort("127.0.0.1")
 	dir := t.TempDir()
 	_, err = Start(context.Background(), Options{DataDir: dir, TemporalPort: tp, Regions: []Region{{Name: "busy", Port: port}}})
 	if err == nil || !strings.Contains(err.Error(), "registry busy") || !strings.Contains(err.Error(), fmt.Sprint(port)) {

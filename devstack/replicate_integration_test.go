@@ -131,7 +131,7 @@ func TestManualReplication(t *testing.T) {
 // staying "Running" in silence.
 func TestLiveReplicationStatus(t *testing.T) {
 	l, _ := testChain("it-live", "live/app")
-	closed, _ := freePort("127.0.0.1")
+	closed, _ := FreePort("127.0.0.1")
 	for i := range l.Config.Registries {
 		if l.Config.Registries[i].Name == "ap" {
 			l.Config.Registries[i].Address = fmt.Sprintf("127.0.0.1:%d", closed) // served by the worker, but down

@@ -105,11 +105,11 @@ func StartTemporal(o TemporalOptions) (*Temporal, error) {
 
 	ports := map[primitives.ServiceName]int{primitives.FrontendService: o.Port}
 	for _, s := range []primitives.ServiceName{primitives.HistoryService, primitives.MatchingService, primitives.WorkerService} {
-		if ports[s], err = freePort(o.IP); err != nil {
+		if ports[s], err = FreePort(o.IP); err != nil {
 			return nil, err
 		}
 	}
-	httpPort, err := freePort(o.IP)
+	httpPort, err := FreePort(o.IP)
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +144,7 @@ func StartTemporal(o TemporalOptions) (*Temporal, error) {
 		}))
 		go func() { _ = t.ui.Start() }()
 		t.UIURL = fmt.Sprintf("http://%s:%d", o.IP, o.UIPort)
-		if err := waitListening(fmt.Sprintf("%s:%d", o.IP, o.UIPort), 10*time.Second); err != nil {
+		if err := WaitListening(fmt.Sprintf("%s:%d", o.IP, o.UIPort), 10*time.Second); err != nil {
 			t.Stop()
 			return nil, fmt.Errorf("temporal web UI: %w", err)
 		}
@@ -250,7 +250,8 @@ func portFree(ip string, port int) error {
 	return l.Close()
 }
 
-func freePort(ip string) (int, error) {
+// FreePort is a TCP port free on ip right now.
+func FreePort(ip string) (int, error) {
 	l, err := net.Listen("tcp", ip+":0")
 	if err != nil {
 		return 0, err
@@ -259,7 +260,8 @@ func freePort(ip string) (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func waitListening(addr string, d time.Duration) error {
+// WaitListening waits up to d until something accepts connections at addr.
+func WaitListening(addr string, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)

@@ -27,6 +27,9 @@ var (
 // workflow start, the workflow, every activity and the HTTP requests the
 // activities make to the registries and the trigger receivers.
 func TestTraceTiesWebhookToActivities(t *testing.T) {
+	if tracing == nil {
+		t.Fatal("the stack was started without tracing")
+	}
 	digest, err := PushSample(context.Background(), stack.Endpoints.Registries["src"], "trace/app", "v1")
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net"
 	"net/http"
@@ -125,31 +126,46 @@ func (m *Metrics) Serve(ctx context.Context, ln net.Listener) error {
 // Close flushes and stops the meter provider.
 func (m *Metrics) Close() { _ = m.meters.Shutdown(context.Background()) }
 
-// activityMetrics is a worker interceptor that records dchain's activity
-// metrics from each attempt's input and result: bytes and blobs
-// replicated and failed copies by destination, trigger deliveries by
-// result, scan findings by severity.
-type activityMetrics struct {
+// activityObserver is a worker interceptor that logs each activity
+// attempt's start and end with its run (workflow ID), attempt and task
+// queue — never its input or result (they are in the run's history;
+// secrets never are) — and records dchain's activity metrics from the
+// attempt's input and result: bytes and blobs replicated and failed copies
+// by destination, trigger deliveries by result, scan findings by severity.
+type activityObserver struct {
 	interceptor.WorkerInterceptorBase
 }
 
-func (*activityMetrics) InterceptActivity(ctx context.Context, next interceptor.ActivityInboundInterceptor) interceptor.ActivityInboundInterceptor {
-	i := &activityMetricsInbound{}
+func (*activityObserver) InterceptActivity(ctx context.Context, next interceptor.ActivityInboundInterceptor) interceptor.ActivityInboundInterceptor {
+	i := &activityObserverInbound{}
 	i.Next = next
 	return i
 }
 
-type activityMetricsInbound struct {
+type activityObserverInbound struct {
 	interceptor.ActivityInboundInterceptorBase
 }
 
-func (i *activityMetricsInbound) ExecuteActivity(ctx context.Context, in *interceptor.ExecuteActivityInput) (any, error) {
+func (i *activityObserverInbound) ExecuteActivity(ctx context.Context, in *interceptor.ExecuteActivityInput) (any, error) {
+	info := activity.GetInfo(ctx)
+	log := slog.With("activity", info.ActivityType.Name, "run", info.WorkflowExecution.ID, "attempt", info.Attempt, "queue", info.TaskQueue)
+	log.Info("activity started")
+	start := time.Now()
 	out, err := i.Next.ExecuteActivity(ctx, in)
-	if len(in.Args) == 0 {
-		return out, err
+	if err != nil {
+		log.Warn("activity failed", "duration", time.Since(start).Round(time.Millisecond), "error", err)
+	} else {
+		log.Info("activity ended", "duration", time.Since(start).Round(time.Millisecond))
 	}
-	m := activity.GetMetricsHandler(ctx)
-	switch arg := in.Args[0].(type) {
+	if len(in.Args) > 0 {
+		recordActivity(activity.GetMetricsHandler(ctx), in.Args[0], out, err)
+	}
+	return out, err
+}
+
+// recordActivity records the metrics of one attempt with input arg.
+func recordActivity(m client.MetricsHandler, arg, out any, err error) {
+	switch arg := arg.(type) {
 	case workflows.ReplicateInput:
 		d := m.WithTags(map[string]string{workflows.TagDestination: arg.Destination.Name})
 		if res, ok := out.(workflows.ReplicateResult); ok {
@@ -175,7 +191,6 @@ func (i *activityMetricsInbound) ExecuteActivity(ctx context.Context, in *interc
 			}
 		}
 	}
-	return out, err
 }
 
 // errorClass is an activity error's type ("Transient", "AccessDenied",

@@ -99,7 +99,7 @@ func Start(c client.Client, o Options) (Workers, error) {
 
 // workerOptions are every dchain worker's options: the activity log and metrics.
 func workerOptions() sdkworker.Options {
-	return sdkworker.Options{Interceptors: []interceptor.WorkerInterceptor{&activityLog{}, &activityMetrics{}}}
+	return sdkworker.Options{Interceptors: []interceptor.WorkerInterceptor{&activityObserver{}}}
 }
 
 // Stop stops every worker.
