@@ -23,7 +23,6 @@ import (
 	"github.com/dchain-dev/dchain/workflows"
 )
 
-
 // BuildImage checks out the commit, solves its Dockerfile with BuildKit for
 // every platform of the plan, and pushes one image index under each tag.
 // The registry build cache is imported and exported unless the rule says
