@@ -61,7 +61,7 @@ func newAPICmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			return serveAPI(ctx, c, l, g, ln, metrics.Registry, tracing)
+			return serveAPI(ctx, c, l, g, ln, metrics.Registry, tracing, nil)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "", "host:port (default: api.listen of the config, else "+defaultListen+")")
@@ -86,7 +86,9 @@ func listenAPI(l *chain.Loaded, listen string) (net.Listener, error) {
 }
 
 // serveAPI serves the API on ln until ctx ends.
-func serveAPI(ctx context.Context, c client.Client, l *chain.Loaded, g *globals, ln net.Listener, reg *prometheus.Registry, tracing *worker.Tracing) error {
+// changed, if set, signals a change of the config files (dchain dev
+// watches them); SIGHUP always reloads.
+func serveAPI(ctx context.Context, c client.Client, l *chain.Loaded, g *globals, ln net.Listener, reg *prometheus.Registry, tracing *worker.Tracing, changed <-chan struct{}) error {
 	s, err := api.NewServer(&starter.Starter{Client: c, Config: l, TaskQueue: g.taskQueue}, l, g.namespace(), reg)
 	if err != nil {
 		ln.Close()
@@ -110,7 +112,7 @@ func serveAPI(ctx context.Context, c client.Client, l *chain.Loaded, g *globals,
 		current.Store(&h)
 		s = next
 		return nil
-	})
+	}, changed)
 	srv := &http.Server{Handler: tracing.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*current.Load()).ServeHTTP(w, r) })),
 		ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)

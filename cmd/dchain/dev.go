@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -96,7 +97,9 @@ func newDevCmd(g *globals) *cobra.Command {
 			printEndpoints(s.Endpoints, g.config)
 			apiErr := make(chan error, 1)
 			if ln != nil {
-				go func() { apiErr <- serveAPI(ctx, s.Client, l, g, ln, metrics.Registry, o.Tracing) }()
+				go func() {
+					apiErr <- serveAPI(ctx, s.Client, l, g, ln, metrics.Registry, o.Tracing, watchConfig(ctx, g.config, 2*time.Second))
+				}()
 			}
 			select {
 			case <-ctx.Done():
@@ -228,4 +231,50 @@ func newDevSeedCmd() *cobra.Command {
 	cmd.Flags().StringVar(&registry, "registry", "hangzhou", "dev registry to push to")
 	cmd.Flags().StringVar(&image, "image", "demo/app:v1", "namespace/repository:tag to push")
 	return cmd
+}
+
+// watchConfig signals when the config file or a chain file it names
+// changes (size, modification time, added or removed), checking every
+// interval, until ctx ends. The in-process worker is not reloaded (runs
+// carry a snapshot of their chain); the API is.
+func watchConfig(ctx context.Context, config string, every time.Duration) <-chan struct{} {
+	changed := make(chan struct{}, 1)
+	go func() {
+		last := configFingerprint(config)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if now := configFingerprint(config); now != last {
+				last = now
+				select {
+				case changed <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return changed
+}
+
+// configFingerprint names the config file and its chain files with their
+// sizes and modification times.
+func configFingerprint(config string) string {
+	files := []string{config}
+	if cfg, err := chain.ReadConfig(config); err == nil {
+		if more, err := cfg.ChainFiles(); err == nil {
+			files = append(files, more...)
+		}
+	}
+	var b strings.Builder
+	for _, f := range files {
+		if fi, err := os.Stat(f); err == nil {
+			fmt.Fprintf(&b, "%s %d %d\n", f, fi.Size(), fi.ModTime().UnixNano())
+		}
+	}
+	return b.String()
 }

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // `dchain dev` whose API port is taken says so and exits non-zero before
@@ -85,5 +89,55 @@ func TestParseSeverities(t *testing.T) {
 func TestVersion(t *testing.T) {
 	if v := version(); !strings.Contains(v, "go1.") || !strings.Contains(v, "commit ") {
 		t.Fatalf("version %q", v)
+	}
+}
+
+// `dchain dev` watches its config: a webhook source added to the file
+// answers without a restart.
+func TestDevReloadsItsConfig(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("DCHAIN_TEST_HOOK_SECRET", "s3cret")
+	api := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	hz, fr := freePort(t), freePort(t)
+	cfg := filepath.Join(dir, "dchain.yaml")
+	doc := fmt.Sprintf("registries:\n  - {name: hz, address: '127.0.0.1:%d', insecure: true}\n  - {name: fr, address: '127.0.0.1:%d', insecure: true}\napi: {listen: %q, token: env:DCHAIN_TEST_HOOK_SECRET}\n", hz, fr, api)
+	if err := os.WriteFile(cfg, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := dchainContext(ctx, t, "--config", cfg, "--log-level", "warn", "dev", "--data-dir", filepath.Join(dir, "data"), "--headless", "--no-buildkit", "--no-scan",
+			"--temporal-port", fmt.Sprint(freePort(t)), "--receiver-port", fmt.Sprint(freePort(t)), "--region", fmt.Sprintf("hz=%d", hz), "--region", fmt.Sprintf("fr=%d", fr))
+		done <- err
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("dev: %v", err)
+		}
+	}()
+	status := func() int {
+		resp, err := http.Post("http://"+api+"/webhooks/late", "application/json", strings.NewReader("{}"))
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	waitUntil(t, "the dev API answers", func() bool { return status() == http.StatusNotFound })
+	doc += "sources:\n  - {name: late, provider: distribution, registry: hz, secret: env:DCHAIN_TEST_HOOK_SECRET}\n"
+	if err := os.WriteFile(cfg, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the added source answers (401: it exists, the delivery is unsigned)", func() bool { return status() == http.StatusUnauthorized })
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 30 s", what)
+		}
 	}
 }

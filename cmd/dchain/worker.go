@@ -166,22 +166,28 @@ func reloadWorker(ctx context.Context, g *globals, c client.Client, o worker.Opt
 	return nil
 }
 
-// reloadOnHUP calls reload on every SIGHUP until ctx ends; a failed reload
-// is logged and what was loaded before stays.
-func reloadOnHUP(ctx context.Context, reload func() error) {
+// reloadOnHUP calls reload on every SIGHUP (and every signal of changed,
+// if set) until ctx ends; a failed reload is logged and what was loaded
+// before stays.
+func reloadOnHUP(ctx context.Context, reload func() error, changed ...<-chan struct{}) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	var change <-chan struct{}
+	if len(changed) > 0 {
+		change = changed[0]
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			if err := reload(); err != nil {
-				slog.Error("config reload failed; keeping the config loaded before", "error", err)
-			} else {
-				slog.Info("config reloaded")
-			}
+		case <-change:
+		}
+		if err := reload(); err != nil {
+			slog.Error("config reload failed; keeping the config loaded before", "error", err)
+		} else {
+			slog.Info("config reloaded")
 		}
 	}
 }
