@@ -237,27 +237,18 @@ func newDevSeedCmd() *cobra.Command {
 // changes (size, modification time, added or removed), checking every
 // interval, until ctx ends. The in-process worker is not reloaded (runs
 // carry a snapshot of their chain); the API is.
-func watchConfig(ctx context.Context, config string, every time.Duration) <-chan struct{} {
+func watchConfig(ctx context.Context, config string, interval time.Duration) <-chan struct{} {
 	changed := make(chan struct{}, 1)
-	go func() {
-		last := configFingerprint(config)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
+	last := configFingerprint(config)
+	go every(ctx, interval, func() {
+		if now := configFingerprint(config); now != last {
+			last = now
 			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			if now := configFingerprint(config); now != last {
-				last = now
-				select {
-				case changed <- struct{}{}:
-				default:
-				}
+			case changed <- struct{}{}:
+			default:
 			}
 		}
-	}()
+	})
 	return changed
 }
 

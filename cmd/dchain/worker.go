@@ -108,16 +108,23 @@ func newWorkerCmd(g *globals) *cobra.Command {
 // keepDBFresh checks for a newer vulnerability DB every hour; scans running
 // during a swap finish on the old one.
 func keepDBFresh(ctx context.Context, s *scanner.Scanner) {
-	t := time.NewTicker(time.Hour)
+	every(ctx, time.Hour, func() {
+		if err := s.Update(ctx); err != nil {
+			slog.Error("vulnerability DB update failed", "error", err)
+		}
+	})
+}
+
+// every calls f every d until ctx ends.
+func every(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := s.Update(ctx); err != nil {
-				slog.Error("vulnerability DB update failed", "error", err)
-			}
+			f()
 		}
 	}
 }
