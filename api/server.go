@@ -38,6 +38,7 @@ type Server struct {
 	// Namespace is the Temporal namespace, for UI links.
 	Namespace string
 	metrics   *metrics
+	recent    *recentDeliveries
 }
 
 // ErrorBody is the shape of every error answer.
@@ -71,7 +72,7 @@ func (s *Server) WithConfig(l *chain.Loaded) (*Server, error) {
 
 func newServer(st *starter.Starter, l *chain.Loaded, namespace string, m *metrics) (*Server, error) {
 	s := &Server{Starter: st, Client: st.Client, Config: l, Secrets: map[string]string{}, MaxBody: l.Config.API.MaxBodyBytes,
-		UIURL: l.Config.API.UIURL, Namespace: namespace, metrics: m}
+		UIURL: l.Config.API.UIURL, Namespace: namespace, metrics: m, recent: newRecentDeliveries(10*time.Minute, 20000)}
 	if s.MaxBody == 0 {
 		s.MaxBody = DefaultMaxBody
 	}

@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -48,6 +49,11 @@ func (s *Server) webhook(c echo.Context) error {
 		s.metrics.event(name, "signature")
 		return apiError(c, http.StatusUnauthorized, "bad_signature", "%s delivery refused: %v", src.Provider, err)
 	}
+	key := deliveryKey(name, body)
+	if runs, ignored, ok := s.recent.get(key, time.Now()); ok {
+		s.metrics.event(name, "existing")
+		return s.answerRuns(c, name, runs, ignored)
+	}
 	ev, err := starter.Parse(src.Provider, c.Request().Header, body)
 	if err != nil {
 		s.metrics.event(name, "malformed")
@@ -67,6 +73,7 @@ func (s *Server) webhook(c echo.Context) error {
 		return apiError(c, http.StatusInternalServerError, "start_failed", "%v", err)
 	}
 	s.metrics.event(name, webhookResult(d.Runs, d.Ignored))
+	s.recent.put(key, d.Runs, d.Ignored, time.Now())
 	return s.answerRuns(c, name, d.Runs, d.Ignored)
 }
 

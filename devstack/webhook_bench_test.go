@@ -66,3 +66,47 @@ func BenchmarkWebhookImagePush(b *testing.B) {
 	b.ReportMetric(float64(ds[len(ds)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(ds[min(len(ds)-1, len(ds)*99/100)].Microseconds())/1000, "p99-ms")
 }
+
+// BenchmarkWebhookDuplicate sends the same signed push notification again
+// and again (a sender's redeliveries) from 8 concurrent senders: every
+// answer is 200 with the existing run.
+func BenchmarkWebhookDuplicate(b *testing.B) {
+	l, ch := testChain("bench-dups", "bench/dups")
+	ch.Replication, ch.Triggers = nil, nil
+	l.Chains[0] = ch
+	srv, _ := apiServer(b, l, stack.Client)
+	digest, err := PushSample(context.Background(), stack.Endpoints.Registries["src"], "bench/dups", "v1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := distributionEvent("bench/dups", "v1", digest)
+	if code, _, raw := deliver(b, srv.URL, "registry", "distribution", "hook-secret", body); code != http.StatusAccepted && code != http.StatusOK {
+		b.Fatalf("first delivery: %d %s", code, raw)
+	}
+	const senders = 8
+	work := make(chan int, b.N)
+	for i := range b.N {
+		work <- i
+	}
+	close(work)
+	b.ResetTimer()
+	start := time.Now()
+	errs := make(chan error, senders)
+	for range senders {
+		go func() {
+			for i := range work {
+				if code, ans, raw := deliver(b, srv.URL, "registry", "distribution", "hook-secret", body); code != http.StatusOK || len(ans.Runs) != 1 || !ans.Runs[0].Existing {
+					errs <- fmt.Errorf("redelivery %d: %d %s", i, code, raw)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range senders {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+}
