@@ -107,3 +107,17 @@ func TestConnectionTLSAliasesAndAPIKey(t *testing.T) {
 		t.Fatalf("an empty key file: %v", err)
 	}
 }
+
+// Concurrency left at zero takes the per-role defaults; a value set wins.
+func TestConcurrencyDefaults(t *testing.T) {
+	if got := (Concurrency{}).orDefault(); got != DefaultConcurrency {
+		t.Errorf("zero: %+v, want %+v", got, DefaultConcurrency)
+	}
+	if got := (Concurrency{Copies: 2}).orDefault(); got.Copies != 2 || got.ChainActivities != DefaultConcurrency.ChainActivities {
+		t.Errorf("copies 2: %+v", got)
+	}
+	o := workerOptions(8, 0)
+	if o.MaxConcurrentActivityExecutionSize != 8 || o.MaxConcurrentWorkflowTaskExecutionSize != 0 || len(o.Interceptors) != 1 {
+		t.Errorf("worker options: %+v", o)
+	}
+}

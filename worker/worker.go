@@ -34,6 +34,37 @@ type Options struct {
 	// process in a directory of its own; what dead workers left there is
 	// removed at start (default: <system temp dir>/dchain-work).
 	WorkDir string
+	// Concurrency bounds what one process runs at once (zero fields: the
+	// per-role defaults, DefaultConcurrency).
+	Concurrency Concurrency
+}
+
+// Concurrency is how much a worker process runs at once on each queue.
+type Concurrency struct {
+	// ChainActivities and WorkflowTasks bound the chain queue: builds,
+	// scans, resolves, triggers; and workflow tasks.
+	ChainActivities, WorkflowTasks int
+	// Copies bounds the copies into each region a process serves (each one
+	// streams blobs, several at once).
+	Copies int
+}
+
+// DefaultConcurrency are the per-role defaults: copies are bandwidth- and
+// disk-bound, so few at once per region; the rest mostly waits on others.
+var DefaultConcurrency = Concurrency{ChainActivities: 100, WorkflowTasks: 100, Copies: 8}
+
+func (c Concurrency) orDefault() Concurrency {
+	d := DefaultConcurrency
+	if c.ChainActivities > 0 {
+		d.ChainActivities = c.ChainActivities
+	}
+	if c.WorkflowTasks > 0 {
+		d.WorkflowTasks = c.WorkflowTasks
+	}
+	if c.Copies > 0 {
+		d.Copies = c.Copies
+	}
+	return d
 }
 
 // Workers are the started workers of one process.
@@ -64,9 +95,10 @@ func Start(c client.Client, o Options) (Workers, error) {
 	if !o.Chains && len(o.Regions) == 0 {
 		return nil, fmt.Errorf("worker: nothing to serve: enable the chain queue or name at least one region")
 	}
+	conc := o.Concurrency.orDefault()
 	var ws Workers
 	if o.Chains {
-		w := sdkworker.New(c, o.TaskQueue, workerOptions())
+		w := sdkworker.New(c, o.TaskQueue, workerOptions(conc.ChainActivities, conc.WorkflowTasks))
 		w.RegisterWorkflowWithOptions(workflows.ChainRun, workflow.RegisterOptions{Name: "ChainRun"})
 		w.RegisterActivityWithOptions(a.ResolveImage, activity.RegisterOptions{Name: workflows.ActivityResolveImage})
 		w.RegisterActivityWithOptions(a.DeliverTrigger, activity.RegisterOptions{Name: workflows.ActivityDeliverTrigger})
@@ -84,7 +116,7 @@ func Start(c client.Client, o Options) (Workers, error) {
 		ws = append(ws, w)
 	}
 	for _, region := range o.Regions {
-		w := sdkworker.New(c, workflows.ReplicationQueue(o.TaskQueue, region), workerOptions())
+		w := sdkworker.New(c, workflows.ReplicationQueue(o.TaskQueue, region), workerOptions(conc.Copies, 0))
 		w.RegisterActivityWithOptions(a.ReplicateImage, activity.RegisterOptions{Name: workflows.ActivityReplicateImage})
 		ws = append(ws, w)
 	}
@@ -97,9 +129,11 @@ func Start(c client.Client, o Options) (Workers, error) {
 	return ws, nil
 }
 
-// workerOptions are every dchain worker's options: the activity log and metrics.
-func workerOptions() sdkworker.Options {
-	return sdkworker.Options{Interceptors: []interceptor.WorkerInterceptor{&activityObserver{}}}
+// workerOptions are a dchain worker's options: at most activities and
+// workflowTasks at once (0: the SDK's default), the activity log and metrics.
+func workerOptions(activities, workflowTasks int) sdkworker.Options {
+	return sdkworker.Options{Interceptors: []interceptor.WorkerInterceptor{&activityObserver{}},
+		MaxConcurrentActivityExecutionSize: activities, MaxConcurrentWorkflowTaskExecutionSize: workflowTasks}
 }
 
 // Stop stops every worker.

@@ -26,6 +26,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 	var buildkit, workDir, metricsListen string
 	var noScan, register, chainsOnly bool
 	var trivy scanner.Options
+	var conc worker.Concurrency
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run a worker: chain runs plus replication into every configured registry; --chains-only: chain runs only; --region: only that region's replication",
@@ -36,7 +37,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 				return err
 			}
 			o := worker.Options{TaskQueue: g.taskQueue, Regions: regions, Chains: len(regions) == 0, WorkDir: workDir,
-				Activities: &activities.Activities{BuildKitAddr: buildkit}}
+				Activities: &activities.Activities{BuildKitAddr: buildkit}, Concurrency: conc}
 			o.Activities.SetRegistries(cfg.Registries)
 			for _, r := range regions {
 				if _, ok := cfg.Registry(r); !ok {
@@ -93,6 +94,9 @@ func newWorkerCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&workDir, "work-dir", envOr("DCHAIN_WORK_DIR", ""), "temporary work (source checkouts); what a killed worker left there is removed at start (default: <temp dir>/dchain-work)")
 	cmd.Flags().BoolVar(&register, "register-search-attributes", false, "add dchain's search attributes to the namespace when missing (else a worker refuses to start without them; see `dchain setup`)")
 	cmd.Flags().StringVar(&metricsListen, "metrics-listen", envOr("DCHAIN_METRICS_LISTEN", ""), "serve Prometheus metrics (the SDK's and dchain's) at http://HOST:PORT/metrics")
+	cmd.Flags().IntVar(&conc.ChainActivities, "max-concurrent-activities", worker.DefaultConcurrency.ChainActivities, "on the chain queue: builds, scans, resolves and triggers at once")
+	cmd.Flags().IntVar(&conc.WorkflowTasks, "max-concurrent-workflow-tasks", worker.DefaultConcurrency.WorkflowTasks, "on the chain queue: workflow tasks at once")
+	cmd.Flags().IntVar(&conc.Copies, "max-concurrent-copies", worker.DefaultConcurrency.Copies, "copies at once into each region this worker serves (each streams several blobs at once)")
 	cmd.Flags().BoolVar(&chainsOnly, "chains-only", false, "serve only the chain queue (runs, builds, scans, triggers); replication is left to `worker --region` processes")
 	cmd.Flags().StringSliceVar(&regions, "region", nil, "serve only replication into this registry (repeatable)")
 	cmd.Flags().BoolVar(&noScan, "no-scan", false, "do not scan (no vulnerability DB is loaded)")
