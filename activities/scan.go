@@ -58,6 +58,13 @@ func (a *Activities) ScanImage(ctx context.Context, in workflows.ScanInput) (wor
 	if err != nil {
 		return workflows.ScanSummary{}, registryError(ctx, what, err)
 	}
+	prev, prevRef, prevErr := a.latestReport(ctx, in.Registry, in.Repository, in.Digest)
+	if prevErr == nil && prev != nil && workflows.SameDB(prev.DB, a.Scanner.DB()) {
+		// The same image against the same DB finds the same: the stored report is the result.
+		sum := summarize(*prev, prevRef)
+		sum.Reused, sum.New = true, nil
+		return sum, nil
+	}
 	platforms, err := scanPlatforms(desc)
 	if err != nil {
 		return workflows.ScanSummary{}, registryError(ctx, what, err)
@@ -84,7 +91,7 @@ func (a *Activities) ScanImage(ctx context.Context, in workflows.ScanInput) (wor
 	report.Counts = chain.Scan{}.Evaluate(report.Findings, time.Now()).Counts
 	report.ScannedAt = time.Now().UTC()
 	// New: what no earlier report of this image had (everything, the first time).
-	if prev, err := a.latestReport(ctx, in.Registry, in.Repository, in.Digest); err == nil {
+	if prevErr == nil {
 		var before []chain.Finding
 		if prev != nil {
 			before = prev.Findings
@@ -223,14 +230,15 @@ func (a *Activities) ReadScanReport(ctx context.Context, reg chain.Registry, ref
 	return r, json.Unmarshal(b, &r)
 }
 
-// latestReport is the newest report of the image, or nil.
-func (a *Activities) latestReport(ctx context.Context, reg chain.Registry, repo, digest string) (*workflows.ScanReport, error) {
+// latestReport is the newest report of the image (nil if none) and its reference.
+func (a *Activities) latestReport(ctx context.Context, reg chain.Registry, repo, digest string) (*workflows.ScanReport, string, error) {
 	ds, err := a.ScanReports(ctx, reg, repo, digest)
 	if err != nil || len(ds) == 0 {
-		return nil, err
+		return nil, "", err
 	}
-	r, err := a.ReadScanReport(ctx, reg, reg.Address+"/"+repo+"@"+ds[0].Digest.String())
-	return &r, err
+	ref := reg.Address + "/" + repo + "@" + ds[0].Digest.String()
+	r, err := a.ReadScanReport(ctx, reg, ref)
+	return &r, ref, err
 }
 
 // EvaluatePolicy applies the chain's blocking policy to a stored report.

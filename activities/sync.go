@@ -150,7 +150,7 @@ func (a *Activities) scanGate(ctx context.Context, reg chain.Registry, ch chain.
 	if ch.Scan == nil || ch.Scan.Mode == chain.ModeNonBlocking {
 		return "", nil
 	}
-	r, err := a.latestReport(ctx, reg, img.Repository, img.Digest)
+	r, _, err := a.latestReport(ctx, reg, img.Repository, img.Digest)
 	if err != nil {
 		return "", registryError(ctx, "read the scan reports of "+img.Repository+"@"+img.Digest, err)
 	}

@@ -318,3 +318,37 @@ func TestScheduledRepositoryScanRecordsNewFindings(t *testing.T) {
 		t.Fatalf("second scan found new findings on unchanged images: %v", second.New)
 	}
 }
+
+// An image already scanned against the same DB is not scanned again: the
+// run reuses the stored report and says so; no second report is stored.
+func TestScanReusesAReportOfTheSameDB(t *testing.T) {
+	digest := pushVulnerable(t, "scan/reuse", "v1")
+	ref, err := name.ParseReference(stack.Endpoints.Registries["src"]+"/scan/reuse:v1", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Get(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Tag(ref.Context().Tag("v1-again"), desc); err != nil {
+		t.Fatal(err)
+	}
+	l := scanChain("it-reuse", "scan/reuse", chain.Scan{Mode: chain.ModeNonBlocking, Conditions: critical, Action: chain.ActionDeleteTag})
+	first := waitRun(t, startRun(t, l, "scan/reuse:v1").WorkflowID, 2*time.Minute)
+	second := waitRun(t, startRun(t, l, "scan/reuse:v1-again").WorkflowID, 2*time.Minute)
+	if first.Scan == nil || second.Scan == nil || first.Scan.Reused || !second.Scan.Reused {
+		t.Fatalf("first %+v, second %+v", first.Scan, second.Scan)
+	}
+	if second.Scan.Report != first.Scan.Report || second.Scan.Counts["CRITICAL"] != first.Scan.Counts["CRITICAL"] || second.Scan.Counts["CRITICAL"] == 0 {
+		t.Fatalf("the reused summary differs: %+v vs %+v", second.Scan, first.Scan)
+	}
+	if msg := second.Stage(workflows.StageScan).Message; !strings.Contains(msg, "reused the report") {
+		t.Fatalf("the scan stage says %q", msg)
+	}
+	reg, _ := testChainRegistry("src")
+	ds, err := (&activities.Activities{}).ScanReports(context.Background(), reg, "scan/reuse", digest)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("%d reports stored (%v), want 1", len(ds), err)
+	}
+}

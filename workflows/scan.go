@@ -36,6 +36,9 @@ func (r *run) scan(ctx workflow.Context) error {
 		return err
 	}
 	r.status.Scan = &sum
+	if sum.Reused {
+		r.stageStatus(StageScan).Message = "reused the report of " + sum.ScannedAt.UTC().Format(time.RFC3339) + " (same image, same DB)"
+	}
 	return workflow.UpsertTypedSearchAttributes(ctx,
 		AttrCritical.ValueSet(int64(sum.Counts["CRITICAL"])), AttrHigh.ValueSet(int64(sum.Counts["HIGH"])))
 }

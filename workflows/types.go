@@ -338,6 +338,16 @@ type ScanSummary struct {
 	DB        ScanDB          `json:"db"`
 	ScannedAt time.Time       `json:"scannedAt"`
 	New       []string        `json:"new,omitempty"`
+	// Reused is true when the image had a report from the same DB already:
+	// scanning again would find the same, so that report is the result.
+	Reused bool `json:"reused,omitempty"`
+}
+
+// SameDB says whether a and b are the same vulnerability DB (known by its
+// repository and update time; a trivy server's DB cannot be told apart).
+func SameDB(a, b ScanDB) bool {
+	return a.Server == "" && b.Server == "" && !a.UpdatedAt.IsZero() && a.UpdatedAt.Equal(b.UpdatedAt) &&
+		a.Repository == b.Repository && a.Demo == b.Demo
 }
 
 // EvaluateInput applies Policy to the report at Report (a reference) as of Now.

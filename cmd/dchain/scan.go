@@ -107,6 +107,9 @@ func printScanSummary(sum workflows.ScanSummary) {
 		db = "trivy server " + sum.DB.Server
 	}
 	fmt.Printf("Image:    %s\nDB:       %s\nReport:   %s\n", sum.Digest, db, sum.Report)
+	if sum.Reused {
+		fmt.Printf("Reused:   the report of %s (this image was scanned against the same DB)\n", sum.ScannedAt.Local().Format(time.DateTime))
+	}
 	var parts []string
 	for _, s := range chain.Severities {
 		parts = append(parts, fmt.Sprintf("%s %d", s, sum.Counts[s]))
