@@ -130,13 +130,9 @@ func (a *Activities) buildAuth(own chain.Registry) authprovider.AuthConfigProvid
 				break
 			}
 		}
-		auth, err := Auth(reg)
+		c, err := authConfig(ctx, reg)
 		if err != nil {
 			return types.AuthConfig{}, err
-		}
-		c, err := authn.Authorization(ctx, auth)
-		if err != nil {
-			return types.AuthConfig{}, fmt.Errorf("sign-in to %s: %w", host, err)
 		}
 		return types.AuthConfig{Username: c.Username, Password: c.Password, IdentityToken: c.IdentityToken,
 			RegistryToken: c.RegistryToken, ServerAddress: host}, nil
@@ -157,17 +153,28 @@ func (a *Activities) buildTLS(own chain.Registry) map[string]*authprovider.AuthT
 
 // scanAccess is the sign-in and transport a scan of reg's images uses.
 func (a *Activities) scanAccess(ctx context.Context, reg chain.Registry) (authn.AuthConfig, http.RoundTripper, error) {
-	auth, err := Auth(reg)
+	c, err := authConfig(ctx, reg)
 	if err != nil {
 		return authn.AuthConfig{}, nil, err
-	}
-	c, err := authn.Authorization(ctx, auth)
-	if err != nil {
-		return authn.AuthConfig{}, nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("registry %s: sign-in: %v", reg.Name, err), ErrCredentials, nil)
 	}
 	tr, err := a.transport(reg)
 	if err != nil {
 		return authn.AuthConfig{}, nil, err
 	}
 	return *c, tr, nil
+}
+
+// authConfig is reg's sign-in (Auth) as the username/password or token it
+// comes to, for the clients that take those rather than an authenticator
+// (BuildKit's session, Trivy).
+func authConfig(ctx context.Context, reg chain.Registry) (*authn.AuthConfig, error) {
+	auth, err := Auth(reg)
+	if err != nil {
+		return nil, err
+	}
+	c, err := authn.Authorization(ctx, auth)
+	if err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("registry %s: sign-in: %v", reg.Name, err), ErrCredentials, nil)
+	}
+	return c, nil
 }

@@ -16,10 +16,7 @@ func accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		start := time.Now()
 		err := next(c)
 		req, res := c.Request(), c.Response()
-		status := res.Status
-		if he, ok := err.(*echo.HTTPError); ok {
-			status = he.Code
-		}
+		status := answerStatus(c, err)
 		if span := trace.SpanFromContext(req.Context()); span.IsRecording() {
 			span.SetName(req.Method + " " + c.Path()) // the route pattern: bounded
 		}

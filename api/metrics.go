@@ -45,10 +45,7 @@ func (m *metrics) event(source, result string) {
 func (s *Server) count(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		err := next(c)
-		code := c.Response().Status
-		if he, ok := err.(*echo.HTTPError); ok {
-			code = he.Code
-		}
+		code := answerStatus(c, err)
 		route := c.Path()
 		if route == "" || route == "/*" {
 			route = "unmatched"
@@ -56,4 +53,14 @@ func (s *Server) count(next echo.HandlerFunc) echo.HandlerFunc {
 		s.metrics.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
 		return err
 	}
+}
+
+// answerStatus is the status the request was answered with: the response's,
+// or that of the echo error the handler returned (written after the
+// middlewares, by the error handler).
+func answerStatus(c echo.Context, err error) int {
+	if he, ok := err.(*echo.HTTPError); ok {
+		return he.Code
+	}
+	return c.Response().Status
 }
