@@ -118,6 +118,13 @@ func TestWebhookAnswers(t *testing.T) {
 	if code != http.StatusOK || len(again.Runs) != 1 || !again.Runs[0].Existing || again.Runs[0].RunID != first.Runs[0].RunID {
 		t.Fatalf("redelivery: %d %+v", code, again)
 	}
+	// The API's memory of recent deliveries answers only signed ones: the
+	// same body with a wrong or no signature is still refused.
+	for _, secret := range []string{"wrong-secret", ""} {
+		if code, _, _ := deliver(t, srv.URL, "registry", "distribution", secret, ev); code != http.StatusUnauthorized {
+			t.Errorf("a remembered body with signing secret %q: %d, want 401", secret, code)
+		}
+	}
 	st := waitRun(t, first.Runs[0].WorkflowID, time.Minute)
 	if st.Outcome != workflows.OutcomeSucceeded || st.Image.Digest != digest {
 		t.Fatalf("run: %s %s", st.Outcome, st.Message)

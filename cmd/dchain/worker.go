@@ -44,6 +44,12 @@ func newWorkerCmd(g *globals) *cobra.Command {
 					return fmt.Errorf("--region %q: no such registry in %s", r, cfg.Path)
 				}
 			}
+			for flag, n := range map[string]int{"--max-concurrent-activities": conc.ChainActivities,
+				"--max-concurrent-workflow-tasks": conc.WorkflowTasks, "--max-concurrent-copies": conc.Copies} {
+				if n < 1 {
+					return fmt.Errorf("%s %d: want at least 1", flag, n)
+				}
+			}
 			if chainsOnly && len(regions) > 0 {
 				return fmt.Errorf("--chains-only and --region exclude each other: run one worker for the chain queue and one per region")
 			}
