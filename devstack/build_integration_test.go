@@ -155,7 +155,7 @@ func TestBuildPushReplicateTrigger(t *testing.T) {
 		t.Fatalf("build log (%v):\n%s", err, log)
 	}
 
-	recordHistory(t, started.WorkflowID, "chainrun-build.json")
+	recordHistory(t, started.WorkflowID, "chainrun-build-batched.json")
 
 	// The same push again starts nothing; a rerun with the same inputs reuses
 	// the image; a rebuild of the same commit with other inputs (here the same

@@ -247,7 +247,7 @@ func TestChainRunReplicatesAndTriggers(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
-	recordHistory(t, started.WorkflowID, "chainrun-image.json")
+	recordHistory(t, started.WorkflowID, "chainrun-image-batched.json")
 
 	// The same event again starts nothing new.
 	again := startRun(t, l, "team/app:v1")

@@ -175,10 +175,12 @@ func assertNoDeliveries(t *testing.T, chainName string) {
 func TestBlockedRunDeletesTheTagAndReachesNoOne(t *testing.T) {
 	pushVulnerable(t, "scan/blocked", "v1")
 	l := scanChain("it-block", "scan/blocked", chain.Scan{Conditions: critical, Action: chain.ActionDeleteTag})
-	st := waitRun(t, startRun(t, l, "scan/blocked:v1").WorkflowID, 2*time.Minute)
+	id := startRun(t, l, "scan/blocked:v1").WorkflowID
+	st := waitRun(t, id, 2*time.Minute)
 	if st.Outcome != workflows.OutcomeBlocked || st.Decision == nil || !st.Decision.Blocked {
 		t.Fatalf("outcome %s: %s", st.Outcome, st.Message)
 	}
+	recordHistory(t, id, "chainrun-blocked-batched.json")
 	if _, ok := tagStatus(t, "src", "scan/blocked", "v1"); ok {
 		t.Fatal("the blocked tag is still in the source registry")
 	}

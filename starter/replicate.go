@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"go.temporal.io/sdk/temporal"
+
 	"github.com/dchain-dev/dchain/chain"
 	"github.com/dchain-dev/dchain/workflows"
 )
@@ -67,7 +69,7 @@ func (s *Starter) StartReplication(ctx context.Context, req ReplicationRequest) 
 		}
 		wr.Targets = append(wr.Targets, t)
 	}
-	st, err := s.startWorkflow(ctx, workflows.ReplicationWorkflowID(wr), workflows.WorkflowReplicate, wr, true,
+	st, err := s.startWorkflow(ctx, workflows.ReplicationWorkflowID(wr), workflows.WorkflowReplicate, wr, true, temporal.SearchAttributes{},
 		fmt.Sprintf("replicate %s@%s → %d destinations", img.Repository, img.Digest, len(wr.Targets)), "")
 	return st, err
 }

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/dchain-dev/dchain/activities"
 	"github.com/dchain-dev/dchain/chain"
@@ -105,13 +106,16 @@ func (s *Starter) start(ctx context.Context, id string, in workflows.ChainRunInp
 	for _, r := range in.Chain.Replication {
 		dests = append(dests, r.Destination)
 	}
-	return s.startWorkflow(ctx, id, "ChainRun", in, rerun,
+	in.AttributesAtStart = true
+	return s.startWorkflow(ctx, id, "ChainRun", in, rerun, workflows.StartAttributes(in),
 		fmt.Sprintf("%s: %s → %s", in.Chain.Name, in.Image.Repository+":"+in.Image.Tag, strings.Join(dests, ", ")), staticDetails(in))
 }
 
-// startWorkflow starts workflow under id on the base task queue, or finds
-// the run of id: one that ended, unless rerun, or one still running.
-func (s *Starter) startWorkflow(ctx context.Context, id, workflow string, input any, rerun bool, summary, details string) (Started, error) {
+// startWorkflow starts workflow under id on the base task queue with its
+// first search attributes, or finds the run of id: one that ended, unless
+// rerun, or one still running.
+func (s *Starter) startWorkflow(ctx context.Context, id, workflow string, input any, rerun bool, attrs temporal.SearchAttributes,
+	summary, details string) (Started, error) {
 	reuse := enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE
 	if rerun {
 		reuse = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
@@ -121,6 +125,7 @@ func (s *Starter) startWorkflow(ctx context.Context, id, workflow string, input 
 		TaskQueue:                                s.taskQueue(),
 		WorkflowIDReusePolicy:                    reuse,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		TypedSearchAttributes:                    attrs,
 		StaticSummary:                            summary,
 		StaticDetails:                            details,
 	}, workflow, input)

@@ -41,7 +41,7 @@ func (s *Starter) StartSync(ctx context.Context, chainName string, dryRun bool) 
 	if dryRun {
 		what = "sync plan (dry run)"
 	}
-	return s.startWorkflow(ctx, workflows.SyncWorkflowID(ch.Name, dryRun), workflows.WorkflowChainSync, req, true,
+	return s.startWorkflow(ctx, workflows.SyncWorkflowID(ch.Name, dryRun), workflows.WorkflowChainSync, req, true, temporal.SearchAttributes{},
 		fmt.Sprintf("%s of chain %s", what, ch.Name), "")
 }
 

@@ -116,8 +116,11 @@ func TestConcurrencyDefaults(t *testing.T) {
 	if got := (Concurrency{Copies: 2}).orDefault(); got.Copies != 2 || got.ChainActivities != DefaultConcurrency.ChainActivities {
 		t.Errorf("copies 2: %+v", got)
 	}
-	o := workerOptions(8, 0)
-	if o.MaxConcurrentActivityExecutionSize != 8 || o.MaxConcurrentWorkflowTaskExecutionSize != 0 || len(o.Interceptors) != 1 {
+	o := workerOptions(4, 0, DefaultConcurrency)
+	if o.MaxConcurrentActivityExecutionSize != 4 || o.MaxConcurrentWorkflowTaskExecutionSize != 0 || len(o.Interceptors) != 1 {
 		t.Errorf("worker options: %+v", o)
+	}
+	if o.MaxConcurrentWorkflowTaskPollers != 16 || o.MaxConcurrentActivityTaskPollers != 4 {
+		t.Errorf("pollers %d/%d, want 16 and no more activity polls than the 4 slots", o.MaxConcurrentWorkflowTaskPollers, o.MaxConcurrentActivityTaskPollers)
 	}
 }

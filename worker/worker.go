@@ -47,11 +47,17 @@ type Concurrency struct {
 	// Copies bounds the copies into each region a process serves (each one
 	// streams blobs, several at once).
 	Copies int
+	// WorkflowPollers and ActivityPollers are the long polls each queue
+	// keeps open: the SDK's 2 left a burst of 100 runs waiting up to 14 s for
+	// their first workflow task (docs/benchmarks.md). Fixed, not the SDK's
+	// autoscaling pollers: those cancel polls as they scale down, and a task
+	// handed to a canceled poll is lost until it times out (10 s).
+	WorkflowPollers, ActivityPollers int
 }
 
 // DefaultConcurrency are the per-role defaults: copies are bandwidth- and
 // disk-bound, so few at once per region; the rest mostly waits on others.
-var DefaultConcurrency = Concurrency{ChainActivities: 100, WorkflowTasks: 100, Copies: 8}
+var DefaultConcurrency = Concurrency{ChainActivities: 100, WorkflowTasks: 100, Copies: 8, WorkflowPollers: 16, ActivityPollers: 8}
 
 func (c Concurrency) orDefault() Concurrency {
 	d := DefaultConcurrency
@@ -63,6 +69,12 @@ func (c Concurrency) orDefault() Concurrency {
 	}
 	if c.Copies > 0 {
 		d.Copies = c.Copies
+	}
+	if c.WorkflowPollers > 0 {
+		d.WorkflowPollers = c.WorkflowPollers
+	}
+	if c.ActivityPollers > 0 {
+		d.ActivityPollers = c.ActivityPollers
 	}
 	return d
 }
@@ -98,7 +110,7 @@ func Start(c client.Client, o Options) (Workers, error) {
 	conc := o.Concurrency.orDefault()
 	var ws Workers
 	if o.Chains {
-		w := sdkworker.New(c, o.TaskQueue, workerOptions(conc.ChainActivities, conc.WorkflowTasks))
+		w := sdkworker.New(c, o.TaskQueue, workerOptions(conc.ChainActivities, conc.WorkflowTasks, conc))
 		w.RegisterWorkflowWithOptions(workflows.ChainRun, workflow.RegisterOptions{Name: "ChainRun"})
 		w.RegisterActivityWithOptions(a.ResolveImage, activity.RegisterOptions{Name: workflows.ActivityResolveImage})
 		w.RegisterActivityWithOptions(a.DeliverTrigger, activity.RegisterOptions{Name: workflows.ActivityDeliverTrigger})
@@ -116,7 +128,7 @@ func Start(c client.Client, o Options) (Workers, error) {
 		ws = append(ws, w)
 	}
 	for _, region := range o.Regions {
-		w := sdkworker.New(c, workflows.ReplicationQueue(o.TaskQueue, region), workerOptions(conc.Copies, 0))
+		w := sdkworker.New(c, workflows.ReplicationQueue(o.TaskQueue, region), workerOptions(conc.Copies, 0, conc))
 		w.RegisterActivityWithOptions(a.ReplicateImage, activity.RegisterOptions{Name: workflows.ActivityReplicateImage})
 		ws = append(ws, w)
 	}
@@ -130,10 +142,12 @@ func Start(c client.Client, o Options) (Workers, error) {
 }
 
 // workerOptions are a dchain worker's options: at most activities and
-// workflowTasks at once (0: the SDK's default), the activity log and metrics.
-func workerOptions(activities, workflowTasks int) sdkworker.Options {
+// workflowTasks at once (0: the SDK's default), the pollers of conc (never
+// more activity polls than activity slots), the activity log and metrics.
+func workerOptions(activities, workflowTasks int, conc Concurrency) sdkworker.Options {
 	return sdkworker.Options{Interceptors: []interceptor.WorkerInterceptor{&activityObserver{}},
-		MaxConcurrentActivityExecutionSize: activities, MaxConcurrentWorkflowTaskExecutionSize: workflowTasks}
+		MaxConcurrentActivityExecutionSize: activities, MaxConcurrentWorkflowTaskExecutionSize: workflowTasks,
+		MaxConcurrentWorkflowTaskPollers: conc.WorkflowPollers, MaxConcurrentActivityTaskPollers: min(conc.ActivityPollers, max(activities, 1))}
 }
 
 // Stop stops every worker.

@@ -32,7 +32,7 @@ func (r *run) build(ctx workflow.Context) error {
 		time.Hour, 2*time.Hour)
 	opts.HeartbeatTimeout = heartbeatTimeout
 	var res BuildResult
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), ActivityBuildImage, in).Get(ctx, &res); err != nil {
+	if err := r.execute(workflow.WithActivityOptions(ctx, opts), ActivityBuildImage, in).Get(ctx, &res); err != nil {
 		if failed, ok := failureDetails[BuildResult](err); ok {
 			r.status.Build = &failed // keeps the log of a failed build
 		}
@@ -57,7 +57,7 @@ func (r *run) waitTurn(ctx workflow.Context) error {
 	opts := r.activityOptions(r.in.TaskQueue, "wait for older runs of "+string(r.in.Push.Ref), 24*time.Hour, 24*time.Hour)
 	opts.HeartbeatTimeout = heartbeatTimeout
 	workflow.SetCurrentDetails(ctx, "queued behind older runs of "+r.in.Chain.Name+" for "+string(r.in.Push.Ref))
-	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), ActivityWaitTurn, WaitTurnInput{
+	return r.execute(workflow.WithActivityOptions(ctx, opts), ActivityWaitTurn, WaitTurnInput{
 		Chain: r.in.Chain.Name, Ref: string(r.in.Push.Ref), WorkflowID: info.WorkflowExecution.ID, StartedAt: info.WorkflowStartTime,
 	}).Get(ctx, nil)
 }

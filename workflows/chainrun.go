@@ -33,13 +33,14 @@ func (e errSkipped) Error() string { return string(e) }
 type run struct {
 	in     ChainRunInput
 	status RunStatus
+	attrs  attrs
 }
 
 func newRun(ctx workflow.Context, in ChainRunInput) *run {
 	if in.TaskQueue == "" {
 		in.TaskQueue = DefaultTaskQueue
 	}
-	r := &run{in: in, status: RunStatus{
+	r := &run{in: in, attrs: attrs{batch: in.AttributesAtStart}, status: RunStatus{
 		Chain: in.Chain.Name, Image: in.Image, Tags: []string{in.Image.Tag}, Outcome: OutcomeRunning,
 		StartedAt: workflow.Now(ctx), Destinations: []DestinationStatus{}, Triggers: []TriggerStatus{},
 	}}
@@ -59,16 +60,10 @@ func (r *run) setup(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (RunStatus, error) { return r.status, nil }); err != nil {
 		return err
 	}
-	attrs := []temporal.SearchAttributeUpdate{
-		AttrChain.ValueSet(r.in.Chain.Name),
-		AttrRepository.ValueSet(r.in.Image.Repository),
-		AttrTag.ValueSet(r.in.Image.Tag),
-		AttrOutcome.ValueSet(string(OutcomeRunning)),
+	if r.in.AttributesAtStart {
+		return nil
 	}
-	if r.in.Push != nil {
-		attrs = append(attrs, AttrCommit.ValueSet(string(r.in.Push.Commit)), AttrRef.ValueSet(string(r.in.Push.Ref)))
-	}
-	return workflow.UpsertTypedSearchAttributes(ctx, attrs...)
+	return workflow.UpsertTypedSearchAttributes(ctx, startUpdates(r.in)...)
 }
 
 // run is the chain's story.
@@ -126,7 +121,7 @@ func (r *run) stageStatus(name string) *StageStatus {
 
 // publish sets the Stage search attribute and the current details.
 func (r *run) publish(ctx workflow.Context, stage string) {
-	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrStage.ValueSet(stage))
+	r.attrs.set(ctx, keyword(AttrStage, stage))
 	workflow.SetCurrentDetails(ctx, currentDetails(&r.status))
 }
 
@@ -155,7 +150,8 @@ func (r *run) finish(ctx workflow.Context, stage string, err error) (*RunStatus,
 			}
 		}
 	}
-	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrOutcome.ValueSet(string(r.status.Outcome)))
+	r.attrs.set(ctx, keyword(AttrOutcome, string(r.status.Outcome)))
+	r.attrs.flush(ctx)
 	workflow.SetCurrentDetails(ctx, currentDetails(&r.status))
 	r.metrics(ctx).WithTags(map[string]string{TagOutcome: string(r.status.Outcome)}).Counter(MetricRunsEnded).Inc(1)
 	switch r.status.Outcome {
@@ -177,7 +173,7 @@ func (r *run) resolve(ctx workflow.Context) error {
 	}
 	var info ImageInfo
 	opts := r.activityOptions(r.in.TaskQueue, "resolve "+r.in.Image.String(), time.Minute, time.Hour)
-	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), ActivityResolveImage,
+	err = r.execute(workflow.WithActivityOptions(ctx, opts), ActivityResolveImage,
 		ResolveImageInput{Registry: src, Image: r.in.Image}).Get(ctx, &info)
 	if err != nil {
 		return err

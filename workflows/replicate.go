@@ -79,7 +79,7 @@ func (r *run) replicateTo(ctx workflow.Context, i int, in ReplicateInput) {
 	workflow.SetCurrentDetails(ctx, currentDetails(&r.status))
 	start := workflow.Now(ctx)
 	var res ReplicateResult
-	err := workflow.ExecuteActivity(ctx, ActivityReplicateImage, in).Get(ctx, &res)
+	err := r.execute(ctx, ActivityReplicateImage, in).Get(ctx, &res)
 	d.Duration = workflow.Now(ctx).Sub(start)
 	switch {
 	case err == nil:

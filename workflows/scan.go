@@ -30,7 +30,7 @@ func (r *run) scan(ctx workflow.Context) error {
 	opts.HeartbeatTimeout = 5 * time.Minute // one platform's scan heartbeats once
 	opts.RetryPolicy.MaximumAttempts = 5    // a scan that keeps failing is a finding in itself
 	var sum ScanSummary
-	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), ActivityScanImage,
+	err = r.execute(workflow.WithActivityOptions(ctx, opts), ActivityScanImage,
 		ScanInput{Registry: src, Repository: img.Repository, Digest: img.Digest}).Get(ctx, &sum)
 	if err != nil {
 		return err
@@ -39,8 +39,8 @@ func (r *run) scan(ctx workflow.Context) error {
 	if sum.Reused {
 		r.stageStatus(StageScan).Message = "reused the report of " + sum.ScannedAt.UTC().Format(time.RFC3339) + " (same image, same DB)"
 	}
-	return workflow.UpsertTypedSearchAttributes(ctx,
-		AttrCritical.ValueSet(int64(sum.Counts["CRITICAL"])), AttrHigh.ValueSet(int64(sum.Counts["HIGH"])))
+	r.attrs.set(ctx, integer(AttrCritical, int64(sum.Counts["CRITICAL"])), integer(AttrHigh, int64(sum.Counts["HIGH"])))
+	return nil
 }
 
 // evaluate applies the blocking policy to the report. When it blocks, the
@@ -56,7 +56,7 @@ func (r *run) evaluate(ctx workflow.Context) error {
 	}
 	opts := r.activityOptions(r.in.TaskQueue, "evaluate the blocking policy", 5*time.Minute, time.Hour)
 	var d chain.Decision
-	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), ActivityEvaluatePolicy,
+	err = r.execute(workflow.WithActivityOptions(ctx, opts), ActivityEvaluatePolicy,
 		EvaluateInput{Registry: src, Report: r.status.Scan.Report, Policy: *policy, Now: workflow.Now(ctx)}).Get(ctx, &d)
 	if err != nil {
 		return err
@@ -71,7 +71,7 @@ func (r *run) evaluate(ctx workflow.Context) error {
 	}
 	opts = r.activityOptions(r.in.TaskQueue, fmt.Sprintf("%s %s:%v", d.Action, in.Repository, in.Tags), 30*time.Minute, 24*time.Hour)
 	var res BlockResult
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), ActivityApplyBlock, in).Get(ctx, &res); err != nil {
+	if err := r.execute(workflow.WithActivityOptions(ctx, opts), ActivityApplyBlock, in).Get(ctx, &res); err != nil {
 		return err
 	}
 	r.status.Block = &res

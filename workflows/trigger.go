@@ -63,7 +63,7 @@ func (r *run) deliver(ctx workflow.Context, i int, in DeliverInput) {
 	t := &r.status.Triggers[i]
 	t.State = StateRunning
 	var res DeliverResult
-	err := workflow.ExecuteActivity(ctx, ActivityDeliverTrigger, in).Get(ctx, &res)
+	err := r.execute(ctx, ActivityDeliverTrigger, in).Get(ctx, &res)
 	switch {
 	case err == nil:
 		t.State, t.HTTPStatus, t.Attempts = StateSucceeded, res.HTTPStatus, res.Attempts

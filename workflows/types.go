@@ -25,6 +25,9 @@ type ChainRunInput struct {
 	Build *chain.BuildPlan `json:"build,omitempty"`
 	// TaskQueue is the base task queue; replication runs on ReplicationQueue(TaskQueue, destination).
 	TaskQueue string `json:"taskQueue"`
+	// AttributesAtStart says the starter set the run's first search
+	// attributes (StartAttributes) and that the run batches its changes.
+	AttributesAtStart bool `json:"attributesAtStart,omitempty"`
 }
 
 // ImageRef names an image in a registry of the config.

@@ -45,7 +45,8 @@ func newWorkerCmd(g *globals) *cobra.Command {
 				}
 			}
 			for flag, n := range map[string]int{"--max-concurrent-activities": conc.ChainActivities,
-				"--max-concurrent-workflow-tasks": conc.WorkflowTasks, "--max-concurrent-copies": conc.Copies} {
+				"--max-concurrent-workflow-tasks": conc.WorkflowTasks, "--max-concurrent-copies": conc.Copies,
+				"--workflow-task-pollers": conc.WorkflowPollers, "--activity-task-pollers": conc.ActivityPollers} {
 				if n < 1 {
 					return fmt.Errorf("%s %d: want at least 1", flag, n)
 				}
@@ -103,6 +104,8 @@ func newWorkerCmd(g *globals) *cobra.Command {
 	cmd.Flags().IntVar(&conc.ChainActivities, "max-concurrent-activities", worker.DefaultConcurrency.ChainActivities, "on the chain queue: builds, scans, resolves and triggers at once")
 	cmd.Flags().IntVar(&conc.WorkflowTasks, "max-concurrent-workflow-tasks", worker.DefaultConcurrency.WorkflowTasks, "on the chain queue: workflow tasks at once")
 	cmd.Flags().IntVar(&conc.Copies, "max-concurrent-copies", worker.DefaultConcurrency.Copies, "copies at once into each region this worker serves (each streams several blobs at once)")
+	cmd.Flags().IntVar(&conc.WorkflowPollers, "workflow-task-pollers", worker.DefaultConcurrency.WorkflowPollers, "long polls for workflow tasks kept open on the chain queue")
+	cmd.Flags().IntVar(&conc.ActivityPollers, "activity-task-pollers", worker.DefaultConcurrency.ActivityPollers, "long polls for activity tasks kept open on each queue")
 	cmd.Flags().BoolVar(&chainsOnly, "chains-only", false, "serve only the chain queue (runs, builds, scans, triggers); replication is left to `worker --region` processes")
 	cmd.Flags().StringSliceVar(&regions, "region", nil, "serve only replication into this registry (repeatable)")
 	cmd.Flags().BoolVar(&noScan, "no-scan", false, "do not scan (no vulnerability DB is loaded)")

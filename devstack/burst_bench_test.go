@@ -1,0 +1,104 @@
+package devstack
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/enums/v1"
+
+	"github.com/dchain-dev/dchain/chain"
+	"github.com/dchain-dev/dchain/workflows"
+)
+
+// BenchmarkBurst100 starts 100 runs of a tiny image (a sample index of its
+// own each, no trigger) at once on the embedded stack and waits for all of
+// them: "resolve" runs only resolve the image (the orchestration alone),
+// "replicate" runs also copy it into one region. It reports runs completed
+// per second (first start request to last completion) and the latency of
+// each run's first workflow task (from the run's start to the task's start,
+// read off the histories): p50 and p99 over the iteration's runs.
+func BenchmarkBurst100(b *testing.B) {
+	for _, dests := range []int{0, 1} {
+		name := map[int]string{0: "resolve", 1: "replicate"}[dests]
+		b.Run(name, func(b *testing.B) {
+			l, ch := testChain("bench-burst-"+name, "bench/burst-"+name)
+			ch.Replication, ch.Triggers = ch.Replication[:dests], nil
+			l.Chains[0] = ch
+			burst(b, l, "bench/burst-"+name)
+		})
+	}
+}
+
+func burst(b *testing.B, l *chain.Loaded, repo string) {
+	const runs = 100
+	var firstTask []time.Duration
+	var elapsed time.Duration
+	timeouts := 0
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		tags := make([]string, runs)
+		for j := range tags {
+			tags[j] = fmt.Sprintf("b%d-%d-%d", i, j, time.Now().UnixNano())
+			if _, err := PushSample(context.Background(), stack.Endpoints.Registries["src"], repo, tags[j]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		t0 := time.Now()
+		ids := make([]string, runs)
+		var wg sync.WaitGroup
+		for j, tag := range tags {
+			wg.Go(func() {
+				ids[j] = startRun(b, l, repo+":"+tag).WorkflowID
+				if st := waitRun(b, ids[j], 5*time.Minute); st.Outcome != workflows.OutcomeSucceeded {
+					b.Errorf("run %s: %s %s", ids[j], st.Outcome, st.Message)
+				}
+			})
+		}
+		wg.Wait()
+		elapsed += time.Since(t0)
+		b.StopTimer()
+		for _, id := range ids {
+			d, lost := firstTaskLatency(b, id)
+			firstTask, timeouts = append(firstTask, d), timeouts+lost
+		}
+		b.StartTimer()
+	}
+	slices.Sort(firstTask)
+	b.ReportMetric(float64(runs*b.N)/elapsed.Seconds(), "runs/s")
+	b.ReportMetric(float64(timeouts), "task-timeouts")
+	b.ReportMetric(float64(firstTask[len(firstTask)/2].Microseconds())/1000, "first-task-p50-ms")
+	b.ReportMetric(float64(firstTask[min(len(firstTask)-1, len(firstTask)*99/100)].Microseconds())/1000, "first-task-p99-ms")
+}
+
+// firstTaskLatency reads a run's history: the time from its start to the
+// start of its first workflow task (what a worker's poll picked up), and
+// how many of its workflow tasks timed out (each costs the run 10 s).
+func firstTaskLatency(b *testing.B, id string) (first time.Duration, timeouts int) {
+	it := stack.Client.GetWorkflowHistory(context.Background(), id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	var started time.Time
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			b.Fatal(err)
+		}
+		switch ev.GetEventType() {
+		case enums.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+			started = ev.GetEventTime().AsTime()
+		case enums.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+			if first == 0 {
+				first = ev.GetEventTime().AsTime().Sub(started)
+			}
+		case enums.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+			timeouts++
+		}
+	}
+	if first == 0 {
+		b.Fatalf("run %s: no workflow task started", id)
+	}
+	return first, timeouts
+}
