@@ -47,12 +47,9 @@ dev: deps build
 bench:
 	go test -run '^$$' -bench 'FanOut3|WebhookImagePush' -benchtime 10x -count 3 ./devstack/
 
-# The fan-out side by side with the tools users would pick instead: crane
-# (built from the go-containerregistry version dchain uses), regctl v0.9.2
-# and Debian's skopeo, on the same images and registries (docs/benchmarks.md).
+# dchain side by side with the tools users would pick instead (crane,
+# skopeo, regctl, the trivy CLI, buildctl) on the same images, registries and
+# buildkitd: replication, scans of a Debian rootfs, builds, webhook intake
+# and 100 concurrent runs (docs/benchmarks.md).
 bench-peers: deps
-	go build -o bin/crane github.com/google/go-containerregistry/cmd/crane
-	GOBIN=$(CURDIR)/bin GOFLAGS= GOEXPERIMENT= go install github.com/regclient/regclient/cmd/regctl@v0.9.2
-	command -v skopeo >/dev/null || (apt-get update -q && apt-get install -y -q skopeo)
-	DCHAIN_BENCH_CRANE=$(CURDIR)/bin/crane DCHAIN_BENCH_SKOPEO=$$(command -v skopeo) DCHAIN_BENCH_REGCTL=$(CURDIR)/bin/regctl \
-		go test -run '^$$' -bench FanOutLarge -benchtime 3x -count 3 ./devstack/
+	scripts/bench-peers.sh

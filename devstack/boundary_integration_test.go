@@ -34,7 +34,7 @@ import (
 // (webhooks, REST, registry answers) against the real stack.
 
 // gitIn runs git in dir (as a committer "t") and returns its output.
-func gitIn(t *testing.T, dir string, args ...string) string {
+func gitIn(t testing.TB, dir string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("git", append([]string{"-c", "user.name=t", "-c", "user.email=t@t"}, args...)...)
 	cmd.Dir = dir

@@ -26,7 +26,7 @@ import (
 
 // buildChain is testChain with a build section: the sample app's
 // repository, and a rule for branch main that tags latest and the commit.
-func buildChain(t *testing.T, name, repo, src string, platforms ...string) *chain.Loaded {
+func buildChain(t testing.TB, name, repo, src string, platforms ...string) *chain.Loaded {
 	t.Helper()
 	l, ch := testChain(name, repo)
 	ch.Build = &chain.Build{Source: chain.BuildSource{URL: src}, Rules: []chain.BuildRule{{
@@ -39,7 +39,7 @@ func buildChain(t *testing.T, name, repo, src string, platforms ...string) *chai
 	return l
 }
 
-func startPush(t *testing.T, l *chain.Loaded, ref chain.Ref, rerun bool) starter.Started {
+func startPush(t testing.TB, l *chain.Loaded, ref chain.Ref, rerun bool) starter.Started {
 	t.Helper()
 	s := &starter.Starter{Client: stack.Client, Config: l}
 	runs, err := s.StartPush(context.Background(), starter.PushRequest{
@@ -299,7 +299,7 @@ func buildHistory(t *testing.T, c *bk.Client, activeOnly bool) []*controlapi.Bui
 }
 
 // writeRepo makes a Git repository at dir with files on branch main.
-func writeRepo(t *testing.T, dir string, files map[string]string) {
+func writeRepo(t testing.TB, dir string, files map[string]string) {
 	t.Helper()
 	for p, content := range files {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755); err != nil {

@@ -16,7 +16,7 @@ import (
 )
 
 // commit writes files on the repository's current branch and commits them.
-func commit(t *testing.T, dir string, files map[string]string) {
+func commit(t testing.TB, dir string, files map[string]string) {
 	t.Helper()
 	for p, c := range files {
 		if err := os.WriteFile(filepath.Join(dir, p), []byte(c), 0o644); err != nil {

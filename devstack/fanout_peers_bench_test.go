@@ -3,7 +3,6 @@ package devstack
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"sync"
 	"testing"
@@ -14,12 +13,13 @@ import (
 )
 
 // BenchmarkFanOutLarge copies a 200 MiB image of 8 random layers from
-// the source registry into three regions at once — each iteration a new
-// image (pushed outside the timer), so no tool finds a blob to skip or
-// mount — with dchain (a recorded manual
-// replication, the same activity as a chain's branches), and side by side
-// with three parallel `crane copy`, `skopeo copy` and `regctl image copy`
-// runs and one `crane copy` to a single region. The peers come from
+// the source registry into three regions at once ("x3") and into one
+// ("x1") — each iteration a new image (pushed outside the timer), so no
+// tool finds a blob to skip or mount — and copies one image again and again
+// ("x3-again": re-replication, everything already there). dchain (a
+// recorded manual replication, the same activity as a chain's branches)
+// side by side with parallel `crane copy` runs, and for the 3-region
+// fan-out `skopeo copy` and `regctl image copy`. The peers come from
 // $DCHAIN_BENCH_CRANE, $DCHAIN_BENCH_SKOPEO and $DCHAIN_BENCH_REGCTL
 // (`make bench-peers` builds crane from the go-containerregistry version
 // dchain uses and regctl v0.9.2, and installs Debian's skopeo).
@@ -37,71 +37,77 @@ func BenchmarkFanOutLarge(b *testing.B) {
 		bigImage(b, repo, "v1", 8, 25)
 		return repo
 	}
-	b.Run("dchain", func(b *testing.B) {
-		b.SetBytes(200 << 20 * 3)
-		for b.Loop() {
-			repo := fresh(b)
-			var to []string
-			for _, r := range regions {
-				to = append(to, r)
-			}
-			st, err := s.StartReplication(context.Background(), starter.ReplicationRequest{Source: "src/" + repo + ":v1", To: to, SourceField: "source", ToField: "to"})
-			if err != nil {
-				b.Fatal(err)
-			}
-			if run := waitRun(b, st.WorkflowID, 5*time.Minute); run.Outcome != workflows.OutcomeSucceeded {
-				b.Fatalf("%s: %s", run.Outcome, run.Message)
-			}
+	// each copies the image of repo into regions, with dchain or a peer.
+	type copier func(b *testing.B, repo string, regions []string)
+	dchain := func(b *testing.B, repo string, regions []string) {
+		st, err := s.StartReplication(context.Background(), starter.ReplicationRequest{Source: "src/" + repo + ":v1", To: regions, SourceField: "source", ToField: "to"})
+		if err != nil {
+			b.Fatal(err)
 		}
-	})
-	peer := func(env string) string {
-		bin := os.Getenv(env)
-		if bin == "" {
-			b.Fatalf("$%s is not set: `make bench-peers` builds the peers and runs this benchmark with them", env)
+		if run := waitRun(b, st.WorkflowID, 5*time.Minute); run.Outcome != workflows.OutcomeSucceeded {
+			b.Fatalf("%s: %s", run.Outcome, run.Message)
 		}
-		return bin
 	}
-	parallel := func(b *testing.B, regions []string, cmd func(src, dst string) *exec.Cmd) {
-		b.SetBytes(200 << 20 * int64(len(regions)))
-		for b.Loop() {
-			repo := fresh(b)
+	parallel := func(cmd func(src, dst string) *exec.Cmd) copier {
+		return func(b *testing.B, repo string, regions []string) {
 			src := stack.Endpoints.Registries["src"] + "/" + repo + ":v1"
 			var wg sync.WaitGroup
 			for _, r := range regions {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
+				wg.Go(func() {
 					c := cmd(src, stack.Endpoints.Registries[r]+"/"+repo+":v1")
 					if out, err := c.CombinedOutput(); err != nil {
 						b.Errorf("%v: %v\n%s", c.Args, err, out)
 					}
-				}()
+				})
 			}
 			wg.Wait()
 		}
 	}
-	b.Run("crane-x3", func(b *testing.B) {
-		crane := peer("DCHAIN_BENCH_CRANE")
-		parallel(b, regions, func(src, dst string) *exec.Cmd { return exec.Command(crane, "copy", "--insecure", src, dst) })
-	})
-	b.Run("skopeo-x3", func(b *testing.B) {
-		skopeo := peer("DCHAIN_BENCH_SKOPEO")
-		parallel(b, regions, func(src, dst string) *exec.Cmd {
-			return exec.Command(skopeo, "copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false", "docker://"+src, "docker://"+dst)
-		})
-	})
-	b.Run("regctl-x3", func(b *testing.B) {
-		regctl := peer("DCHAIN_BENCH_REGCTL")
-		var hosts []string
-		for _, r := range append([]string{"src"}, regions...) {
-			hosts = append(hosts, "--host", "reg="+stack.Endpoints.Registries[r]+",tls=disabled")
+	// copies measures a fresh image into regions each iteration; again,
+	// one image copied once (untimed), then again and again (re-replication:
+	// every blob and the manifest are there).
+	copies := func(b *testing.B, regions []string, again bool, copy copier) {
+		b.SetBytes(200 << 20 * int64(len(regions)))
+		repo := ""
+		if again {
+			repo = fresh(b)
+			copy(b, repo, regions)
 		}
-		parallel(b, regions, func(src, dst string) *exec.Cmd {
-			return exec.Command(regctl, append(append([]string{"image", "copy"}, hosts...), src, dst)...)
+		for b.Loop() {
+			if !again {
+				repo = fresh(b)
+			}
+			copy(b, repo, regions)
+		}
+	}
+	for _, c := range []struct {
+		name    string
+		regions []string
+		again   bool
+	}{{"x3", regions, false}, {"x1", regions[:1], false}, {"x3-again", regions, true}} {
+		b.Run("dchain-"+c.name, func(b *testing.B) { copies(b, c.regions, c.again, dchain) })
+		b.Run("crane-"+c.name, func(b *testing.B) {
+			crane := peerEnv(b, "DCHAIN_BENCH_CRANE")
+			copies(b, c.regions, c.again, parallel(func(src, dst string) *exec.Cmd { return exec.Command(crane, "copy", "--insecure", src, dst) }))
 		})
-	})
-	b.Run("crane-x1", func(b *testing.B) {
-		crane := peer("DCHAIN_BENCH_CRANE")
-		parallel(b, regions[:1], func(src, dst string) *exec.Cmd { return exec.Command(crane, "copy", "--insecure", src, dst) })
-	})
+		if c.name != "x3" {
+			continue // skopeo and regctl: the 3-region fan-out only
+		}
+		b.Run("skopeo-x3", func(b *testing.B) {
+			skopeo := peerEnv(b, "DCHAIN_BENCH_SKOPEO")
+			copies(b, regions, false, parallel(func(src, dst string) *exec.Cmd {
+				return exec.Command(skopeo, "copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false", "docker://"+src, "docker://"+dst)
+			}))
+		})
+		b.Run("regctl-x3", func(b *testing.B) {
+			regctl := peerEnv(b, "DCHAIN_BENCH_REGCTL")
+			var hosts []string
+			for _, r := range append([]string{"src"}, regions...) {
+				hosts = append(hosts, "--host", "reg="+stack.Endpoints.Registries[r]+",tls=disabled")
+			}
+			copies(b, regions, false, parallel(func(src, dst string) *exec.Cmd {
+				return exec.Command(regctl, append(append([]string{"image", "copy"}, hosts...), src, dst)...)
+			}))
+		})
+	}
 }
