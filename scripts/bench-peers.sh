@@ -7,9 +7,9 @@
 #   skopeo   Debian's package
 #   trivy    the trivy CLI at the version dchain links (its own go.mod)
 #   buildctl tools/buildkit (make deps)
-# and a Debian bookworm rootfs (debootstrap minbase) to scan. Each benchmark
-# runs COUNT times (default 3), the tools alternating within each count;
-# the table at the end gives the median of each.
+# and a Debian bookworm rootfs (debootstrap minbase) to scan. COUNT rounds
+# (default 3) of one sample of each benchmark, so the tools alternate; the
+# table at the end gives the median of each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOEXPERIMENT=jsonv2 DCHAIN_BIN_DIR="$PWD/bin"
@@ -19,9 +19,10 @@ version() { go list -m -f '{{.Version}}' "$1"; }
 [ -x bin/crane ] || go build -o bin/crane github.com/google/go-containerregistry/cmd/crane
 [ -x bin/regctl ] || GOBIN="$PWD/bin" GOFLAGS= GOEXPERIMENT= go install github.com/regclient/regclient/cmd/regctl@v0.9.2
 trivy_version=$(version github.com/aquasecurity/trivy)
-if ! { [ -x bin/trivy ] && bin/trivy --version 2>/dev/null | grep -q "${trivy_version#v}"; }; then
-  echo "building the trivy CLI $trivy_version (first time: several minutes)"
+if [ ! -x bin/trivy ] || [ "$(cat bin/trivy.version 2>/dev/null)" != "$trivy_version" ]; then
+  echo "building the trivy CLI $trivy_version with its own go.mod (first time: ~35 min on 2 cores)"
   GOBIN="$PWD/bin" GOFLAGS= go install "github.com/aquasecurity/trivy/cmd/trivy@$trivy_version"
+  echo "$trivy_version" > bin/trivy.version
 fi
 command -v skopeo >/dev/null || { apt-get update -q && apt-get install -y -q skopeo; }
 if [ ! -f bin/debian-rootfs/etc/debian_version ]; then
@@ -35,10 +36,14 @@ fi
 export DCHAIN_BENCH_CRANE="$PWD/bin/crane" DCHAIN_BENCH_SKOPEO=$(command -v skopeo) DCHAIN_BENCH_REGCTL="$PWD/bin/regctl" \
   DCHAIN_BENCH_TRIVY="$PWD/bin/trivy" DCHAIN_BENCH_BUILDCTL="$PWD/bin/buildctl" DCHAIN_BENCH_ROOTFS="$PWD/bin/debian-rootfs"
 out=$(mktemp)
-bench() { go test -run '^$' -bench "$1" -benchtime "$2" -count "$COUNT" -timeout 60m ./devstack/ | tee -a "$out"; }
-bench "${BENCH:-FanOutLarge|ScanDebian|BuildPeers}" 3x
-bench WebhookImagePush 200x # 200 signed pushes from 8 senders per sample
-bench Burst100 1x           # 100 runs at once per sample
+# One sample of everything per round, COUNT rounds: dchain and its peers
+# alternate (go test's own -count would take a benchmark's samples in a row).
+for round in $(seq "$COUNT"); do
+  echo "round $round of $COUNT"
+  go test -run '^$' -bench "${BENCH:-FanOutLarge|ScanDebian|BuildPeers}" -benchtime 3x -timeout 60m ./devstack/ | tee -a "$out"
+  go test -run '^$' -bench WebhookImagePush -benchtime 200x ./devstack/ | tee -a "$out" # 200 signed pushes from 8 senders
+  go test -run '^$' -bench Burst100 -benchtime 1x ./devstack/ | tee -a "$out"            # 100 runs at once
+done
 
 echo
 echo "medians over $COUNT runs ($(nproc) cores, $(uname -m)):"

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"os"
 	"os/user"
@@ -166,6 +167,7 @@ func runListCmd(g *globals) *cobra.Command {
 				rows = append(rows, []string{r.WorkflowID, r.Chain, r.Repository + ":" + r.Tag, r.Outcome, r.Stage, r.Started.Local().Format(time.DateTime)})
 			}
 			table(os.Stdout, "RUN\tCHAIN\tIMAGE\tOUTCOME\tSTAGE\tSTARTED", rows)
+			g.printBacklog(cmd.Context(), c)
 			return nil
 		}),
 	}
@@ -409,6 +411,28 @@ func followBuild(ctx context.Context, c client.Client, id string, w io.Writer) e
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// printBacklog says, under a run list, which queues have work waiting for a
+// worker (runs not started yet, copies not copying yet): the chain queue
+// and, where the config loads, each registry's replication queue.
+func (g *globals) printBacklog(ctx context.Context, c client.Client) {
+	var regions []string
+	if l, _, err := chain.LoadAll(g.config); err == nil {
+		for _, r := range l.Config.Registries {
+			regions = append(regions, r.Name)
+		}
+	}
+	bs, err := runs.Backlogs(ctx, c, g.namespace(), g.taskQueue, regions)
+	if err != nil {
+		slog.Debug("no backlog", "error", err)
+		return
+	}
+	for _, b := range bs {
+		if b.Tasks > 0 {
+			fmt.Println("backlog: " + b.String())
 		}
 	}
 }
