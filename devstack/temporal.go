@@ -3,6 +3,7 @@ package devstack
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -251,7 +252,19 @@ func portFree(ip string, port int) error {
 }
 
 // FreePort is a TCP port free on ip right now.
+//
+// It picks below Linux's ephemeral range (32768–60999): a port the kernel
+// hands out for ":0" is also what it gives the next outgoing connection's
+// local end, which then holds the port when its listener comes to bind it
+// ("address already in use" at a stack's start, seen under load).
 func FreePort(ip string) (int, error) {
+	for range 100 {
+		p := 20000 + rand.IntN(32768-20000)
+		if l, err := net.Listen("tcp", fmt.Sprintf("%s:%d", ip, p)); err == nil {
+			l.Close()
+			return p, nil
+		}
+	}
 	l, err := net.Listen("tcp", ip+":0")
 	if err != nil {
 		return 0, err
