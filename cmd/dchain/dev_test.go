@@ -149,7 +149,8 @@ func TestWorkerRefusesBadConcurrency(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("registries: [{name: hz, address: '127.0.0.1:5999', insecure: true}]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, flag := range []string{"--max-concurrent-copies", "--max-concurrent-activities", "--max-concurrent-workflow-tasks"} {
+	for _, flag := range []string{"--max-concurrent-copies", "--max-concurrent-activities", "--max-concurrent-workflow-tasks",
+		"--workflow-task-pollers", "--activity-task-pollers"} {
 		_, err := dchain(t, "--config", cfg, "worker", "--no-scan", flag, "0")
 		if err == nil || !strings.HasPrefix(err.Error(), flag+" 0: ") {
 			t.Errorf("%s 0: %v", flag, err)
