@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"slices"
+
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
@@ -34,8 +36,7 @@ func startUpdates(in ChainRunInput) []temporal.SearchAttributeUpdate {
 // change at once, as they did: their histories replay.
 type attrs struct {
 	batch   bool
-	names   []string // in the order first set: the upsert is deterministic
-	pending map[string]temporal.SearchAttributeUpdate
+	pending []attr // one per name, in the order first set: the upsert is deterministic
 }
 
 // attr is one search attribute's new value.
@@ -54,34 +55,32 @@ func integer(k temporal.SearchAttributeKeyInt64, v int64) attr {
 // set records new values; unbatched, it upserts them now, in one command.
 func (a *attrs) set(ctx workflow.Context, values ...attr) {
 	if !a.batch {
-		us := make([]temporal.SearchAttributeUpdate, len(values))
-		for i, v := range values {
-			us[i] = v.update
-		}
-		_ = workflow.UpsertTypedSearchAttributes(ctx, us...)
+		upsert(ctx, values)
 		return
 	}
-	if a.pending == nil {
-		a.pending = map[string]temporal.SearchAttributeUpdate{}
-	}
 	for _, v := range values {
-		if _, ok := a.pending[v.name]; !ok {
-			a.names = append(a.names, v.name)
+		i := slices.IndexFunc(a.pending, func(p attr) bool { return p.name == v.name })
+		if i < 0 {
+			a.pending = append(a.pending, v)
+		} else {
+			a.pending[i] = v
 		}
-		a.pending[v.name] = v.update
 	}
 }
 
 // flush upserts what is pending, in one command.
 func (a *attrs) flush(ctx workflow.Context) {
-	if len(a.names) == 0 {
-		return
+	if len(a.pending) > 0 {
+		upsert(ctx, a.pending)
+		a.pending = nil
 	}
-	us := make([]temporal.SearchAttributeUpdate, 0, len(a.names))
-	for _, n := range a.names {
-		us = append(us, a.pending[n])
+}
+
+func upsert(ctx workflow.Context, values []attr) {
+	us := make([]temporal.SearchAttributeUpdate, len(values))
+	for i, v := range values {
+		us[i] = v.update
 	}
-	a.names, a.pending = nil, nil
 	_ = workflow.UpsertTypedSearchAttributes(ctx, us...)
 }
 
