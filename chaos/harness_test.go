@@ -71,8 +71,13 @@ func run(m *testing.M) (int, error) {
 	}
 	defer os.RemoveAll(dir)
 	w = &world{dir: dir, bin: filepath.Join(dir, "dchain"), workers: map[string]*process{}}
-	if out, err := exec.Command("go", "build", "-o", w.bin, "../cmd/dchain").CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("build dchain: %v\n%s", err, out)
+	// The two builds as make build makes them: every process starts as the
+	// client build, which hands dev and worker over to dchain-server (the
+	// same process, so kills land where they would in a deployment).
+	for bin, tags := range map[string]string{w.bin: "dchain_client", filepath.Join(dir, "dchain-server"): ""} {
+		if out, err := exec.Command("go", "build", "-tags", tags, "-o", bin, "../cmd/dchain").CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("build %s: %v\n%s", bin, err, out)
+		}
 	}
 	defer w.stop()
 	return w.start(m)

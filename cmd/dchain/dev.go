@@ -1,3 +1,5 @@
+//go:build !dchain_client
+
 package main
 
 import (
@@ -26,7 +28,7 @@ func newDevCmd(g *globals) *cobra.Command {
 	var metricsListen string
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Run the whole stack in one process: Temporal + Web UI, regional registries, trigger receiver, worker",
+		Short: serverRoles["dev"],
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error

@@ -18,7 +18,12 @@ type exitError struct {
 func (e *exitError) Error() string { return e.msg }
 
 func main() {
-	if err := newRoot().Execute(); err != nil {
+	root := newRoot()
+	err := handOver(root, os.Args[1:])
+	if err == nil {
+		err = root.Execute()
+	}
+	if err != nil {
 		var ee *exitError
 		if errors.As(err, &ee) {
 			if ee.msg != "" {

@@ -66,7 +66,8 @@ func newRoot() *cobra.Command {
 	f.StringVar(&g.conn.Profile, "profile", "", "profile of the temporal CLI's config file (env TEMPORAL_PROFILE; file: env TEMPORAL_CONFIG_FILE)")
 	f.StringVar(&g.taskQueue, "task-queue", envOr("DCHAIN_TASK_QUEUE", workflows.DefaultTaskQueue), "base task queue (env DCHAIN_TASK_QUEUE)")
 	defer addCompletions(root, g)
-	root.AddCommand(newDevCmd(g), newWorkerCmd(g), newRunCmd(g), newChainCmd(g), newScanCmd(g), newAPICmd(g), newWebhookCmd(g), newReplicateCmd(g), newSetupCmd(g))
+	root.AddCommand(serverCommands(g)...)
+	root.AddCommand(newRunCmd(g), newChainCmd(g), newScanCmd(g), newAPICmd(g), newWebhookCmd(g), newReplicateCmd(g), newSetupCmd(g))
 	return root
 }
 

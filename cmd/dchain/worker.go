@@ -1,3 +1,5 @@
+//go:build !dchain_client
+
 package main
 
 import (
@@ -17,7 +19,6 @@ import (
 	"github.com/dchain-dev/dchain/activities"
 	"github.com/dchain-dev/dchain/chain"
 	"github.com/dchain-dev/dchain/scanner"
-	"github.com/dchain-dev/dchain/starter"
 	"github.com/dchain-dev/dchain/worker"
 )
 
@@ -29,7 +30,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 	var conc worker.Concurrency
 	cmd := &cobra.Command{
 		Use:   "worker",
-		Short: "Run a worker: chain runs plus replication into every configured registry; --chains-only: chain runs only; --region: only that region's replication",
+		Short: serverRoles["worker"],
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := chain.ReadConfig(g.config)
@@ -128,34 +129,6 @@ func keepDBFresh(ctx context.Context, s *scanner.Scanner) {
 	})
 }
 
-// every calls f every d until ctx ends.
-func every(ctx context.Context, d time.Duration, f func()) {
-	t := time.NewTicker(d)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			f()
-		}
-	}
-}
-
-// syncSchedules makes the Temporal Schedules of the chains' sync.schedule
-// match the config and says what it changed.
-func syncSchedules(ctx context.Context, c client.Client, g *globals) error {
-	l, err := g.load()
-	if err != nil {
-		return err
-	}
-	did, err := (&starter.Starter{Client: c, Config: l, TaskQueue: g.taskQueue}).SyncSchedules(ctx)
-	for _, d := range did {
-		fmt.Println("sync schedule:", d)
-	}
-	return err
-}
-
 // searchAttributes refuses a namespace without dchain's search attributes,
 // or with register adds them and says so.
 func searchAttributes(ctx context.Context, out io.Writer, c client.Client, namespace string, register bool) error {
@@ -184,30 +157,4 @@ func reloadWorker(ctx context.Context, g *globals, c client.Client, o worker.Opt
 		return syncSchedules(ctx, c, g)
 	}
 	return nil
-}
-
-// reloadOnHUP calls reload on every SIGHUP (and every signal of changed,
-// if set) until ctx ends; a failed reload is logged and what was loaded
-// before stays.
-func reloadOnHUP(ctx context.Context, reload func() error, changed ...<-chan struct{}) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	var change <-chan struct{}
-	if len(changed) > 0 {
-		change = changed[0]
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-		case <-change:
-		}
-		if err := reload(); err != nil {
-			slog.Error("config reload failed; keeping the config loaded before", "error", err)
-		} else {
-			slog.Info("config reloaded")
-		}
-	}
 }
