@@ -233,9 +233,12 @@ func (s *Scanner) Scan(ctx context.Context, ref, platform string, auth authn.Aut
 	// service: off, like everything else that would leave the machine.
 	art, err := aimage.NewArtifact(img, s.cache, artifact.Option{Offline: true, NoProgress: true, Parallel: 2,
 		DisabledHandlers: []ftypes.HandlerType{ftypes.UnpackagedPostHandler},
-		// Vulnerabilities only: no secret, license or config analysis; no
-		// lock files (Trivy's own choice for images: installed packages count).
-		DisabledAnalyzers: append(append([]analyzer.Type{analyzer.TypeSecret, analyzer.TypeLicenseFile, analyzer.TypeExecutable},
+		// Vulnerabilities only: no secret, license or config analysis, of the
+		// files or of the image config (its history as a Dockerfile); no lock
+		// files (Trivy's own choice for images: installed packages count); no
+		// removed apk packages or RPM archives (the trivy CLI's defaults).
+		DisabledAnalyzers: append(append([]analyzer.Type{analyzer.TypeSecret, analyzer.TypeLicenseFile, analyzer.TypeExecutable,
+			analyzer.TypeHistoryDockerfile, analyzer.TypeImageConfigSecret, analyzer.TypeApkCommand, analyzer.TypeRpmArchive},
 			analyzer.TypeConfigFiles...), analyzer.TypeLockfiles...),
 		ImageOption: ftypes.ImageOptions{RegistryOptions: ropts}})
 	if err != nil {
