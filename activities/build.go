@@ -37,6 +37,7 @@ func (a *Activities) BuildImage(ctx context.Context, in workflows.BuildInput) (w
 	if prev, ok := a.previousBuild(ctx, in); ok {
 		return a.reuseBuild(ctx, in, prev)
 	}
+	start := time.Now()
 	dir, err := checkout(ctx, in.Source, in.Push.Commit, a.TempDir)
 	if err != nil {
 		return res, err
@@ -48,6 +49,7 @@ func (a *Activities) BuildImage(ctx context.Context, in workflows.BuildInput) (w
 		return res, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("%s has no %s at commit %s", in.Source.URL, filepath.ToSlash(filepath.Join(in.Plan.Context, in.Plan.Dockerfile)), in.Push.Commit), ErrNotFound, nil)
 	}
+	checkedOut := time.Now()
 	c, err := bk.New(ctx, a.BuildKitAddr)
 	if err != nil {
 		return res, temporal.NewApplicationError(fmt.Sprintf("connect to buildkitd at %s: %v (will retry)", a.BuildKitAddr, err), ErrTransient)
@@ -63,7 +65,9 @@ func (a *Activities) BuildImage(ctx context.Context, in workflows.BuildInput) (w
 	done := make(chan struct{})
 	go func() { defer close(done); log.consume(ch) }()
 	stop := a.every(ctx, func() { activity.RecordHeartbeat(ctx, log.progress()) })
+	solveStart := time.Now()
 	resp, solveErr := c.Solve(ctx, nil, opt, ch)
+	solved := time.Now()
 	<-done
 	stop()
 	p := log.progress()
@@ -73,6 +77,7 @@ func (a *Activities) BuildImage(ctx context.Context, in workflows.BuildInput) (w
 		built = resp.ExporterResponse["containerimage.digest"]
 	}
 	res.Log = a.pushBuildLog(ctx, in, log.bytes(), built)
+	logged := time.Now()
 
 	if solveErr != nil {
 		if ctx.Err() != nil {
@@ -91,6 +96,10 @@ func (a *Activities) BuildImage(ctx context.Context, in workflows.BuildInput) (w
 		return res, err
 	}
 	res.Platforms = info.Manifests
+	// Where a build's time went (docs/benchmarks.md compares it with buildctl).
+	activity.GetLogger(ctx).Info("built", "rule", in.Plan.Rule, "commit", in.Push.Commit, "digest", res.Digest,
+		"steps", res.Steps, "cached", res.Cached, "checkout", checkedOut.Sub(start), "solve", solved.Sub(solveStart),
+		"log", logged.Sub(solved), "resolve", time.Since(logged))
 	return res, nil
 }
 
