@@ -95,6 +95,7 @@ func firstTaskLatency(b *testing.B, id string) (first time.Duration, timeouts in
 			}
 		case enums.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
 			timeouts++
+			b.Logf("run %s: workflow task timed out (event %d at %s, %s)", id, ev.GetEventId(), ev.GetEventTime().AsTime().Format("15:04:05.000"), ev.GetWorkflowTaskTimedOutEventAttributes().GetTimeoutType())
 		}
 	}
 	if first == 0 {
