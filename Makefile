@@ -7,7 +7,7 @@ export DCHAIN_BIN_DIR := $(CURDIR)/bin
 .PHONY: build deps test fuzz demo dev vet bench bench-peers chaos
 
 # Two builds of cmd/dchain: bin/dchain-server, everything; bin/dchain, the
-# client build (starts in ~25 ms, not ~175 ms), which hands `dev` and
+# client build (starts in ~25 ms, not ~130 ms), which hands `dev` and
 # `worker` over to the dchain-server beside it.
 build:
 	go build -buildvcs=true -tags dchain_client -o bin/dchain ./cmd/dchain

@@ -23,8 +23,9 @@ type Activities struct {
 	Jobs int
 	// HeartbeatEvery is how often long work reports progress (default 5s).
 	HeartbeatEvery time.Duration
-	// BuildKitAddr is buildkitd's address (unix:///run/buildkit/buildkitd.sock, tcp://host:port).
-	BuildKitAddr string
+	// Builder builds images (package activities/buildkit: BuildKit); nil
+	// means this worker does not build.
+	Builder ImageBuilder
 	// TempDir holds source checkouts while they build: the worker's own
 	// directory (ClaimWorkDir; default: the system's temp dir).
 	TempDir string

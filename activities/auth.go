@@ -13,11 +13,9 @@ import (
 
 	ecr "github.com/awslabs/amazon-ecr-credential-helper/ecr-login"
 	acr "github.com/chrismellard/docker-credential-acr-env/pkg/credhelper"
-	"github.com/docker/cli/cli/config/types"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/google"
-	"github.com/moby/buildkit/session/auth/authprovider"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/dchain-dev/dchain/chain"
@@ -116,39 +114,6 @@ func caPool(pem string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("no PEM certificate in it")
 	}
 	return pool, nil
-}
-
-// buildAuth answers BuildKit's sign-in requests for every host a build
-// pulls from or pushes to: a configured registry by its address (the
-// build's own first), else the Keychain.
-func (a *Activities) buildAuth(own chain.Registry) authprovider.AuthConfigProvider {
-	return func(ctx context.Context, host string, _ []string, _ authprovider.ExpireCachedAuthCheck) (types.AuthConfig, error) {
-		reg := chain.Registry{Name: host, Address: host}
-		for _, r := range append([]chain.Registry{own}, a.configured()...) {
-			if r.Address == host {
-				reg = r
-				break
-			}
-		}
-		c, err := authConfig(ctx, reg)
-		if err != nil {
-			return types.AuthConfig{}, err
-		}
-		return types.AuthConfig{Username: c.Username, Password: c.Password, IdentityToken: c.IdentityToken,
-			RegistryToken: c.RegistryToken, ServerAddress: host}, nil
-	}
-}
-
-// buildTLS gives BuildKit's sign-in (the token requests, made on this
-// side) the CA files of the configured registries that have one.
-func (a *Activities) buildTLS(own chain.Registry) map[string]*authprovider.AuthTLSConfig {
-	out := map[string]*authprovider.AuthTLSConfig{}
-	for _, r := range append([]chain.Registry{own}, a.configured()...) {
-		if path, ok := strings.CutPrefix(string(r.CA), "file:"); ok && out[r.Address] == nil {
-			out[r.Address] = &authprovider.AuthTLSConfig{RootCAs: []string{path}}
-		}
-	}
-	return out
 }
 
 // scanAccess is the sign-in and transport a scan of reg's images uses.

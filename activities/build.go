@@ -1,37 +1,64 @@
 package activities
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	bk "github.com/moby/buildkit/client"
-	"github.com/moby/buildkit/session"
-	"github.com/moby/buildkit/session/auth/authprovider"
-	"github.com/tonistiigi/fsutil"
+	"github.com/google/go-containerregistry/pkg/authn"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/dchain-dev/dchain/chain"
 	"github.com/dchain-dev/dchain/workflows"
 )
 
-// BuildImage checks out the commit, solves its Dockerfile with BuildKit for
-// every platform of the plan, and pushes one image index under each tag.
-// The registry build cache is imported and exported unless the rule says
-// noCache. BuildKit's progress is heartbeated; its whole log is pushed as an
-// artifact next to the image (`dchain run logs`). Canceling the activity
-// cancels the solve, and buildkitd stops the job.
+// ImageBuilder solves a checkout's Dockerfile for the plan's platforms and
+// pushes one image index under each tag. Package activities/buildkit
+// implements it with BuildKit; it is an interface so that this package,
+// and what links it without building, does not link BuildKit.
+type ImageBuilder interface {
+	Build(ctx context.Context, req BuildRequest, progress func(workflows.BuildProgress)) (BuildOutput, error)
+}
+
+// BuildRequest is one build of a checkout.
+type BuildRequest struct {
+	Input workflows.BuildInput
+	// ContextDir is the build context; Dockerfile the file, both in the checkout.
+	ContextDir, Dockerfile string
+	// SignIn signs in to a registry host the build pulls from or pushes to.
+	SignIn func(ctx context.Context, host string) (*authn.AuthConfig, error)
+	// CAFiles are the CA bundle files of registries that have one, by address.
+	CAFiles map[string]string
+}
+
+// BuildOutput is what a build left: the pushed index's digest ("" when it
+// failed), BuildKit's log and the steps it counted.
+type BuildOutput struct {
+	Digest   string
+	Log      []byte
+	Progress workflows.BuildProgress
+}
+
+// ErrBuildUnavailable marks a build failure that a later attempt can get
+// past: buildkitd or a registry unreachable, overloaded or timing out.
+var ErrBuildUnavailable = errors.New("build infrastructure unavailable")
+
+// BuildImage checks out the commit, solves its Dockerfile with the
+// worker's builder for every platform of the plan, and pushes one image
+// index under each tag. The registry build cache is imported and exported
+// unless the rule says noCache. The builder's progress is heartbeated; its
+// whole log is pushed as an artifact next to the image (`dchain run logs`).
+// Canceling the activity cancels the build.
 func (a *Activities) BuildImage(ctx context.Context, in workflows.BuildInput) (workflows.BuildResult, error) {
 	res := workflows.BuildResult{Tags: in.Plan.Tags}
-	if a.BuildKitAddr == "" {
+	if a.Builder == nil {
 		return res, temporal.NewNonRetryableApplicationError("this worker has no BuildKit address (--buildkit-addr / BUILDKIT_HOST)", ErrRejected, nil)
 	}
 	if prev, ok := a.previousBuild(ctx, in); ok {
@@ -50,46 +77,31 @@ func (a *Activities) BuildImage(ctx context.Context, in workflows.BuildInput) (w
 			fmt.Sprintf("%s has no %s at commit %s", in.Source.URL, filepath.ToSlash(filepath.Join(in.Plan.Context, in.Plan.Dockerfile)), in.Push.Commit), ErrNotFound, nil)
 	}
 	checkedOut := time.Now()
-	c, err := bk.New(ctx, a.BuildKitAddr)
-	if err != nil {
-		return res, temporal.NewApplicationError(fmt.Sprintf("connect to buildkitd at %s: %v (will retry)", a.BuildKitAddr, err), ErrTransient)
-	}
-	defer c.Close()
-	opt, err := a.solveOptions(in, contextDir, filepath.Dir(dockerfile), filepath.Base(dockerfile))
-	if err != nil {
-		return res, err
-	}
-
-	log := &buildLog{}
-	ch := make(chan *bk.SolveStatus)
-	done := make(chan struct{})
-	go func() { defer close(done); log.consume(ch) }()
-	stop := a.every(ctx, func() { activity.RecordHeartbeat(ctx, log.progress()) })
-	solveStart := time.Now()
-	resp, solveErr := c.Solve(ctx, nil, opt, ch)
-	solved := time.Now()
-	<-done
+	var latest atomic.Pointer[workflows.BuildProgress]
+	latest.Store(&workflows.BuildProgress{})
+	stop := a.every(ctx, func() { activity.RecordHeartbeat(ctx, *latest.Load()) })
+	out, buildErr := a.Builder.Build(ctx, BuildRequest{Input: in, ContextDir: contextDir, Dockerfile: dockerfile,
+		SignIn: a.buildSignIn(in.Registry), CAFiles: a.buildCAFiles(in.Registry)},
+		func(p workflows.BuildProgress) { latest.Store(&p) })
 	stop()
-	p := log.progress()
-	res.Steps, res.Cached = p.Steps, p.Cached
-	built := ""
-	if solveErr == nil {
-		built = resp.ExporterResponse["containerimage.digest"]
+	built := time.Now()
+	res.Steps, res.Cached = out.Progress.Steps, out.Progress.Cached
+	if buildErr == nil || len(out.Log) > 0 { // (nothing to keep when buildkitd was not reached)
+		res.Log = a.pushBuildLog(ctx, in, out.Log, out.Digest)
 	}
-	res.Log = a.pushBuildLog(ctx, in, log.bytes(), built)
 	logged := time.Now()
 
-	if solveErr != nil {
+	if buildErr != nil {
 		if ctx.Err() != nil {
 			return res, ctx.Err()
 		}
-		if transientBuildError(solveErr) {
-			return res, temporal.NewApplicationError(fmt.Sprintf("build of %s at %s: %v (will retry)", in.Plan.Rule, in.Push.Commit.Short(), solveErr), ErrTransient)
+		if errors.Is(buildErr, ErrBuildUnavailable) {
+			return res, temporal.NewApplicationError(fmt.Sprintf("build of %s at %s: %v (will retry)", in.Plan.Rule, in.Push.Commit.Short(), buildErr), ErrTransient)
 		}
 		return res, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("build of %s at %s failed: %v (log: %s)", in.Plan.Rule, in.Push.Commit.Short(), solveErr, res.Log), ErrBuildFailed, nil, res)
+			fmt.Sprintf("build of %s at %s failed: %v (log: %s)", in.Plan.Rule, in.Push.Commit.Short(), buildErr, res.Log), ErrBuildFailed, nil, res)
 	}
-	res.Digest = built
+	res.Digest = out.Digest
 	info, err := a.ResolveImage(ctx, workflows.ResolveImageInput{Registry: in.Registry,
 		Image: workflows.ImageRef{Registry: in.Registry.Name, Repository: in.Repository, Tag: in.Plan.Tags[0], Digest: res.Digest}})
 	if err != nil {
@@ -98,144 +110,37 @@ func (a *Activities) BuildImage(ctx context.Context, in workflows.BuildInput) (w
 	res.Platforms = info.Manifests
 	// Where a build's time went (docs/benchmarks.md compares it with buildctl).
 	activity.GetLogger(ctx).Info("built", "rule", in.Plan.Rule, "commit", in.Push.Commit, "digest", res.Digest,
-		"steps", res.Steps, "cached", res.Cached, "checkout", checkedOut.Sub(start), "solve", solved.Sub(solveStart),
-		"log", logged.Sub(solved), "resolve", time.Since(logged))
+		"steps", res.Steps, "cached", res.Cached, "checkout", checkedOut.Sub(start), "build", built.Sub(checkedOut),
+		"log", logged.Sub(built), "resolve", time.Since(logged))
 	return res, nil
 }
 
-// transientMarks are the texts of failures that a later attempt can get
-// past: a registry (the base image's, the cache's, the destination) or
-// buildkitd itself unreachable, overloaded or timing out. BuildKit reports
-// them as plain text inside its gRPC error.
-var transientMarks = []string{
-	"connection refused", "connection reset by peer", "no such host", "i/o timeout", "TLS handshake timeout",
-	"network is unreachable", "no route to host", "server misbehaving", "unexpected EOF",
-	"500 Internal Server Error", "502 Bad Gateway", "503 Service Unavailable", "504 Gateway Timeout", "429 Too Many Requests",
-}
-
-// transientBuildError reports whether a failed solve is worth retrying:
-// buildkitd unavailable or out of resources, or a network failure on the
-// way to a registry. A failing RUN step or a bad Dockerfile is not.
-func transientBuildError(err error) bool {
-	if s, ok := status.FromError(err); ok && (s.Code() == codes.Unavailable || s.Code() == codes.ResourceExhausted) {
-		return true
-	}
-	msg := err.Error()
-	for _, m := range transientMarks {
-		if strings.Contains(msg, m) {
-			return true
-		}
-	}
-	return false
-}
-
-// solveOptions are the BuildKit options of a build: dockerfile frontend,
-// local context, image export to every tag, registry cache.
-func (a *Activities) solveOptions(in workflows.BuildInput, contextDir, dockerfileDir, dockerfileName string) (bk.SolveOpt, error) {
-	ctxFS, err := fsutil.NewFS(contextDir)
-	if err != nil {
-		return bk.SolveOpt{}, err
-	}
-	dfFS, err := fsutil.NewFS(dockerfileDir)
-	if err != nil {
-		return bk.SolveOpt{}, err
-	}
-	repo := in.Registry.Address + "/" + in.Repository
-	var names []string
-	for _, t := range in.Plan.Tags {
-		names = append(names, repo+":"+t)
-	}
-	insecure := fmt.Sprint(in.Registry.Insecure)
-	attrs := map[string]string{"filename": dockerfileName, "platform": strings.Join(in.Plan.Platforms, ",")}
-	for k, v := range in.Plan.BuildArgs {
-		attrs["build-arg:"+k] = v
-	}
-	opt := bk.SolveOpt{
-		Frontend:      "dockerfile.v0",
-		FrontendAttrs: attrs,
-		LocalMounts:   map[string]fsutil.FS{"context": ctxFS, "dockerfile": dfFS},
-		Exports: []bk.ExportEntry{{Type: bk.ExporterImage, Attrs: map[string]string{
-			"name": strings.Join(names, ","), "push": "true", "registry.insecure": insecure, "oci-mediatypes": "true",
-		}}},
-	}
-	if in.Plan.NoCache {
-		attrs["no-cache"] = ""
-	} else {
-		cache := in.Registry.Address + "/" + chain.CacheRepositoryPrefix + in.Repository + ":" + in.Plan.Rule
-		opt.CacheImports = []bk.CacheOptionsEntry{{Type: "registry", Attrs: map[string]string{"ref": cache, "registry.insecure": insecure}}}
-		opt.CacheExports = []bk.CacheOptionsEntry{{Type: "registry", Attrs: map[string]string{
-			"ref": cache, "mode": "max", "registry.insecure": insecure, "oci-mediatypes": "true", "image-manifest": "true",
-		}}}
-	}
-	opt.Session = []session.Attachable{authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
-		AuthConfigProvider: a.buildAuth(in.Registry),
-		TLSConfigs:         a.buildTLS(in.Registry),
-	})}
-	return opt, nil
-}
-
-// buildLog renders BuildKit's status stream as a plain-text log and counts steps.
-type buildLog struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	steps   map[string]bool
-	started map[string]bool
-	done    map[string]bool
-	cached  map[string]bool
-	current string
-}
-
-func (l *buildLog) consume(ch chan *bk.SolveStatus) {
-	for s := range ch {
-		l.mu.Lock()
-		if l.steps == nil {
-			l.steps, l.started, l.done, l.cached = map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
-		}
-		for _, v := range s.Vertexes {
-			id := v.Digest.String()
-			if !l.steps[id] && v.Name != "" {
-				l.steps[id] = true
-			}
-			switch {
-			case v.Cached && !l.cached[id]:
-				l.cached[id], l.done[id] = true, true
-				fmt.Fprintf(&l.buf, "CACHED %s\n", v.Name)
-			case v.Error != "":
-				fmt.Fprintf(&l.buf, "ERROR %s: %s\n", v.Name, v.Error)
-			case v.Completed != nil && !l.done[id]:
-				l.done[id] = true
-				d := ""
-				if v.Started != nil {
-					d = fmt.Sprintf(" (%.1fs)", v.Completed.Sub(*v.Started).Seconds())
-				}
-				fmt.Fprintf(&l.buf, "DONE %s%s\n", v.Name, d)
-			case v.Started != nil && v.Completed == nil && !l.started[id]:
-				l.started[id], l.current = true, v.Name
-				fmt.Fprintf(&l.buf, "START %s\n", v.Name)
+// buildSignIn signs a build in to every host it pulls from or pushes to: a
+// configured registry by its address (the build's own first), else the
+// Keychain.
+func (a *Activities) buildSignIn(own chain.Registry) func(ctx context.Context, host string) (*authn.AuthConfig, error) {
+	return func(ctx context.Context, host string) (*authn.AuthConfig, error) {
+		reg := chain.Registry{Name: host, Address: host}
+		for _, r := range append([]chain.Registry{own}, a.configured()...) {
+			if r.Address == host {
+				reg = r
+				break
 			}
 		}
-		for _, lg := range s.Logs {
-			for _, line := range strings.Split(strings.TrimRight(string(lg.Data), "\n"), "\n") {
-				fmt.Fprintf(&l.buf, "  | %s\n", line)
-			}
-		}
-		for _, w := range s.Warnings {
-			fmt.Fprintf(&l.buf, "WARN %s\n", w.Short)
-		}
-		l.mu.Unlock()
+		return authConfig(ctx, reg)
 	}
 }
 
-func (l *buildLog) progress() workflows.BuildProgress {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return workflows.BuildProgress{Steps: len(l.steps), Completed: len(l.done), Cached: len(l.cached), Current: l.current}
-}
-
-func (l *buildLog) bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]byte(nil), l.buf.Bytes()...)
+// buildCAFiles are the CA files of the configured registries that have
+// one, for the build's sign-in (its token requests are made on this side).
+func (a *Activities) buildCAFiles(own chain.Registry) map[string]string {
+	out := map[string]string{}
+	for _, r := range append([]chain.Registry{own}, a.configured()...) {
+		if path, ok := strings.CutPrefix(string(r.CA), "file:"); ok && out[r.Address] == "" {
+			out[r.Address] = path
+		}
+	}
+	return out
 }
 
 // every calls f now and then every HeartbeatEvery until stop is called or ctx ends.

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/dchain-dev/dchain/activities"
+	"github.com/dchain-dev/dchain/activities/buildkit"
 	"github.com/dchain-dev/dchain/scanner"
 	"github.com/dchain-dev/dchain/worker"
 )
@@ -203,8 +204,8 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 		if o.Tracing != nil && wo.Activities.Trace == nil {
 			wo.Activities.Trace = o.Tracing.Transport
 		}
-		if s.BuildKit != nil && wo.Activities.BuildKitAddr == "" {
-			wo.Activities.BuildKitAddr = s.BuildKit.Addr
+		if s.BuildKit != nil && wo.Activities.Builder == nil {
+			wo.Activities.Builder = &buildkit.Builder{Addr: s.BuildKit.Addr}
 		}
 		if s.Scanner != nil && wo.Activities.Scanner == nil {
 			wo.Activities.Scanner = s.Scanner

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/dchain-dev/dchain/activities"
+	"github.com/dchain-dev/dchain/activities/buildkit"
 	"github.com/dchain-dev/dchain/chain"
 	"github.com/dchain-dev/dchain/scanner"
 	"github.com/dchain-dev/dchain/worker"
@@ -24,7 +25,7 @@ import (
 
 func newWorkerCmd(g *globals) *cobra.Command {
 	var regions []string
-	var buildkit, workDir, metricsListen string
+	var buildkitAddr, workDir, metricsListen string
 	var noScan, register, chainsOnly bool
 	var trivy scanner.Options
 	var conc worker.Concurrency
@@ -38,7 +39,10 @@ func newWorkerCmd(g *globals) *cobra.Command {
 				return err
 			}
 			o := worker.Options{TaskQueue: g.taskQueue, Regions: regions, Chains: len(regions) == 0, WorkDir: workDir,
-				Activities: &activities.Activities{BuildKitAddr: buildkit}, Concurrency: conc}
+				Activities: &activities.Activities{}, Concurrency: conc}
+			if buildkitAddr != "" {
+				o.Activities.Builder = &buildkit.Builder{Addr: buildkitAddr}
+			}
 			o.Activities.SetRegistries(cfg.Registries)
 			for _, r := range regions {
 				if _, ok := cfg.Registry(r); !ok {
@@ -115,7 +119,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&trivy.InsecureDB, "trivy-db-insecure", false, "the DB repository is served over plain HTTP")
 	cmd.Flags().BoolVar(&trivy.Offline, "trivy-offline", false, "never download the DB: use the one in the cache dir")
 	cmd.Flags().StringVar(&trivy.ServerAddr, "trivy-server", envOr("DCHAIN_TRIVY_SERVER", ""), "scan through this `trivy server` (client/server mode)")
-	cmd.Flags().StringVar(&buildkit, "buildkit-addr", envOr("BUILDKIT_HOST", ""), "buildkitd address for the build stage, e.g. unix:///run/buildkit/buildkitd.sock (env BUILDKIT_HOST)")
+	cmd.Flags().StringVar(&buildkitAddr, "buildkit-addr", envOr("BUILDKIT_HOST", ""), "buildkitd address for the build stage, e.g. unix:///run/buildkit/buildkitd.sock (env BUILDKIT_HOST)")
 	return cmd
 }
 

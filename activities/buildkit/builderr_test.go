@@ -1,4 +1,4 @@
-package activities
+package buildkit
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/dchain-dev/dchain/activities"
 )
 
 // A registry that cannot be reached during a build (the base image's, the
@@ -25,5 +27,17 @@ func TestTransientBuildError(t *testing.T) {
 	}
 	if !transientBuildError(status.Error(codes.Unavailable, "buildkitd is restarting")) {
 		t.Error("an unavailable buildkitd is transient")
+	}
+}
+
+// What the build activity retries is what this package marks: its text
+// stays the failure's own.
+func TestUnavailableIsRetried(t *testing.T) {
+	err := error(unavailable{errors.New("connect to buildkitd at unix:///nowhere: no such file")})
+	if !errors.Is(err, activities.ErrBuildUnavailable) || err.Error() != "connect to buildkitd at unix:///nowhere: no such file" {
+		t.Fatalf("%v: not marked, or its text changed", err)
+	}
+	if errors.Is(errors.New("exit code: 3"), activities.ErrBuildUnavailable) {
+		t.Fatal("an unmarked failure counts as unavailable")
 	}
 }

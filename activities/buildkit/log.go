@@ -1,0 +1,77 @@
+package buildkit
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"sync"
+
+	bk "github.com/moby/buildkit/client"
+
+	"github.com/dchain-dev/dchain/workflows"
+)
+
+// buildLog renders BuildKit's status stream as a plain-text log and counts steps.
+type buildLog struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	steps   map[string]bool
+	started map[string]bool
+	done    map[string]bool
+	cached  map[string]bool
+	current string
+}
+
+func (l *buildLog) consume(ch chan *bk.SolveStatus, progress func(workflows.BuildProgress)) {
+	for s := range ch {
+		l.mu.Lock()
+		if l.steps == nil {
+			l.steps, l.started, l.done, l.cached = map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
+		}
+		for _, v := range s.Vertexes {
+			id := v.Digest.String()
+			if !l.steps[id] && v.Name != "" {
+				l.steps[id] = true
+			}
+			switch {
+			case v.Cached && !l.cached[id]:
+				l.cached[id], l.done[id] = true, true
+				fmt.Fprintf(&l.buf, "CACHED %s\n", v.Name)
+			case v.Error != "":
+				fmt.Fprintf(&l.buf, "ERROR %s: %s\n", v.Name, v.Error)
+			case v.Completed != nil && !l.done[id]:
+				l.done[id] = true
+				d := ""
+				if v.Started != nil {
+					d = fmt.Sprintf(" (%.1fs)", v.Completed.Sub(*v.Started).Seconds())
+				}
+				fmt.Fprintf(&l.buf, "DONE %s%s\n", v.Name, d)
+			case v.Started != nil && v.Completed == nil && !l.started[id]:
+				l.started[id], l.current = true, v.Name
+				fmt.Fprintf(&l.buf, "START %s\n", v.Name)
+			}
+		}
+		for _, lg := range s.Logs {
+			for _, line := range strings.Split(strings.TrimRight(string(lg.Data), "\n"), "\n") {
+				fmt.Fprintf(&l.buf, "  | %s\n", line)
+			}
+		}
+		for _, w := range s.Warnings {
+			fmt.Fprintf(&l.buf, "WARN %s\n", w.Short)
+		}
+		l.mu.Unlock()
+		progress(l.progress())
+	}
+}
+
+func (l *buildLog) progress() workflows.BuildProgress {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return workflows.BuildProgress{Steps: len(l.steps), Completed: len(l.done), Cached: len(l.cached), Current: l.current}
+}
+
+func (l *buildLog) bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]byte(nil), l.buf.Bytes()...)
+}
