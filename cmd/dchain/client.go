@@ -63,6 +63,9 @@ func execServer(args []string) error {
 	if err != nil {
 		return err
 	}
+	if isSelf(path) { // (it would hand over to itself forever)
+		return errors.New(path + " is this client build, not " + serverName + ": point DCHAIN_SERVER at the server build (`make build` makes both)")
+	}
 	err = syscall.Exec(path, append([]string{path}, args...), os.Environ())
 	return fmt.Errorf("run %s: %w", path, err)
 }
@@ -86,6 +89,17 @@ func serverPath() (string, error) {
 		return p, nil
 	}
 	return "", errors.New("dchain dev and dchain worker run in " + serverName + ", the server build of dchain (`make build` puts it beside dchain): it is not in " + dir + " nor on PATH (or set DCHAIN_SERVER to its path)")
+}
+
+// isSelf reports whether p is this executable's file.
+func isSelf(p string) bool {
+	self, err := os.Executable()
+	if err != nil {
+		return false
+	}
+	a, errA := os.Stat(self)
+	b, errB := os.Stat(p)
+	return errA == nil && errB == nil && os.SameFile(a, b)
 }
 
 func isFile(p string) bool {

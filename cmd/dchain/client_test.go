@@ -87,6 +87,12 @@ func TestClientHandsServerRolesOver(t *testing.T) {
 	if _, out, _, err := run(filepath.Join(links, "dchain"), "worker"); err != nil || !strings.HasPrefix(out, "server pid=") {
 		t.Errorf("dchain worker through a symlink: %q (%v)", out, err)
 	}
+	// Pointed at itself as the server: refused, not an endless hand-over.
+	env = append(env, "DCHAIN_SERVER="+bin)
+	if _, out, errOut, err := run(bin, "worker"); err == nil || out != "" || !strings.Contains(errOut, "is this client build") {
+		t.Errorf("DCHAIN_SERVER naming the client itself: %q %q (%v)", out, errOut, err)
+	}
+	env = env[:len(env)-1]
 	// Without a server beside it or on PATH: a clear error, exit status 1.
 	alone := t.TempDir()
 	if out, err := exec.Command("cp", bin, alone).CombinedOutput(); err != nil {
