@@ -26,13 +26,16 @@ type Builder struct {
 	Addr string
 }
 
-// Build solves req on buildkitd and pushes the result; progress is told
-// the steps so far after every status BuildKit sends. The log holds
+// Build solves req on buildkitd and pushes the result; progress (if set)
+// is told the steps so far after every status BuildKit sends. The log holds
 // BuildKit's output, also when the build fails. A failure a later attempt
 // can get past is marked activities.ErrBuildUnavailable. Canceling ctx
 // cancels the solve, and buildkitd stops the job.
 func (b *Builder) Build(ctx context.Context, req activities.BuildRequest, progress func(workflows.BuildProgress)) (activities.BuildOutput, error) {
 	var out activities.BuildOutput
+	if progress == nil {
+		progress = func(workflows.BuildProgress) {}
+	}
 	c, err := bk.New(ctx, b.Addr)
 	if err != nil {
 		return out, unavailable{fmt.Errorf("connect to buildkitd at %s: %w", b.Addr, err)}
