@@ -273,14 +273,9 @@ func TestSecretsStayOutOfHistory(t *testing.T) {
 	if st := waitRun(t, id, time.Minute); st.Outcome != workflows.OutcomeSucceeded || len(st.Triggers) != 2 {
 		t.Fatalf("run: %s %s", st.Outcome, st.Message)
 	}
-	iter := stack.Client.GetWorkflowHistory(context.Background(), id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	// The history as JSON, with every payload's data (base64 there) decoded.
 	var history strings.Builder
-	for iter.HasNext() {
-		ev, err := iter.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, ev := range runHistory(t, id) {
 		js := protojson.Format(ev)
 		history.WriteString(js)
 		for _, m := range payloadData.FindAllStringSubmatch(js, -1) {

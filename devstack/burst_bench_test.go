@@ -79,13 +79,8 @@ func burst(b *testing.B, l *chain.Loaded, repo string) {
 // start of its first workflow task (what a worker's poll picked up), and
 // how many of its workflow tasks timed out (each costs the run 10 s).
 func firstTaskLatency(b *testing.B, id string) (first time.Duration, timeouts int) {
-	it := stack.Client.GetWorkflowHistory(context.Background(), id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	var started time.Time
-	for it.HasNext() {
-		ev, err := it.Next()
-		if err != nil {
-			b.Fatal(err)
-		}
+	for _, ev := range runHistory(b, id) {
 		switch ev.GetEventType() {
 		case enums.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
 			started = ev.GetEventTime().AsTime()
