@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+	"path"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +36,9 @@ type BuildRequest struct {
 	SignIn func(ctx context.Context, host string) (*authn.AuthConfig, error)
 	// CAFiles are the CA bundle files of registries that have one, by address.
 	CAFiles map[string]string
+	// Secrets are the values of the plan's build secrets, by ID, for the
+	// build's secret mounts only: never logged, stored or put in an error.
+	Secrets map[string][]byte
 }
 
 // BuildOutput is what a build left: the pushed index's digest ("" when it
@@ -70,18 +73,20 @@ func (a *Activities) BuildImage(ctx context.Context, in workflows.BuildInput) (w
 		return res, err
 	}
 	defer os.RemoveAll(dir)
-	contextDir := filepath.Join(dir, filepath.FromSlash(in.Plan.Context))
-	dockerfile := filepath.Join(contextDir, filepath.FromSlash(in.Plan.Dockerfile))
-	if _, err := os.Stat(dockerfile); err != nil {
-		return res, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("%s has no %s at commit %s", in.Source.URL, filepath.ToSlash(filepath.Join(in.Plan.Context, in.Plan.Dockerfile)), in.Push.Commit), ErrNotFound, nil)
+	contextDir, dockerfile, err := buildPaths(dir, in)
+	if err != nil {
+		return res, err
+	}
+	secrets, err := buildSecrets(in.Plan)
+	if err != nil {
+		return res, err
 	}
 	checkedOut := time.Now()
 	var latest atomic.Pointer[workflows.BuildProgress]
 	latest.Store(&workflows.BuildProgress{})
 	stop := a.every(ctx, func() { activity.RecordHeartbeat(ctx, *latest.Load()) })
 	out, buildErr := a.Builder.Build(ctx, BuildRequest{Input: in, ContextDir: contextDir, Dockerfile: dockerfile,
-		SignIn: a.buildSignIn(in.Registry), CAFiles: a.buildCAFiles(in.Registry)},
+		SignIn: a.buildSignIn(in.Registry), CAFiles: a.buildCAFiles(in.Registry), Secrets: secrets},
 		func(p workflows.BuildProgress) { latest.Store(&p) })
 	stop()
 	built := time.Now()
@@ -113,6 +118,43 @@ func (a *Activities) BuildImage(ctx context.Context, in workflows.BuildInput) (w
 		"steps", res.Steps, "cached", res.Cached, "checkout", checkedOut.Sub(start), "build", built.Sub(checkedOut),
 		"log", logged.Sub(built), "resolve", time.Since(logged))
 	return res, nil
+}
+
+// buildPaths are the real paths of the plan's context directory and
+// Dockerfile in the checkout at dir, both refused when a symlink of the
+// pushed repository leads out of it.
+func buildPaths(dir string, in workflows.BuildInput) (contextDir, dockerfile string, err error) {
+	contextDir, fi, err := inCheckout(dir, in.Plan.Context, "context", "directory")
+	if err == nil && !fi.IsDir() {
+		err = temporal.NewNonRetryableApplicationError(fmt.Sprintf("context %q is not a directory at commit %s", in.Plan.Context, in.Push.Commit), ErrNotFound, nil)
+	}
+	if err != nil {
+		return "", "", err
+	}
+	df := path.Join(in.Plan.Context, in.Plan.Dockerfile)
+	dockerfile, fi, err = inCheckout(dir, df, "dockerfile", "Dockerfile")
+	if err == nil && !fi.Mode().IsRegular() {
+		err = temporal.NewNonRetryableApplicationError(fmt.Sprintf("dockerfile %q is not a file at commit %s", df, in.Push.Commit), ErrNotFound, nil)
+	}
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) && app.Type() == ErrNotFound {
+		err = temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s has no %s at commit %s", in.Source.URL, df, in.Push.Commit), ErrNotFound, nil)
+	}
+	return contextDir, dockerfile, err
+}
+
+// buildSecrets resolves the plan's build secrets on this worker; one that
+// cannot be read fails the build at once, naming its ID and reference.
+func buildSecrets(plan chain.BuildPlan) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for id, ref := range plan.Secrets {
+		v, err := ref.Resolve()
+		if err != nil {
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("build secret %s: %v", id, err), ErrCredentials, nil)
+		}
+		out[id] = []byte(v)
+	}
+	return out, nil
 }
 
 // buildSignIn signs a build in to every host it pulls from or pushes to: a

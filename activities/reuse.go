@@ -10,12 +10,15 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"go.temporal.io/sdk/activity"
 
+	"github.com/dchain-dev/dchain/chain"
 	"github.com/dchain-dev/dchain/workflows"
 )
 
 // buildInputs is a digest of everything that decides what a rule builds
 // from a commit besides the commit's own content: the source, the commit,
-// the context, the Dockerfile, the platforms and the build arguments. Two
+// the context, the Dockerfile, the platforms, the build arguments, the
+// network and the secrets' references (when set: the key of an older
+// plan is unchanged). Two
 // builds with the same inputs make the same image, so the second reuses the
 // first's (a new branch or tag at an already-built commit).
 func buildInputs(in workflows.BuildInput) string {
@@ -23,7 +26,10 @@ func buildInputs(in workflows.BuildInput) string {
 		Source, Commit, Context, Dockerfile string
 		Platforms                           []string
 		BuildArgs                           map[string]string
-	}{in.Source.URL, string(in.Push.Commit), in.Plan.Context, in.Plan.Dockerfile, in.Plan.Platforms, in.Plan.BuildArgs})
+		Network                             string                     `json:",omitempty"`
+		Secrets                             map[string]chain.SecretRef `json:",omitempty"`
+	}{in.Source.URL, string(in.Push.Commit), in.Plan.Context, in.Plan.Dockerfile, in.Plan.Platforms, in.Plan.BuildArgs,
+		in.Plan.Network, in.Plan.Secrets})
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:])
 }

@@ -56,7 +56,22 @@ type BuildRule struct {
 	Platforms []string          `yaml:"platforms" json:"platforms,omitempty"`
 	BuildArgs map[string]string `yaml:"buildArgs" json:"buildArgs,omitempty"`
 	NoCache   bool              `yaml:"noCache" json:"noCache,omitempty"`
+	// Network is the RUN steps' network: "sandbox" (the default: a network
+	// namespace of their own with the internet and nothing of the platform)
+	// or "none" (no network at all: a hermetic build).
+	Network string `yaml:"network" json:"network,omitempty"`
+	// Secrets hand secrets to RUN steps that mount them
+	// (RUN --mount=type=secret,id=ID), by ID: references (env:NAME or
+	// file:PATH) resolved on the worker at build time, passed through
+	// BuildKit's session; never in the image, its log or a history.
+	Secrets map[string]SecretRef `yaml:"secrets" json:"secrets,omitempty"`
 }
+
+// Build networks of a rule.
+const (
+	NetworkSandbox = "sandbox"
+	NetworkNone    = "none"
+)
 
 // TagTemplate makes one image tag: Tag (a literal, with ${group} references
 // to the match's named groups), then optionally the push time and the first
@@ -79,6 +94,7 @@ const (
 	MaxTagTemplates = 3
 	MaxBuildArgs    = 20
 	MaxCommitChars  = 40
+	MaxBuildSecrets = 20
 )
 
 // UnmarshalYAML reads a tag template, accepting the seed's spellings of

@@ -140,6 +140,10 @@ func TestBuildValidation(t *testing.T) {
 		{"commit too long", base + rule + "      tags: [{commitId: 41}]\n", "build.rules[0].tags[0].commitId", "1 to 40"},
 		{"bad platform", base + rule + "      tags: [{tag: a}]\n      platforms: [arm64]\n", "build.rules[0].platforms[0]", "not a platform"},
 		{"bad arg name", base + rule + "      tags: [{tag: a}]\n      buildArgs: {'A-B': x}\n", "build.rules[0].buildArgs.A-B", "not a build argument"},
+		{"bad network", base + rule + "      tags: [{tag: a}]\n      network: host\n", "build.rules[0].network", "not a build network"},
+		{"inline secret", base + rule + "      tags: [{tag: a}]\n      secrets: {npmrc: hunter2}\n", "build.rules[0].secrets.npmrc", "inline secret values are not allowed"},
+		{"empty secret", base + rule + "      tags: [{tag: a}]\n      secrets: {npmrc: ''}\n", "build.rules[0].secrets.npmrc", "is required"},
+		{"bad secret id", base + rule + "      tags: [{tag: a}]\n      secrets: {'a b': 'env:X'}\n", "build.rules[0].secrets.a b", "not a secret ID"},
 		{"bad type", base + "build:\n  source: {url: x}\n  rules: [{name: r, type: commit, match: m, tags: [{tag: a}]}]\n", "build.rules[0].type", "not a type"},
 		{"no source", base + "build:\n  rules: [{name: r, type: tag, match: m, tags: [{tag: a}]}]\n", "build.source.url", "is required"},
 	} {
@@ -228,5 +232,22 @@ func TestBuildSourceURL(t *testing.T) {
 		if (len(ps) == 0) != ok || (!ok && ps[0].Field != "build.source.url") {
 			t.Errorf("%s: %v", u, ps)
 		}
+	}
+}
+
+// A rule's network and its secrets' references (never values) reach the plan.
+func TestPlanCarriesNetworkAndSecretRefs(t *testing.T) {
+	c := buildChain(BuildRule{Name: "r", Type: RuleBranch, Match: "release-v1", Tags: []TagTemplate{{Tag: "v1"}},
+		Network: NetworkNone, Secrets: map[string]SecretRef{"npmrc": "env:NPMRC"}})
+	plans, err := PlanBuilds(c, push, false)
+	if err != nil || len(plans) != 1 || plans[0].Network != NetworkNone || plans[0].Secrets["npmrc"] != "env:NPMRC" {
+		t.Fatalf("%+v %v", plans, err)
+	}
+	cfg := testConfig(t)
+	doc := "name: c\nscope: {registry: hangzhou, namespace: demo, repository: app}\nbuild:\n  source: {url: 'file:///src'}\n  rules:\n" +
+		"    - {name: r, type: branch, match: main, tags: [{tag: a}], network: none, secrets: {npmrc: 'env:NPMRC', 'pip.conf': 'file:/etc/dchain/pip.conf'}}\n"
+	chains, ps := cfg.ParseChains("c.yaml", []byte(doc))
+	if len(ps) != 0 || len(chains) != 1 || chains[0].Build.Rules[0].Network != NetworkNone || chains[0].Build.Rules[0].Secrets["pip.conf"] != "file:/etc/dchain/pip.conf" {
+		t.Fatalf("a valid rule: %+v %v", chains, ps)
 	}
 }

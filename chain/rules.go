@@ -25,6 +25,9 @@ type BuildPlan struct {
 	Platforms  []string          `json:"platforms"`
 	BuildArgs  map[string]string `json:"buildArgs,omitempty"`
 	NoCache    bool              `json:"noCache,omitempty"`
+	Network    string            `json:"network,omitempty"`
+	// Secrets are references only (env:NAME, file:PATH), by secret ID.
+	Secrets map[string]SecretRef `json:"secrets,omitempty"`
 }
 
 // BuildZone is the time zone of build-time tags (UTC+8, like the vendor's).
@@ -73,7 +76,8 @@ func PlanBuilds(c Chain, p Push, manual bool) ([]BuildPlan, error) {
 		if ok, why := r.ManualAllowed(); manual && !ok {
 			return nil, fmt.Errorf("rule %s cannot be started by hand: %s; only a push can trigger it", r.Name, why)
 		}
-		plan := BuildPlan{Rule: r.Name, Context: r.Context, Dockerfile: r.Dockerfile, Platforms: r.Platforms, BuildArgs: r.BuildArgs, NoCache: r.NoCache}
+		plan := BuildPlan{Rule: r.Name, Context: r.Context, Dockerfile: r.Dockerfile, Platforms: r.Platforms, BuildArgs: r.BuildArgs, NoCache: r.NoCache,
+			Network: r.Network, Secrets: r.Secrets}
 		if plan.Dockerfile == "" {
 			plan.Dockerfile = "Dockerfile"
 		}

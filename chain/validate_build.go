@@ -10,6 +10,7 @@ import (
 var (
 	platformRe = regexp.MustCompile(`^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$`)
 	buildArgRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	secretIDRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`)
 	// tagLiteralRe is what a tag template's literal part may hold besides ${group} references.
 	tagLiteralRe = regexp.MustCompile(`^[A-Za-z0-9_.-]*$`)
 )
@@ -74,6 +75,20 @@ func (v *validator) buildRule(f string, r *BuildRule, seen map[string]string) {
 	for k := range r.BuildArgs {
 		if !buildArgRe.MatchString(k) {
 			v.add(f+".buildArgs."+k, "%q is not a build argument name (letters, digits, _)", k)
+		}
+	}
+	switch r.Network {
+	case "", NetworkSandbox, NetworkNone:
+	default:
+		v.add(f+".network", "%q is not a build network; use sandbox (the default: the internet, nothing of the platform) or none", r.Network)
+	}
+	v.max(f+".secrets", len(r.Secrets), MaxBuildSecrets)
+	for id, ref := range r.Secrets {
+		if !secretIDRe.MatchString(id) {
+			v.add(f+".secrets."+id, "%q is not a secret ID (letters, digits, _ . -; up to 64)", id)
+		}
+		if v.required(f+".secrets."+id, string(ref)) {
+			v.secret(f+".secrets."+id, ref)
 		}
 	}
 }

@@ -22,7 +22,7 @@ import (
 const BaseImage = "library/busybox:stable"
 
 // busyboxApplets get a symlink in /bin of the base image.
-var busyboxApplets = strings.Fields("sh ash ls cat cp mv rm mkdir echo env sed grep awk head tail wc sort uniq tr cut date sleep true false test chmod chown ln pwd uname id whoami find xargs tar gzip gunzip wget vi printf basename dirname touch du df ps kill")
+var busyboxApplets = strings.Fields("sh ash ls cat cp mv rm mkdir echo env sed grep awk head tail wc sort uniq tr cut date sleep true false test chmod chown ln pwd uname id whoami find xargs tar gzip gunzip wget nc timeout sha256sum vi printf basename dirname touch du df ps kill")
 
 // BusyboxBinaries finds static busybox binaries per platform: Debian's
 // busybox-static for linux/amd64 and arm64/busybox below the tool

@@ -273,7 +273,21 @@ func TestSecretsStayOutOfHistory(t *testing.T) {
 	if st := waitRun(t, id, time.Minute); st.Outcome != workflows.OutcomeSucceeded || len(st.Triggers) != 2 {
 		t.Fatalf("run: %s %s", st.Outcome, st.Message)
 	}
-	// The history as JSON, with every payload's data (base64 there) decoded.
+	history := historyText(t, id)
+	if !strings.Contains(history, "env:DCHAIN_IT_REGISTRY_CRED") {
+		t.Fatal("the history does not even hold the reference: wrong run?")
+	}
+	for _, secret := range []string{regSecret, "reg-s3cret-0451", os.Getenv(TriggerSecretEnv)} {
+		if strings.Contains(history, secret) {
+			t.Fatalf("the history of %s holds a secret value", id)
+		}
+	}
+}
+
+// historyText is the run's history as JSON, with every payload's data
+// (base64 there) decoded, for a search of what it holds.
+func historyText(t testing.TB, id string) string {
+	t.Helper()
 	var history strings.Builder
 	for _, ev := range runHistory(t, id) {
 		js := protojson.Format(ev)
@@ -283,14 +297,7 @@ func TestSecretsStayOutOfHistory(t *testing.T) {
 			history.Write(b)
 		}
 	}
-	if !strings.Contains(history.String(), "env:DCHAIN_IT_REGISTRY_CRED") {
-		t.Fatal("the history does not even hold the reference: wrong run?")
-	}
-	for _, secret := range []string{regSecret, "reg-s3cret-0451", os.Getenv(TriggerSecretEnv)} {
-		if strings.Contains(history.String(), secret) {
-			t.Fatalf("the history of %s holds a secret value", id)
-		}
-	}
+	return history.String()
 }
 
 var payloadData = regexp.MustCompile(`"data":\s*"([A-Za-z0-9+/=]*)"`)

@@ -12,14 +12,20 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/dchain-dev/dchain/buildnet"
 )
 
 // BuildKit is a buildkitd child process: OCI worker (runc), its own state
-// directory, trusting the dev registries over plain HTTP.
+// directory, trusting the dev registries over plain HTTP, RUN steps on a
+// bridge network of their own (package buildnet).
 type BuildKit struct {
 	Addr string
-	cmd  *exec.Cmd
-	done chan error
+	// Network is the policy of its builds' network.
+	Network buildnet.Policy
+	cmd     *exec.Cmd
+	done    chan error
+	net     *buildNet
 }
 
 // binDirs are where the dev stack looks for the tools that
@@ -63,13 +69,39 @@ func FindBuildKitd() (string, error) {
 // CAFile, or (no CAFile) over plain HTTP.
 type BuildKitRegistry struct{ Addr, CAFile string }
 
+// cniDirs are where Debian (containernetworking-plugins) and upstream put
+// the CNI plugins that BuildKit's bridge mode runs.
+var cniDirs = []string{"/usr/lib/cni", "/opt/cni/bin"}
+
 // StartBuildKit runs buildkitd with state under dir, trusting the given
-// registries, and waits until it answers.
-func StartBuildKit(binary, dir string, registries []BuildKitRegistry, logFile string) (*BuildKit, error) {
-	dir, err := filepath.Abs(dir)
+// registries, and waits until it answers. Its RUN steps get a network
+// namespace on a bridge of this stack's own, closed to the host and the
+// private ranges by the rules of package buildnet (installed first,
+// removed by Stop); network.host and security.insecure are not granted.
+func StartBuildKit(binary, dir string, registries []BuildKitRegistry, network BuildNetwork, logFile string) (b *BuildKit, err error) {
+	dir, err = filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
+	cni := ""
+	for _, d := range cniDirs {
+		if _, err := os.Stat(filepath.Join(d, "bridge")); err == nil {
+			cni = d
+			break
+		}
+	}
+	if cni == "" {
+		return nil, fmt.Errorf("the CNI plugins that isolate builds are not in %s (apt-get install containernetworking-plugins; scripts/install-build-deps.sh does)", strings.Join(cniDirs, " or "))
+	}
+	bn, err := reserveBuildNet(network)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = bn.release()
+		}
+	}()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -82,8 +114,9 @@ func StartBuildKit(binary, dir string, registries []BuildKitRegistry, logFile st
 	}
 	os.Remove(sock)
 	var cfg strings.Builder
-	fmt.Fprintf(&cfg, "root = %q\n\n[grpc]\n  address = [%q]\n\n[worker.oci]\n  enabled = true\n  snapshotter = \"overlayfs\"\n  gc = true\n\n[worker.containerd]\n  enabled = false\n",
-		filepath.Join(dir, "state"), "unix://"+sock)
+	fmt.Fprintf(&cfg, "root = %q\n\n[grpc]\n  address = [%q]\n\n[worker.oci]\n  enabled = true\n  snapshotter = \"overlayfs\"\n  gc = true\n"+
+		"  networkMode = \"bridge\"\n  cniBinaryPath = %q\n  bridgeName = %q\n  bridgeSubnet = %q\n\n[worker.containerd]\n  enabled = false\n",
+		filepath.Join(dir, "state"), "unix://"+sock, cni, bn.policy.Bridge, bn.policy.Subnet)
 	for _, r := range registries {
 		if r.CAFile != "" {
 			fmt.Fprintf(&cfg, "\n[registry.%q]\n  http = false\n  ca = [%q]\n", r.Addr, r.CAFile)
@@ -106,7 +139,7 @@ func StartBuildKit(binary, dir string, registries []BuildKitRegistry, logFile st
 		out.Close()
 		return nil, fmt.Errorf("start buildkitd: %w", err)
 	}
-	b := &BuildKit{Addr: "unix://" + sock, cmd: cmd, done: make(chan error, 1)}
+	b = &BuildKit{Addr: "unix://" + sock, Network: bn.policy, cmd: cmd, done: make(chan error, 1), net: bn}
 	go func() { b.done <- cmd.Wait(); out.Close() }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -115,8 +148,8 @@ func StartBuildKit(binary, dir string, registries []BuildKitRegistry, logFile st
 			return b, nil
 		}
 		select {
-		case err := <-b.done:
-			return nil, fmt.Errorf("buildkitd exited at start (%v); see %s", err, logFile)
+		case werr := <-b.done:
+			return nil, fmt.Errorf("buildkitd exited at start (%v); see %s", werr, logFile)
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -126,7 +159,8 @@ func StartBuildKit(binary, dir string, registries []BuildKitRegistry, logFile st
 	}
 }
 
-// Stop asks buildkitd to exit and waits for it (killing it after 10 s).
+// Stop asks buildkitd to exit and waits for it (killing it after 10 s),
+// then removes its builds' network rules.
 func (b *BuildKit) Stop() {
 	_ = b.cmd.Process.Signal(syscall.SIGTERM)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -137,6 +171,7 @@ func (b *BuildKit) Stop() {
 		_ = syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL)
 		<-b.done
 	}
+	_ = b.net.release()
 }
 
 // unmountBelow detaches every mount at or below dir (deepest first).

@@ -61,8 +61,9 @@ func TestMain(m *testing.M) {
 	acts := &activities.Activities{}
 	acts.SetRegistries([]chain.Registry{privRegistry})
 	tp, _ := FreePort("127.0.0.1")
+	up, _ := FreePort("127.0.0.1") // the Web UI too: builds must not reach it (isolation_integration_test.go)
 	stack, err = Start(context.Background(), Options{
-		DataDir: dir, TemporalPort: tp, Regions: regions, BuildKit: true, Scan: true, Metrics: metrics.Handler, Tracing: tracing,
+		DataDir: dir, TemporalPort: tp, UIPort: up, Regions: regions, BuildKit: true, Scan: true, Metrics: metrics.Handler, Tracing: tracing,
 		Worker: &worker.Options{Chains: true, Activities: acts},
 	})
 	if err != nil {

@@ -20,18 +20,29 @@ func LockDataDir(dir string) (*os.File, error) {
 		return nil, err
 	}
 	path := filepath.Join(dir, "dchain.lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := tryLock(path)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		holder, _ := os.ReadFile(path)
+		return nil, fmt.Errorf("data dir %s is in use by another dchain dev (%s); stop it, or pass another --data-dir",
+			dir, strings.TrimSpace(string(holder)))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("lock data dir %s: %w", dir, err)
 	}
+	return f, nil
+}
+
+// tryLock takes an flock on path (made if missing) without waiting, and
+// writes into it who holds it; syscall.EWOULDBLOCK when another holds it.
+// The lock lasts until the file is closed or the process ends.
+func tryLock(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			holder, _ := os.ReadFile(path)
-			return nil, fmt.Errorf("data dir %s is in use by another dchain dev (%s); stop it, or pass another --data-dir",
-				dir, strings.TrimSpace(string(holder)))
-		}
-		return nil, fmt.Errorf("lock data dir %s: %w", dir, err)
+		return nil, err
 	}
 	_ = f.Truncate(0)
 	_, _ = fmt.Fprintf(f, "pid %d, started %s\n", os.Getpid(), time.Now().Format(time.RFC3339))

@@ -57,6 +57,9 @@ type Options struct {
 	// BuildKit starts a buildkitd child for the build stage and seeds the
 	// offline base image (BaseImage) into the first region's registry.
 	BuildKit bool
+	// BuildNetwork widens or narrows what the builds' RUN steps may reach
+	// (by default: the internet, nothing of the host or a private range).
+	BuildNetwork BuildNetwork
 	// DataDirLock is the data dir's lock when the caller took it already
 	// (LockDataDir); the stack owns it from then on and releases it on Stop.
 	DataDirLock *os.File
@@ -78,6 +81,8 @@ type Endpoints struct {
 	Registries map[string]string `json:"registries"`
 	Receiver   string            `json:"receiver"`
 	BuildKit   string            `json:"buildkit,omitempty"`
+	// BuildNetwork is the bridge and subnet of the builds' RUN steps.
+	BuildNetwork string `json:"buildNetwork,omitempty"`
 	// TrivyDB is the repository the scanner downloads its (demo) DB from.
 	TrivyDB string `json:"trivyDB,omitempty"`
 	// BaseImage is the seeded offline base image, for FROM lines.
@@ -242,10 +247,11 @@ func (s *Stack) startBuildKit(ctx context.Context, o Options, dir string) error 
 		}
 		regs = append(regs, br)
 	}
-	if s.BuildKit, err = StartBuildKit(bin, dir, regs, filepath.Join(dir, "buildkitd.log")); err != nil {
+	if s.BuildKit, err = StartBuildKit(bin, dir, regs, o.BuildNetwork, filepath.Join(dir, "buildkitd.log")); err != nil {
 		return err
 	}
 	s.Endpoints.BuildKit = s.BuildKit.Addr
+	s.Endpoints.BuildNetwork = s.BuildKit.Network.Bridge + " " + s.BuildKit.Network.Subnet.String()
 	first := s.Endpoints.Registries[o.Regions[0].Name]
 	if _, err := PushBusybox(ctx, first, BaseImage, BusyboxBinaries()); err != nil {
 		return fmt.Errorf("seed base image: %w", err)

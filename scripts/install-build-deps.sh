@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the build stage needs on a fresh machine, idempotently:
-#  - runc, git, busybox-static, qemu-user-static, openssl, apache2-utils (Debian packages);
+#  - runc, git, busybox-static, qemu-user-static, openssl, apache2-utils, and the CNI plugins and
+#    iptables that give build RUN steps a network of their own (Debian packages);
 #  - the arm64 busybox binary (bin/arm64/busybox), for the offline base image;
 #  - qemu-aarch64 registered in binfmt_misc, so RUN steps of arm64 builds run;
 #  - buildkitd and buildctl, built from tools/buildkit into bin/ (~3 min the first time).
@@ -15,6 +16,8 @@ command -v git >/dev/null || missing+=(git)
 [ -x /usr/bin/qemu-aarch64-static ] || missing+=(qemu-user-static)
 command -v openssl >/dev/null || missing+=(openssl)        # scripts/deploy-init.sh (tested)
 command -v htpasswd >/dev/null || missing+=(apache2-utils) # its bcrypt htpasswd line
+[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins) # BuildKit's bridge network for RUN steps
+command -v iptables >/dev/null || missing+=(iptables)      # the build network's rules (package buildnet)
 if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -q && $SUDO apt-get install -y -q "${missing[@]}"
 fi

@@ -11,6 +11,7 @@ import (
 	bk "github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
+	"github.com/moby/buildkit/session/secrets/secretsprovider"
 	"github.com/tonistiigi/fsutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -46,13 +47,16 @@ func (b *Builder) Build(ctx context.Context, req activities.BuildRequest, progre
 		return out, err
 	}
 	log := &buildLog{}
+	for _, v := range req.Secrets {
+		log.secrets = append(log.secrets, v)
+	}
 	ch := make(chan *bk.SolveStatus)
 	done := make(chan struct{})
 	go func() { defer close(done); log.consume(ch, progress) }()
 	resp, err := c.Solve(ctx, nil, opt, ch)
 	<-done
 	out.Progress, out.Log = log.progress(), log.bytes()
-	if err != nil {
+	if err = redactError(err, log.secrets); err != nil {
 		if transientBuildError(err) {
 			return out, unavailable{err}
 		}
@@ -95,7 +99,9 @@ func transientBuildError(err error) bool {
 }
 
 // solveOptions are the BuildKit options of a build: dockerfile frontend,
-// local context, image export to every tag, registry cache, sign-in.
+// local context, image export to every tag, registry cache, sign-in, the
+// RUN steps' network and secrets. No entitlement is asked for: RUN
+// --network=host and --security=insecure are refused by buildkitd.
 func solveOptions(req activities.BuildRequest) (bk.SolveOpt, error) {
 	in := req.Input
 	ctxFS, err := fsutil.NewFS(req.ContextDir)
@@ -115,6 +121,9 @@ func solveOptions(req activities.BuildRequest) (bk.SolveOpt, error) {
 	attrs := map[string]string{"filename": filepath.Base(req.Dockerfile), "platform": strings.Join(in.Plan.Platforms, ",")}
 	for k, v := range in.Plan.BuildArgs {
 		attrs["build-arg:"+k] = v
+	}
+	if in.Plan.Network == chain.NetworkNone {
+		attrs["force-network-mode"] = "none" // every RUN step, whatever its --network says
 	}
 	opt := bk.SolveOpt{
 		Frontend:      "dockerfile.v0",
@@ -140,7 +149,7 @@ func solveOptions(req activities.BuildRequest) (bk.SolveOpt, error) {
 	opt.Session = []session.Attachable{authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
 		AuthConfigProvider: signIn(req.SignIn),
 		TLSConfigs:         tlsConfigs,
-	})}
+	}), secretsprovider.FromMap(req.Secrets)}
 	return opt, nil
 }
 

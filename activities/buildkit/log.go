@@ -20,6 +20,9 @@ type buildLog struct {
 	done    map[string]bool
 	cached  map[string]bool
 	current string
+	// secrets are values to mask wherever they appear (a RUN step that
+	// prints a mounted secret).
+	secrets [][]byte
 }
 
 func (l *buildLog) consume(ch chan *bk.SolveStatus, progress func(workflows.BuildProgress)) {
@@ -73,5 +76,39 @@ func (l *buildLog) progress() workflows.BuildProgress {
 func (l *buildLog) bytes() []byte {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]byte(nil), l.buf.Bytes()...)
+	return redact(append([]byte(nil), l.buf.Bytes()...), l.secrets)
+}
+
+// redacted is what a secret's value becomes in a log or an error.
+const redacted = "***"
+
+// redact masks every secret value in b.
+func redact(b []byte, secrets [][]byte) []byte {
+	for _, s := range secrets {
+		if len(s) > 0 {
+			b = bytes.ReplaceAll(b, s, []byte(redacted))
+		}
+	}
+	return b
+}
+
+// redactedError is a build error with the secrets' values masked in its text.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e redactedError) Error() string { return e.msg }
+func (e redactedError) Unwrap() error { return e.err }
+
+// redactError masks the secrets in err's text (nil stays nil).
+func redactError(err error, secrets [][]byte) error {
+	if err == nil {
+		return nil
+	}
+	msg := string(redact([]byte(err.Error()), secrets))
+	if msg == err.Error() {
+		return err
+	}
+	return redactedError{msg, err}
 }

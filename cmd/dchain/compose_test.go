@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,8 +16,10 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/google/go-containerregistry/pkg/name"
+	bkconfig "github.com/moby/buildkit/cmd/buildkitd/config"
 
 	"github.com/dchain-dev/dchain/activities"
+	"github.com/dchain-dev/dchain/buildnet"
 	"github.com/dchain-dev/dchain/chain"
 	"github.com/dchain-dev/dchain/devstack"
 	"github.com/dchain-dev/dchain/workflows"
@@ -272,4 +275,90 @@ func TestDeployInit(t *testing.T) {
 	if _, err := a.ResolveImage(context.Background(), workflows.ResolveImageInput{Registry: hz, Image: workflows.ImageRef{Repository: "apps/web", Tag: "v1"}}); err == nil || !strings.Contains(err.Error(), "access denied") {
 		t.Fatalf("without credentials: %v, want access denied", err)
 	}
+}
+
+// The deployment's builds are isolated like the dev stack's: buildkitd's
+// own config loader reads deploy/buildkitd.toml as bridge networking on
+// the bridge and subnet that deploy/build-network.sh closes, and that
+// script is what `dchain build-network` prints; compose runs it before
+// buildkitd, and puts buildkitd on the builds network alone, where neither
+// Temporal, its UI, PostgreSQL nor the API is.
+func TestComposeBuildIsolation(t *testing.T) {
+	cfg, err := bkconfig.LoadFile(filepath.Join(repoRoot, "deploy", "buildkitd.toml"))
+	if err != nil {
+		t.Fatalf("deploy/buildkitd.toml: %v", err)
+	}
+	oci := cfg.Workers.OCI
+	if oci.Mode != "bridge" || oci.BridgeName != buildnet.DefaultBridge || oci.BridgeSubnet != buildnet.DefaultSubnet {
+		t.Fatalf("deploy/buildkitd.toml: network mode %q, bridge %q, subnet %q", oci.Mode, oci.BridgeName, oci.BridgeSubnet)
+	}
+	if len(cfg.Entitlements) > 0 {
+		t.Fatalf("deploy/buildkitd.toml grants entitlements %v", cfg.Entitlements)
+	}
+	var out strings.Builder
+	cmd := newBuildNetworkCmd()
+	cmd.SetOut(&out)
+	cmd.SetArgs(nil)
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	script, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "build-network.sh"))
+	if err != nil || string(script) != out.String() {
+		t.Fatalf("deploy/build-network.sh is not what `dchain build-network` prints (%v); make it again with: dchain build-network > deploy/build-network.sh", err)
+	}
+
+	opts, err := cli.NewProjectOptions([]string{filepath.Join(repoRoot, "docker-compose.yml")},
+		cli.WithWorkingDirectory(repoRoot), cli.WithoutEnvironmentResolution)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bk, err := p.GetService("buildkitd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nets := slices.Sorted(maps.Keys(bk.Networks)); !slices.Equal(nets, []string{"builds"}) {
+		t.Errorf("buildkitd is on networks %v, want builds alone", nets)
+	}
+	entry := strings.Join(bk.Entrypoint, " ")
+	if !strings.Contains(entry, "sh /etc/dchain/build-network.sh && exec buildkitd") {
+		t.Errorf("buildkitd does not run the build network's rules first: %q", entry)
+	}
+	mounted := false
+	for _, v := range bk.Volumes {
+		mounted = mounted || (v.Target == "/etc/dchain/build-network.sh" && filepath.Base(v.Source) == "build-network.sh" && v.ReadOnly)
+	}
+	if !mounted {
+		t.Error("buildkitd does not mount deploy/build-network.sh read-only")
+	}
+	for _, s := range p.Services {
+		_, onBuilds := s.Networks["builds"]
+		switch {
+		case s.Name == "temporal" || s.Name == "temporal-ui" || s.Name == "postgresql" || s.Name == "dchain-api" || s.Name == "trivy":
+			if onBuilds {
+				t.Errorf("%s is on the builds network", s.Name)
+			}
+		case s.Name == "dchain-worker" || slices.Contains(registryNames(t), s.Name):
+			if !onBuilds {
+				t.Errorf("%s is not on the builds network (buildkitd cannot reach it)", s.Name)
+			}
+		}
+	}
+}
+
+// registryNames are the deployment's registries (compose services of the same names).
+func registryNames(t *testing.T) []string {
+	t.Helper()
+	cfg, err := chain.Load(filepath.Join(repoRoot, "deploy", "dchain.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range cfg.Config.Registries {
+		names = append(names, r.Name)
+	}
+	return names
 }

@@ -26,6 +26,7 @@ func newDevCmd(g *globals) *cobra.Command {
 	var regions []string
 	var noUI, noBuildKit, noScan, noAPI, noWorker bool
 	var metricsListen string
+	var buildAllow, buildDeny []string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: serverRoles["dev"],
@@ -46,6 +47,9 @@ func newDevCmd(g *globals) *cobra.Command {
 				noBuildKit, noScan = true, true // both need a dev registry
 			}
 			o.BuildKit, o.Scan = !noBuildKit, !noScan
+			if o.BuildNetwork.Allow, o.BuildNetwork.Deny, err = parseBuildNetwork("build-", buildAllow, buildDeny); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			for k, v := range devSecrets {
@@ -125,6 +129,8 @@ func newDevCmd(g *globals) *cobra.Command {
 	f.BoolVar(&o.NoRegistries, "no-registries", false, "start no dev registry (implies --no-buildkit --no-scan; use your own registries)")
 	f.BoolVar(&o.NoReceiver, "no-receiver", false, "start no trigger receiver")
 	f.IntVar(&o.ReceiverPort, "receiver-port", devstack.DefaultReceiverPort, "trigger receiver port")
+	f.StringSliceVar(&buildAllow, "build-allow", nil, "a destination builds may reach although it is private (an internal package mirror): IP or CIDR, optionally :PORT (repeatable)")
+	f.StringSliceVar(&buildDeny, "build-deny", nil, "a destination builds may not reach, besides the host and the private ranges: IP or CIDR (repeatable)")
 	f.StringSliceVar(&regions, "region", nil, "a regional registry as NAME=PORT (repeatable; default hangzhou=5001,frankfurt=5002,virginia=5003)")
 	cmd.AddCommand(newDevSeedCmd())
 	return cmd
@@ -165,6 +171,7 @@ func printEndpoints(e devstack.Endpoints, config string) {
 	}
 	if e.BuildKit != "" {
 		fmt.Printf("  buildkitd         %s\n", e.BuildKit)
+		fmt.Printf("  build network     %s (RUN steps: the internet; not this host, not a private range)\n", e.BuildNetwork)
 		fmt.Printf("  base image        %s (FROM this; offline busybox)\n", e.BaseImage)
 		fmt.Printf("  sample app repo   %s/git/sample-app (branches main, release-v1 clean, release-v2 vulnerable)\n", e.DataDir)
 	}
