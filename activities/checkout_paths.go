@@ -31,27 +31,23 @@ func inCheckout(root, rel, field, what string) (string, fs.FileInfo, error) {
 	defer r.Close()
 	name := filepath.FromSlash(path.Clean("./" + rel))
 	fi, err := r.Stat(name)
-	if err != nil {
-		if _, lerr := os.Stat(filepath.Join(root, name)); lerr == nil {
-			// It exists, but not inside the checkout: a symlink leads out.
-			return "", nil, temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("%s %q leads outside the repository through a symlink; paths must resolve inside the checkout", field, rel), ErrOutsideCheckout, nil)
-		}
-		if errors.Is(err, fs.ErrNotExist) {
-			return "", nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s %q: the repository has no %s there", field, rel, what), ErrNotFound, nil)
-		}
-		return "", nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s %q: %v", field, rel, err), ErrOutsideCheckout, nil)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s %q: the repository has no %s there", field, rel, what), ErrNotFound, nil)
+	case err != nil:
+		// os.Root refuses a path whose symlinks lead out of the checkout
+		// (whether or not anything is there: the host is not looked at).
+		return "", nil, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("%s %q leads outside the repository through a symlink; paths must resolve inside the checkout", field, rel), ErrOutsideCheckout, nil)
 	}
+	// The real path, for BuildKit's local source: inside, as os.Root said.
 	realRoot, err := filepath.EvalSymlinks(root)
-	if err != nil {
-		return "", nil, err
+	if err == nil {
+		var real string
+		if real, err = filepath.EvalSymlinks(filepath.Join(realRoot, name)); err == nil &&
+			(real == realRoot || strings.HasPrefix(real, realRoot+string(filepath.Separator))) {
+			return real, fi, nil
+		}
 	}
-	real, err := filepath.EvalSymlinks(filepath.Join(realRoot, name))
-	if err != nil {
-		return "", nil, err
-	}
-	if real != realRoot && !strings.HasPrefix(real, realRoot+string(filepath.Separator)) {
-		return "", nil, fmt.Errorf("%s %q resolved to %s, outside the checkout", field, rel, real) // (os.Root said inside)
-	}
-	return real, fi, nil
+	return "", nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s %q does not resolve inside the checkout", field, rel), ErrOutsideCheckout, nil)
 }

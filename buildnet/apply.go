@@ -19,13 +19,14 @@ func Apply(p Policy) error {
 	return each(p, func(ipt *iptables.IPTables, r Rule, first bool) error {
 		switch {
 		case r.Jump:
-			if r.Chain == cniAdmin {
-				if ok, err := ipt.ChainExists(table, cniAdmin); err != nil {
+			if r.IfChain {
+				if ok, err := ipt.ChainExists(table, r.Chain); err != nil || !ok {
 					return err
-				} else if !ok {
-					if err := ipt.NewChain(table, cniAdmin); err != nil {
-						return err
-					}
+				}
+			}
+			if r.Chain == cniAdmin {
+				if err := ensureChain(ipt, cniAdmin); err != nil {
+					return err
 				}
 			}
 			return ipt.InsertUnique(table, r.Chain, 1, r.Spec...)
@@ -36,6 +37,21 @@ func Apply(p Policy) error {
 		}
 		return ipt.Append(table, r.Chain, r.Spec...)
 	})
+}
+
+// ensureChain makes a chain that other processes share (another stack's
+// Apply, the CNI firewall plugin) unless it is there; losing a race to
+// make it is no error.
+func ensureChain(ipt *iptables.IPTables, chain string) error {
+	if ok, err := ipt.ChainExists(table, chain); err != nil || ok {
+		return err
+	}
+	if err := ipt.NewChain(table, chain); err != nil {
+		if ok, _ := ipt.ChainExists(table, chain); !ok {
+			return err
+		}
+	}
+	return nil
 }
 
 // Remove takes the policy's rules out again; what is not there is skipped.

@@ -57,6 +57,7 @@ func TestRules(t *testing.T) {
 		"jump INPUT -i dctest0 -m comment --comment dchain build network -j "+in,
 		"jump FORWARD -i dctest0 -m comment --comment dchain build network -j "+fwd,
 		"jump CNI-ADMIN -i dctest0 -m comment --comment dchain build network -j "+fwd,
+		"jump DOCKER-USER -i dctest0 -m comment --comment dchain build network -j "+fwd,
 		"6 jump INPUT -i dctest0 -m comment --comment dchain build network -j "+v6,
 		"6 jump FORWARD -i dctest0 -m comment --comment dchain build network -j "+v6)
 	if !slices.Equal(got, want) {
@@ -99,8 +100,10 @@ func TestParseAllowAndPrefix(t *testing.T) {
 func TestHostResolvers(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "resolv.conf")
 	os.WriteFile(f, []byte("# comment\nnameserver 127.0.0.53\nnameserver 10.255.255.53\nnameserver fd00::1\nsearch example\nnameserver bogus\n"), 0o644)
-	got := HostResolvers(f)
-	if len(got) != 1 || got[0].String() != "10.255.255.53/32:53" {
+	resolved := filepath.Join(t.TempDir(), "resolved.conf")
+	os.WriteFile(resolved, []byte("nameserver 10.255.255.53\nnameserver 172.31.0.2\n"), 0o644)
+	got := HostResolvers(f, filepath.Join(t.TempDir(), "missing"), resolved)
+	if len(got) != 2 || got[0].String() != "10.255.255.53/32:53" || got[1].String() != "172.31.0.2/32:53" {
 		t.Fatalf("resolvers %v", got)
 	}
 	if HostResolvers(filepath.Join(t.TempDir(), "missing")) != nil {
@@ -143,6 +146,12 @@ func TestScriptInstallsTheRules(t *testing.T) {
 	if again := in("iptables", "-S") + in("ip6tables", "-S"); again != first {
 		t.Fatalf("a second run changed the rules:\n%s\nthen:\n%s", first, again)
 	}
+	if n := strings.Count(first, "dchain build network"); n != 5 {
+		t.Fatalf("%d jumps without Docker, want 5:\n%s", n, first)
+	}
+	// On a Docker host (DOCKER-USER exists), its jump too.
+	in("iptables", "-N", "DOCKER-USER")
+	in("sh", script)
 	for _, r := range p.Rules() {
 		cmd := "iptables"
 		if r.IPv6 {
@@ -150,9 +159,6 @@ func TestScriptInstallsTheRules(t *testing.T) {
 		}
 		// iptables -C exits 0 when the rule is there.
 		in(append([]string{cmd, "-C", r.Chain}, r.Spec...)...)
-	}
-	if n := strings.Count(first, "dchain build network"); n != 5 {
-		t.Fatalf("%d jumps, want 5:\n%s", n, first)
 	}
 }
 

@@ -1,11 +1,11 @@
 package buildnet
 
 import (
-	"bufio"
 	"fmt"
 	"net/netip"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -26,6 +26,12 @@ var DefaultDeny = []netip.Prefix{
 	netip.MustParsePrefix("224.0.0.0/4"),
 	netip.MustParsePrefix("240.0.0.0/4"),
 }
+
+// AllowedFrontend is the one frontend image a Dockerfile's "# syntax="
+// line may name (buildkitd's [frontend."gateway.v0"] allowedRepositories):
+// Docker's own, which keeps a rule's network: none; another frontend could
+// run its RUN steps on the sandbox network regardless.
+const AllowedFrontend = "docker.io/docker/dockerfile"
 
 // Deployment defaults: BuildKit's own bridge name and subnet.
 const (
@@ -125,28 +131,34 @@ func (p Policy) Check() error {
 	return nil
 }
 
-// HostResolvers are the DNS resolvers of the host's resolv.conf that a
-// build may reach on port 53 (BuildKit hands a build the host's
-// resolv.conf, loopback resolvers replaced by public ones): the IPv4,
-// non-loopback ones.
-func HostResolvers(resolvConf string) []Allow {
-	f, err := os.Open(resolvConf)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
+// ResolvConfs are the files BuildKit takes a build's resolv.conf from:
+// the host's, or systemd-resolved's list of its upstream servers where the
+// host's names only its local stub.
+var ResolvConfs = []string{"/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"}
+
+// HostResolvers are the DNS resolvers of the given resolv.conf files that
+// a build may reach on port 53 (BuildKit hands a build the host's,
+// loopback resolvers replaced by public ones): the IPv4, non-loopback ones.
+func HostResolvers(resolvConfs ...string) []Allow {
 	var out []Allow
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 2 || fields[0] != "nameserver" {
+	for _, path := range resolvConfs {
+		b, err := os.ReadFile(path)
+		if err != nil {
 			continue
 		}
-		a, err := netip.ParseAddr(fields[1])
-		if err != nil || !a.Is4() || a.IsLoopback() {
-			continue
+		for _, line := range strings.Split(string(b), "\n") {
+			fields := strings.Fields(line)
+			if len(fields) < 2 || fields[0] != "nameserver" {
+				continue
+			}
+			a, err := netip.ParseAddr(fields[1])
+			if err != nil || !a.Is4() || a.IsLoopback() {
+				continue
+			}
+			if r := (Allow{Prefix: netip.PrefixFrom(a, 32), Port: 53}); !slices.Contains(out, r) {
+				out = append(out, r)
+			}
 		}
-		out = append(out, Allow{Prefix: netip.PrefixFrom(a, 32), Port: 53})
 	}
 	return out
 }

@@ -16,14 +16,17 @@ type Rule struct {
 	// not the policy's (INPUT, FORWARD, CNI-ADMIN): inserted first, once.
 	Chain string
 	Jump  bool
-	Spec  []string
+	// IfChain marks a jump from a chain another program owns and makes:
+	// inserted only where that chain exists.
+	IfChain bool
+	Spec    []string
 }
 
 // resolversScript allows the resolvers of resolv.conf on port 53 in the
 // chains {in} and {fwd} (replaced by the policy's); only dotted-quad values
 // reach iptables.
-const resolversScript = `# The resolvers of this host's resolv.conf, on port 53 (BuildKit replaces loopback ones).
-for ns in $(awk '$1 == "nameserver" && $2 ~ /^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$/ && $2 !~ /^127\./ {print $2}' /etc/resolv.conf 2>/dev/null); do
+const resolversScript = `# The resolvers of this host's resolv.conf (or systemd-resolved's upstream list), on port 53; BuildKit replaces loopback ones.
+for ns in $(awk '$1 == "nameserver" && $2 ~ /^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$/ && $2 !~ /^127\./ {print $2}' /etc/resolv.conf /run/systemd/resolve/resolv.conf 2>/dev/null); do
   for chain in {in} {fwd}; do for proto in udp tcp; do
     iptables -w -I "$chain" 1 -d "$ns" -p "$proto" --dport 53 -j ACCEPT
   done; done
@@ -37,6 +40,8 @@ done
 const cniAdmin = "CNI-ADMIN"
 
 const comment = "dchain build network"
+
+const dockerUser = "DOCKER-USER"
 
 // Chains returns the policy's own chains: IPv4 traffic to the host, IPv4
 // traffic through it, and everything IPv6.
@@ -91,6 +96,11 @@ func (p Policy) Rules() []Rule {
 	jump(false, "INPUT", in)
 	jump(false, "FORWARD", fwd)
 	jump(false, cniAdmin, fwd)
+	// On a Docker host, Docker puts its chains above every other rule of
+	// FORWARD (and accepts what its published ports DNAT to): DOCKER-USER
+	// is where it evaluates an administrator's rules first.
+	jump(false, dockerUser, fwd)
+	rs[len(rs)-1].IfChain = true
 	jump(true, "INPUT", v6)
 	jump(true, "FORWARD", v6)
 	return rs
@@ -125,7 +135,11 @@ func (p Policy) Script() string {
 			if r.Chain == cniAdmin {
 				line(r.IPv6, cmd+" -N "+cniAdmin+" 2>/dev/null || true")
 			}
-			line(r.IPv6, "{ "+cmd+" -C "+r.Chain+" "+spec+" 2>/dev/null || "+cmd+" -I "+r.Chain+" 1 "+spec+"; }")
+			insert := "{ " + cmd + " -C " + r.Chain + " " + spec + " 2>/dev/null || " + cmd + " -I " + r.Chain + " 1 " + spec + "; }"
+			if r.IfChain {
+				insert = "! " + cmd + " -S " + r.Chain + " >/dev/null 2>&1 || " + insert
+			}
+			line(r.IPv6, insert)
 		default:
 			if !made[r.Chain] {
 				made[r.Chain] = true

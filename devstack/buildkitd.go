@@ -115,8 +115,10 @@ func StartBuildKit(binary, dir string, registries []BuildKitRegistry, network Bu
 	os.Remove(sock)
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "root = %q\n\n[grpc]\n  address = [%q]\n\n[worker.oci]\n  enabled = true\n  snapshotter = \"overlayfs\"\n  gc = true\n"+
-		"  networkMode = \"bridge\"\n  cniBinaryPath = %q\n  bridgeName = %q\n  bridgeSubnet = %q\n\n[worker.containerd]\n  enabled = false\n",
-		filepath.Join(dir, "state"), "unix://"+sock, cni, bn.policy.Bridge, bn.policy.Subnet)
+		"  networkMode = \"bridge\"\n  cniBinaryPath = %q\n  bridgeName = %q\n  bridgeSubnet = %q\n\n[worker.containerd]\n  enabled = false\n\n"+
+		"# A Dockerfile's \"# syntax=\" may name Docker's own frontend only: another could ignore network: none.\n"+
+		"[frontend.\"gateway.v0\"]\n  allowedRepositories = [%q]\n",
+		filepath.Join(dir, "state"), "unix://"+sock, cni, bn.policy.Bridge, bn.policy.Subnet, buildnet.AllowedFrontend)
 	for _, r := range registries {
 		if r.CAFile != "" {
 			fmt.Fprintf(&cfg, "\n[registry.%q]\n  http = false\n  ca = [%q]\n", r.Addr, r.CAFile)

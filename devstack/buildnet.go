@@ -31,7 +31,7 @@ type buildNet struct {
 }
 
 // reserveBuildNet takes the first bridge slot that no other stack on this
-// machine holds (an flock per slot under the temp dir, released when the
+// machine holds (an flock per slot under /run/dchain, released when the
 // process ends) and whose subnet overlaps no address of the host, and
 // installs its policy before buildkitd starts.
 func reserveBuildNet(bn BuildNetwork) (*buildNet, error) {
@@ -39,17 +39,23 @@ func reserveBuildNet(bn BuildNetwork) (*buildNet, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Slots are the machine's, whatever a process's TMPDIR: their locks
+	// live in /run (root's; buildkitd runs as root anyway).
+	lockDir := "/run/dchain/buildnet"
+	if err := os.MkdirAll(lockDir, 0o700); err != nil {
+		return nil, fmt.Errorf("build network: %w", err)
+	}
 	for n := range buildNetSlots {
 		p := buildnet.Policy{
 			Bridge: fmt.Sprintf("dchain%d", n),
 			Subnet: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 10, byte(n), 0}), 24),
 			Deny:   append(append([]netip.Prefix{}, buildnet.DefaultDeny...), bn.Deny...),
-			Allow:  append(buildnet.HostResolvers("/etc/resolv.conf"), bn.Allow...),
+			Allow:  append(buildnet.HostResolvers(buildnet.ResolvConfs...), bn.Allow...),
 		}
 		if overlaps(used, p.Bridge, p.Subnet) {
 			continue
 		}
-		lock, err := tryLock(filepath.Join(os.TempDir(), "dchain-buildnet-"+p.Bridge+".lock"))
+		lock, err := tryLock(filepath.Join(lockDir, p.Bridge+".lock"))
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			continue
 		}

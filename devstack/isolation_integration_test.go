@@ -29,7 +29,9 @@ import (
 // outsideHost is an HTTP server that stands for the internet: in a network
 // namespace of the test's own, at an address in no private range, routed
 // from the host through a veth pair. Removed when the test ends.
-type outsideHost struct{ url, host, port string }
+// private is the same server at an address in a private range, where a
+// deployment's services live.
+type outsideHost struct{ url, host, port, private string }
 
 func startOutside(t *testing.T, body string) outsideHost {
 	t.Helper()
@@ -51,18 +53,23 @@ func startOutside(t *testing.T, body string) outsideHost {
 	ip("-n", ns, "addr", "add", nsIP+"/30", "dev", nsIf)
 	ip("-n", ns, "link", "set", nsIf, "up")
 	ip("-n", ns, "link", "set", "lo", "up")
+	privHost, privNS := fmt.Sprintf("172.31.%d.1", pid%250), fmt.Sprintf("172.31.%d.2", pid%250)
+	ip("addr", "add", privHost+"/30", "dev", hostIf)
+	ip("-n", ns, "addr", "add", privNS+"/30", "dev", nsIf)
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	srv := exec.Command("ip", "netns", "exec", ns, "busybox", "httpd", "-f", "-p", nsIP+":8080", "-h", dir)
+	srv := exec.Command("ip", "netns", "exec", ns, "busybox", "httpd", "-f", "-p", "8080", "-h", dir)
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
-	o := outsideHost{url: "http://" + nsIP + ":8080/", host: nsIP, port: "8080"}
+	o := outsideHost{url: "http://" + nsIP + ":8080/", host: nsIP, port: "8080", private: privNS + ":8080"}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if got, err := httpBody(o.url); err == nil && got == body {
+		got, err := httpBody(o.url)
+		priv, perr := httpBody("http://" + o.private + "/")
+		if err == nil && got == body && perr == nil && priv == body {
 			return o
 		}
 		if time.Now().After(deadline) {
@@ -179,6 +186,7 @@ func TestBuildIsolation(t *testing.T) {
 			}
 		}
 	}
+	targets = append(targets, outside.private) // a service in a private range, which the host reaches
 	sort.Strings(targets)
 	uiPort := portOf(t, stack.Endpoints.UI)
 	sock := strings.TrimPrefix(stack.BuildKit.Addr, "unix://")
@@ -243,18 +251,21 @@ func TestBuildIsolation(t *testing.T) {
 }
 
 // RUN --network=host and --security=insecure need entitlements that dchain
-// never asks for and buildkitd never grants: such a build fails for good.
+// never asks for and buildkitd never grants, and a "# syntax=" line may name
+// Docker's own frontend only: such a build fails for good.
 func TestBuildRefusesHostNetworkAndInsecure(t *testing.T) {
-	for _, c := range []struct{ name, run string }{
-		{"host", "RUN --network=host true"},
-		{"insecure", "RUN --security=insecure true"},
+	for _, c := range []struct{ name, dockerfile, want string }{
+		{"host", "ARG BASE\nFROM ${BASE}\nRUN --network=host true\n", "network.host is not allowed"},
+		{"insecure", "ARG BASE\nFROM ${BASE}\nRUN --security=insecure true\n", "security.insecure is not allowed"},
+		// A frontend of the pusher's choosing could ignore network: none.
+		{"frontend", "# syntax=" + stack.Endpoints.Registries["src"] + "/evil/frontend:1\nFROM scratch\n", "is not an allowed gateway source"},
 	} {
 		src := filepath.Join(t.TempDir(), c.name)
-		writeRepo(t, src, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\n" + c.run + "\n"})
+		writeRepo(t, src, map[string]string{"Dockerfile": c.dockerfile})
 		l := buildChain(t, "it-entitle-"+c.name, "shop/entitle-"+c.name, src, "linux/amd64")
 		st := waitFailed(t, startPush(t, l, "refs/heads/main", false).WorkflowID)
-		if st.FailedStage != workflows.StageBuild || !strings.Contains(st.Message, "not allowed") {
-			t.Errorf("%s: failure %s: %s", c.run, st.FailedStage, st.Message)
+		if st.FailedStage != workflows.StageBuild || !strings.Contains(st.Message, c.want) {
+			t.Errorf("%s: failure %s: %s", c.name, st.FailedStage, st.Message)
 		}
 	}
 }

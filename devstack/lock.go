@@ -36,7 +36,7 @@ func LockDataDir(dir string) (*os.File, error) {
 // writes into it who holds it; syscall.EWOULDBLOCK when another holds it.
 // The lock lasts until the file is closed or the process ends.
 func tryLock(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package buildkit
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -20,6 +21,8 @@ type buildLog struct {
 	done    map[string]bool
 	cached  map[string]bool
 	current string
+	// partial is each step's output after its last newline so far.
+	partial map[string][]byte
 	// secrets are values to mask wherever they appear (a RUN step that
 	// prints a mounted secret).
 	secrets [][]byte
@@ -55,9 +58,17 @@ func (l *buildLog) consume(ch chan *bk.SolveStatus, progress func(workflows.Buil
 			}
 		}
 		for _, lg := range s.Logs {
-			for _, line := range strings.Split(strings.TrimRight(string(lg.Data), "\n"), "\n") {
+			// Whole lines only: a line (a secret in it) may come in pieces.
+			if l.partial == nil {
+				l.partial = map[string][]byte{}
+			}
+			id := lg.Vertex.String()
+			data := append(l.partial[id], lg.Data...)
+			end := bytes.LastIndexByte(data, '\n')
+			for _, line := range strings.Split(string(data[:end+1]), "\n")[:bytes.Count(data[:end+1], []byte("\n"))] {
 				fmt.Fprintf(&l.buf, "  | %s\n", line)
 			}
+			l.partial[id] = append([]byte(nil), data[end+1:]...)
 		}
 		for _, w := range s.Warnings {
 			fmt.Fprintf(&l.buf, "WARN %s\n", w.Short)
@@ -65,6 +76,13 @@ func (l *buildLog) consume(ch chan *bk.SolveStatus, progress func(workflows.Buil
 		l.mu.Unlock()
 		progress(l.progress())
 	}
+	l.mu.Lock()
+	for _, rest := range l.partial {
+		if len(rest) > 0 {
+			fmt.Fprintf(&l.buf, "  | %s\n", rest)
+		}
+	}
+	l.mu.Unlock()
 }
 
 func (l *buildLog) progress() workflows.BuildProgress {
@@ -82,15 +100,34 @@ func (l *buildLog) bytes() []byte {
 // redacted is what a secret's value becomes in a log or an error.
 const redacted = "***"
 
-// redact masks every secret value in b.
+// redact masks every secret value in b: the longest first (one may hold
+// another), and each line of a value of several lines on its own too,
+// since the log shows output line by line.
 func redact(b []byte, secrets [][]byte) []byte {
+	var values [][]byte
 	for _, s := range secrets {
-		if len(s) > 0 {
-			b = bytes.ReplaceAll(b, s, []byte(redacted))
+		values = append(values, s)
+		if bytes.Contains(s, []byte("\n")) {
+			for _, line := range bytes.Split(s, []byte("\n")) {
+				if line = bytes.TrimRight(line, "\r"); len(bytes.TrimSpace(line)) >= minMaskedLine {
+					values = append(values, line)
+				}
+			}
+		}
+	}
+	slices.SortFunc(values, func(a, b []byte) int { return len(b) - len(a) })
+	for _, v := range values {
+		if len(v) > 0 {
+			b = bytes.ReplaceAll(b, v, []byte(redacted))
 		}
 	}
 	return b
 }
+
+// minMaskedLine is the shortest line of a secret of several lines that is
+// masked on its own (shorter ones, such as "}" or "[global]", are not
+// secret and are everywhere).
+const minMaskedLine = 6
 
 // redactedError is a build error with the secrets' values masked in its text.
 type redactedError struct {

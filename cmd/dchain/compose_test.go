@@ -36,15 +36,7 @@ const repoRoot = "../.."
 // deploy/dchain.env only (and every reference the config makes is in its
 // template), PostgreSQL's and Temporal's from deploy/postgres.env only.
 func TestComposeDeployment(t *testing.T) {
-	opts, err := cli.NewProjectOptions([]string{filepath.Join(repoRoot, "docker-compose.yml")},
-		cli.WithWorkingDirectory(repoRoot), cli.WithoutEnvironmentResolution)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := opts.LoadProject(context.Background())
-	if err != nil {
-		t.Fatalf("docker-compose.yml: %v", err)
-	}
+	p := loadCompose(t)
 	l, err := chain.Load(filepath.Join(repoRoot, "deploy", "dchain.yaml"))
 	if err != nil {
 		t.Fatalf("deploy/dchain.yaml: %v", err)
@@ -292,6 +284,9 @@ func TestComposeBuildIsolation(t *testing.T) {
 	if oci.Mode != "bridge" || oci.BridgeName != buildnet.DefaultBridge || oci.BridgeSubnet != buildnet.DefaultSubnet {
 		t.Fatalf("deploy/buildkitd.toml: network mode %q, bridge %q, subnet %q", oci.Mode, oci.BridgeName, oci.BridgeSubnet)
 	}
+	if fe := cfg.Frontends.Gateway.AllowedRepositories; !slices.Equal(fe, []string{buildnet.AllowedFrontend}) {
+		t.Fatalf("deploy/buildkitd.toml: gateway frontends allowed %v, want %s alone", fe, buildnet.AllowedFrontend)
+	}
 	if len(cfg.Entitlements) > 0 {
 		t.Fatalf("deploy/buildkitd.toml grants entitlements %v", cfg.Entitlements)
 	}
@@ -307,16 +302,7 @@ func TestComposeBuildIsolation(t *testing.T) {
 		t.Fatalf("deploy/build-network.sh is not what `dchain build-network` prints (%v); make it again with: dchain build-network > deploy/build-network.sh", err)
 	}
 
-	opts, err := cli.NewProjectOptions([]string{filepath.Join(repoRoot, "docker-compose.yml")},
-		cli.WithWorkingDirectory(repoRoot), cli.WithoutEnvironmentResolution)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := opts.LoadProject(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	bk, err := p.GetService("buildkitd")
+	bk, err := loadCompose(t).GetService("buildkitd")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +320,7 @@ func TestComposeBuildIsolation(t *testing.T) {
 	if !mounted {
 		t.Error("buildkitd does not mount deploy/build-network.sh read-only")
 	}
-	for _, s := range p.Services {
+	for _, s := range loadCompose(t).Services {
 		_, onBuilds := s.Networks["builds"]
 		switch {
 		case s.Name == "temporal" || s.Name == "temporal-ui" || s.Name == "postgresql" || s.Name == "dchain-api" || s.Name == "trivy":
@@ -347,6 +333,21 @@ func TestComposeBuildIsolation(t *testing.T) {
 			}
 		}
 	}
+}
+
+// loadCompose loads docker-compose.yml with the compose spec's own loader.
+func loadCompose(t *testing.T) *types.Project {
+	t.Helper()
+	opts, err := cli.NewProjectOptions([]string{filepath.Join(repoRoot, "docker-compose.yml")},
+		cli.WithWorkingDirectory(repoRoot), cli.WithoutEnvironmentResolution)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("docker-compose.yml: %v", err)
+	}
+	return p
 }
 
 // registryNames are the deployment's registries (compose services of the same names).

@@ -157,3 +157,28 @@ func TestWorkerRefusesBadConcurrency(t *testing.T) {
 		}
 	}
 }
+
+// Hostile build-network flags are refused naming the flag, before anything
+// starts; a good one reaches the script.
+func TestBuildNetworkFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"dev", "--data-dir", t.TempDir(), "--build-allow", "mirror.internal"}, "--build-allow: "},
+		{[]string{"dev", "--data-dir", t.TempDir(), "--build-deny", "10.0.0.0/8 -j ACCEPT"}, "--build-deny: "},
+		{[]string{"build-network", "--allow", "10.0.5.7:0"}, "--allow: "},
+		{[]string{"build-network", "--deny", "::1"}, "--deny: "},
+		{[]string{"build-network", "--subnet", "10.10.0.0/31"}, "--bridge/--subnet: subnet"},
+		{[]string{"build-network", "--subnet", "fd00::/64"}, "--subnet: "},
+		{[]string{"build-network", "--bridge", "br0;reboot"}, "--bridge/--subnet: bridge"},
+	} {
+		if _, err := dchain(t, c.args...); err == nil || !strings.HasPrefix(err.Error(), c.want) {
+			t.Errorf("%v: %v, want %q…", c.args, err, c.want)
+		}
+	}
+	out, err := dchain(t, "build-network", "--allow", "10.0.5.7:3128", "--deny", "203.0.113.10")
+	if err != nil || !strings.Contains(out, "-d 10.0.5.7/32 -p tcp --dport 3128 -j ACCEPT") || !strings.Contains(out, "-d 203.0.113.10/32 -p tcp -j REJECT") {
+		t.Fatalf("script (%v):\n%s", err, out)
+	}
+}
