@@ -34,10 +34,11 @@ iptables -w -A DCHAIN-FWD-buildkit0 -d 240.0.0.0/4 -j REJECT --reject-with icmp-
 { iptables -w -C FORWARD -i buildkit0 -m comment --comment 'dchain build network' -j DCHAIN-FWD-buildkit0 2>/dev/null || iptables -w -I FORWARD 1 -i buildkit0 -m comment --comment 'dchain build network' -j DCHAIN-FWD-buildkit0; }
 iptables -w -N CNI-ADMIN 2>/dev/null || true
 { iptables -w -C CNI-ADMIN -i buildkit0 -m comment --comment 'dchain build network' -j DCHAIN-FWD-buildkit0 2>/dev/null || iptables -w -I CNI-ADMIN 1 -i buildkit0 -m comment --comment 'dchain build network' -j DCHAIN-FWD-buildkit0; }
+! iptables -w -S DOCKER-USER >/dev/null 2>&1 || { iptables -w -C DOCKER-USER -i buildkit0 -m comment --comment 'dchain build network' -j DCHAIN-FWD-buildkit0 2>/dev/null || iptables -w -I DOCKER-USER 1 -i buildkit0 -m comment --comment 'dchain build network' -j DCHAIN-FWD-buildkit0; }
 [ ! -e /proc/net/if_inet6 ] || { ip6tables -w -C INPUT -i buildkit0 -m comment --comment 'dchain build network' -j DCHAIN6-buildkit0 2>/dev/null || ip6tables -w -I INPUT 1 -i buildkit0 -m comment --comment 'dchain build network' -j DCHAIN6-buildkit0; }
 [ ! -e /proc/net/if_inet6 ] || { ip6tables -w -C FORWARD -i buildkit0 -m comment --comment 'dchain build network' -j DCHAIN6-buildkit0 2>/dev/null || ip6tables -w -I FORWARD 1 -i buildkit0 -m comment --comment 'dchain build network' -j DCHAIN6-buildkit0; }
-# The resolvers of this host's resolv.conf, on port 53 (BuildKit replaces loopback ones).
-for ns in $(awk '$1 == "nameserver" && $2 ~ /^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$/ && $2 !~ /^127\./ {print $2}' /etc/resolv.conf 2>/dev/null); do
+# The resolvers of this host's resolv.conf (or systemd-resolved's upstream list), on port 53; BuildKit replaces loopback ones.
+for ns in $(awk '$1 == "nameserver" && $2 ~ /^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$/ && $2 !~ /^127\./ {print $2}' /etc/resolv.conf /run/systemd/resolve/resolv.conf 2>/dev/null); do
   for chain in DCHAIN-IN-buildkit0 DCHAIN-FWD-buildkit0; do for proto in udp tcp; do
     iptables -w -I "$chain" 1 -d "$ns" -p "$proto" --dport 53 -j ACCEPT
   done; done
