@@ -115,7 +115,7 @@ func StartBuildKit(binary, dir string, registries []BuildKitRegistry, network Bu
 	os.Remove(sock)
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "root = %q\n\n[grpc]\n  address = [%q]\n\n[worker.oci]\n  enabled = true\n  snapshotter = \"overlayfs\"\n  gc = true\n"+
-		"  networkMode = \"bridge\"\n  cniBinaryPath = %q\n  bridgeName = %q\n  bridgeSubnet = %q\n\n[worker.containerd]\n  enabled = false\n\n"+
+		"  networkMode = \"bridge\"\n  cniBinaryPath = %q\n  bridgeName = %q\n  bridgeSubnet = %q\n  cniPoolSize = 4\n\n[worker.containerd]\n  enabled = false\n\n"+
 		"# A Dockerfile's \"# syntax=\" may name Docker's own frontend only: another could ignore network: none.\n"+
 		"[frontend.\"gateway.v0\"]\n  allowedRepositories = [%q]\n",
 		filepath.Join(dir, "state"), "unix://"+sock, cni, bn.policy.Bridge, bn.policy.Subnet, buildnet.AllowedFrontend)
