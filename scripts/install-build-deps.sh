@@ -18,6 +18,7 @@ command -v openssl >/dev/null || missing+=(openssl)        # scripts/deploy-init
 command -v htpasswd >/dev/null || missing+=(apache2-utils) # its bcrypt htpasswd line
 [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins) # BuildKit's bridge network for RUN steps
 command -v iptables >/dev/null || missing+=(iptables)      # the build network's rules (package buildnet)
+command -v ip >/dev/null || missing+=(iproute2)            # the isolation tests' network namespaces
 if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -q && $SUDO apt-get install -y -q "${missing[@]}"
 fi
