@@ -226,6 +226,9 @@ func TestBuildSourceURL(t *testing.T) {
 	for u, ok := range map[string]bool{
 		"https://example.com/app.git": true, "git@example.com:acme/app.git": true, "ssh://git@example.com/app": true, "/srv/git/app": true, "file:///srv/git/app": true,
 		"--upload-pack=touch /tmp/x": false, "ext::sh -c touch% /tmp/x": false, "fd::17": false, "gopher://x/app": false,
+		"ssh://-oProxyCommand=touch%20/tmp/x/app": false, "ssh://-oProxyCommand=x@host/app": false, "ssh://git@-oProxyCommand=x/app": false,
+		"git@-oProxyCommand=x:app": false, "-oProxyCommand=x@host:app": false, "git://-host/app": false,
+		"ssh://git@example.com:2222/app": true, "C:/not-scp/app": true, "relative/dir": true, "../src/app": true,
 	} {
 		doc := "name: c\nscope: {registry: hangzhou, namespace: demo, repository: app}\nbuild:\n  source: {url: '" + u + "'}\n  rules: [{name: r, type: branch, match: main, tags: [{tag: main}]}]\n"
 		_, ps := cfg.ParseChains("c.yaml", []byte(doc))

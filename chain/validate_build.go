@@ -128,12 +128,32 @@ func (v *validator) sourceURL(f, u string) {
 	case strings.ContainsAny(u, "\x00\n\r"):
 		v.add(f, "%q holds a control character", u)
 	case strings.Contains(u, "://"):
-		scheme, _, _ := strings.Cut(u, "://")
+		scheme, rest, _ := strings.Cut(u, "://")
 		switch scheme {
 		case "https", "http", "ssh", "git", "file":
 		default:
 			v.add(f, "%q: scheme %q is not one of https, http, ssh, git, file", u, scheme)
+			return
 		}
+		authority, _, _ := strings.Cut(rest, "/")
+		v.sourceHost(f, u, authority)
+	default:
+		// scp-like user@host:path (a ':' before any '/'); else a local path.
+		if before, _, ok := strings.Cut(u, ":"); ok && !strings.Contains(before, "/") {
+			v.sourceHost(f, u, before)
+		}
+	}
+}
+
+// sourceHost refuses a user or host that git would hand to ssh as an
+// option ("ssh://-oProxyCommand=…/x", "git@-oProxyCommand=…:x").
+func (v *validator) sourceHost(f, u, authority string) {
+	user, host, ok := strings.Cut(authority, "@")
+	if !ok {
+		user, host = "", authority
+	}
+	if strings.HasPrefix(user, "-") || strings.HasPrefix(host, "-") {
+		v.add(f, "%q: the host and the user must not start with \"-\" (ssh would read them as options)", u)
 	}
 }
 
