@@ -1,10 +1,11 @@
 package api
 
 import (
-	"bytes"
-	"encoding/json"
+	"encoding/json/jsontext"
+	jsonv2 "encoding/json/v2"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -167,9 +168,16 @@ func (s *Server) cancelRun(c echo.Context) error {
 	return c.JSON(http.StatusAccepted, map[string]string{"workflowId": id, "status": "cancellation requested"})
 }
 
-// decode reads the request body into v, refusing unknown fields; when it
-// cannot, it answers (413 or 400) and returns that answer's error.
+// decode reads the request body into v: JSON (Content-Type
+// application/json), one value and nothing after it, no member twice and
+// none unknown. When it cannot, it answers (413 or 400) and returns that
+// answer's error.
 func (s *Server) decode(c echo.Context, v any) error {
+	if mt, _, err := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType)); err != nil || mt != echo.MIMEApplicationJSON {
+		_ = apiError(c, http.StatusBadRequest, "bad_request", "Content-Type %q: the body must be application/json",
+			c.Request().Header.Get(echo.HeaderContentType))
+		return errAnswered
+	}
 	body, err := s.readBody(c)
 	switch {
 	case errors.Is(err, errTooLarge):
@@ -189,11 +197,12 @@ func (s *Server) decode(c echo.Context, v any) error {
 // (the error handler leaves committed responses alone).
 var errAnswered = errors.New("answered")
 
-// jsonStrict decodes a request body, refusing unknown fields.
+// jsonStrict decodes a request body with encoding/json/v2: exactly one
+// JSON value (trailing data refused), member names matched exactly, a
+// duplicate member or an unknown one refused ({"chain":"a","chain":"b"}
+// must not start chain b).
 func jsonStrict(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := jsonv2.Unmarshal(b, v, jsonv2.RejectUnknownMembers(true), jsontext.AllowDuplicateNames(false)); err != nil {
 		return fmt.Errorf("body: %v", err)
 	}
 	return nil

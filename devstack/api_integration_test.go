@@ -157,6 +157,9 @@ func call(t *testing.T, method, url, token string, body any) (int, map[string]an
 		r = bytes.NewReader(b)
 	}
 	req, _ := http.NewRequest(method, url, r)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
