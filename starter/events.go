@@ -13,6 +13,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -74,8 +75,20 @@ type ImagePush struct {
 
 const zeroSHA = "0000000000000000000000000000000000000000"
 
-// Verify checks a delivery's signature or token against secret, in constant time.
+// ReplayWindow is how far from now a signed delivery's timestamp may be,
+// either way (clock skew), where the provider's scheme signs one (Gitee's
+// signature mode): older signed headers are refused, so a captured
+// delivery cannot be replayed, with its body or another, after that.
+const ReplayWindow = 5 * time.Minute
+
+// Verify checks a delivery's signature or token against secret, in
+// constant time, and a signed timestamp against ReplayWindow.
 func Verify(provider, secret string, h http.Header, body []byte) error {
+	return VerifyAt(provider, secret, h, body, time.Now())
+}
+
+// VerifyAt is Verify at the given time.
+func VerifyAt(provider, secret string, h http.Header, body []byte, now time.Time) error {
 	if secret == "" {
 		return fmt.Errorf("%w: no secret is configured for this source", ErrSignature)
 	}
@@ -88,10 +101,15 @@ func Verify(provider, secret string, h http.Header, body []byte) error {
 	case ProviderGitLab:
 		ok = equal(h.Get("X-Gitlab-Token"), secret)
 	case ProviderGitee:
-		// Gitee sends the password itself, or a signature of timestamp+"\n"+secret.
+		// Gitee sends the password itself, or a signature of timestamp+"\n"+secret
+		// (not of the body: the timestamp's age is what stops a replay).
 		tok := h.Get("X-Gitee-Token")
 		if ts := h.Get("X-Gitee-Timestamp"); ts != "" && !equal(tok, secret) {
-			ok = equal(tok, GiteeSign(secret, ts))
+			if ok = equal(tok, GiteeSign(secret, ts)); ok {
+				if err := inWindow("X-Gitee-Timestamp", ts, now); err != nil {
+					return err
+				}
+			}
 		} else {
 			ok = equal(tok, secret)
 		}
@@ -105,6 +123,21 @@ func Verify(provider, secret string, h http.Header, body []byte) error {
 	}
 	if !ok {
 		return ErrSignature
+	}
+	return nil
+}
+
+// inWindow checks a signed timestamp (milliseconds since the epoch)
+// against ReplayWindow around now.
+func inWindow(header, ms string, now time.Time) error {
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil {
+		return fmt.Errorf("%w: %s %q is not a time in milliseconds", ErrSignature, header, ms)
+	}
+	at := time.UnixMilli(n)
+	if d := now.Sub(at); d > ReplayWindow || d < -ReplayWindow {
+		return fmt.Errorf("%w: %s is %s from this server's clock, outside the %s replay window (a replayed delivery, or a clock to set right)",
+			ErrSignature, header, d.Round(time.Second), ReplayWindow)
 	}
 	return nil
 }

@@ -205,22 +205,39 @@ func TestVerify(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := Verify(p, "s3cret", good, body); err != nil {
+		if err := VerifyAt(p, "s3cret", good, body, now); err != nil {
 			t.Errorf("%s: good signature refused: %v", p, err)
 		}
-		if err := Verify(p, "other", good, body); !errors.Is(err, ErrSignature) {
+		if err := VerifyAt(p, "other", good, body, now); !errors.Is(err, ErrSignature) {
 			t.Errorf("%s: signature with another secret accepted", p)
 		}
-		if err := Verify(p, "s3cret", http.Header{}, body); !errors.Is(err, ErrSignature) {
+		if err := VerifyAt(p, "s3cret", http.Header{}, body, now); !errors.Is(err, ErrSignature) {
 			t.Errorf("%s: missing signature accepted", p)
 		}
 		if p == ProviderGitHub || p == ProviderBitbucket || p == ProviderGitee {
 			tampered := append([]byte{}, body...)
 			tampered[10] ^= 1
-			if p != ProviderGitee && Verify(p, "s3cret", good, tampered) == nil {
+			if p != ProviderGitee && VerifyAt(p, "s3cret", good, tampered, now) == nil {
 				t.Errorf("%s: a changed body kept its signature", p)
 			}
 		}
+	}
+	// Gitee's signature covers the timestamp, not the body: a signed
+	// timestamp older (or newer) than the replay window is refused, saying
+	// so; inside it, accepted; a timestamp that is not a number, refused.
+	gitee, _ := SignedHeaders(ProviderGitee, "s3cret", body, now)
+	for _, d := range []time.Duration{ReplayWindow + time.Second, -ReplayWindow - time.Second, 6 * 365 * 24 * time.Hour} {
+		err := VerifyAt(ProviderGitee, "s3cret", gitee, body, now.Add(d))
+		if !errors.Is(err, ErrSignature) || !strings.Contains(err.Error(), "outside the 5m0s replay window") {
+			t.Errorf("Gitee delivery checked %s later: %v", d, err)
+		}
+	}
+	if err := VerifyAt(ProviderGitee, "s3cret", gitee, body, now.Add(ReplayWindow-time.Second)); err != nil {
+		t.Errorf("Gitee delivery inside the window: %v", err)
+	}
+	bad := hdr("X-Gitee-Timestamp", "soon", "X-Gitee-Token", GiteeSign("s3cret", "soon"))
+	if err := VerifyAt(ProviderGitee, "s3cret", bad, body, now); !errors.Is(err, ErrSignature) || !strings.Contains(err.Error(), "not a time") {
+		t.Errorf("a signed non-numeric timestamp: %v", err)
 	}
 	// Gitee's password mode: the secret itself as the token.
 	if err := Verify(ProviderGitee, "pw", hdr("X-Gitee-Token", "pw"), body); err != nil {
