@@ -113,8 +113,8 @@ func serveAPI(ctx context.Context, c client.Client, l *chain.Loaded, g *globals,
 		s = next
 		return nil
 	}, changed)
-	srv := &http.Server{Handler: tracing.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*current.Load()).ServeHTTP(w, r) })),
-		ReadHeaderTimeout: 10 * time.Second}
+	srv := api.NewHTTPServer(tracing.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*current.Load()).ServeHTTP(w, r) })),
+		api.DefaultTimeouts)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	fmt.Printf("dchain api on http://%s (webhooks at /webhooks/<source>, API at /api/v1)\n", ln.Addr())
