@@ -5,6 +5,10 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +21,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/dchain-dev/dchain/runs"
 	"github.com/dchain-dev/dchain/workflows"
 )
 
@@ -111,3 +116,55 @@ func TestCancelStopsCopies(t *testing.T) {
 // heartbeatTimeoutForTests is the workflows' heartbeat timeout (10 s): a
 // canceled copy learns of it within that.
 const heartbeatTimeoutForTests = 10 * time.Second
+
+// A run ended outside dchain (Temporal's terminate, as the Web UI or the
+// temporal CLI does it) reads as Terminated everywhere dchain shows runs —
+// its status (run show, run watch, GET /api/v1/runs/<id>), run list and the
+// outcome filter — with who ended it and why; never Running forever.
+func TestRunTerminatedOutsideDchain(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "slow")
+	writeRepo(t, src, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN sleep 120\n"})
+	l := buildChain(t, "it-terminated", "shop/terminated", src, "linux/amd64")
+	l.Chains[0].Build.Rules[0].NoCache = true
+	id := startPush(t, l, "refs/heads/main", false).WorkflowID
+	ctx := context.Background()
+	for deadline := time.Now().Add(time.Minute); searchAttr(t, id, "DchainStage") != string(workflows.StageBuild); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the run never reached its build")
+		}
+	}
+	if err := stack.Client.TerminateWorkflow(ctx, id, "", "stuck, ended by an operator"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := runs.Status(ctx, stack.Client, id)
+	if err != nil || st.Outcome != workflows.OutcomeTerminated || !strings.Contains(st.Message, "stuck, ended by an operator") {
+		t.Fatalf("status: %s %q (%v)", st.Outcome, st.Message, err)
+	}
+	list := func(outcome string) []runs.Row {
+		t.Helper()
+		var rows []runs.Row
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) { // visibility is eventually consistent
+			rows, err = runs.List(ctx, stack.Client, runs.Filter{Chain: "it-terminated", Outcome: outcome})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rows) > 0 && rows[0].Status != "Running" || time.Now().After(deadline) {
+				return rows
+			}
+		}
+	}
+	if rows := list(""); len(rows) != 1 || rows[0].Outcome != string(workflows.OutcomeTerminated) {
+		t.Fatalf("run list: %+v", rows)
+	}
+	if rows := list("Terminated"); len(rows) != 1 {
+		t.Fatalf("--outcome Terminated: %+v", rows)
+	}
+	if rows, err := runs.List(ctx, stack.Client, runs.Filter{Chain: "it-terminated", Outcome: "Running"}); err != nil || len(rows) != 0 {
+		t.Fatalf("--outcome Running still lists the terminated run: %+v %v", rows, err)
+	}
+	srv, _ := apiServer(t, l, stack.Client)
+	code, out := call(t, "GET", srv.URL+"/api/v1/runs/"+url.PathEscape(id), "api-token", nil)
+	if run, _ := out["run"].(map[string]any); code != http.StatusOK || run["outcome"] != "Terminated" {
+		t.Fatalf("GET /api/v1/runs/<id>: %d %v", code, out)
+	}
+}

@@ -42,11 +42,21 @@ type Filter struct {
 	Limit                           int
 }
 
-// Query is the visibility query for ChainRun workflows matching f.
+// Query is the visibility query for ChainRun workflows matching f. A run
+// ended outside dchain keeps its recorded outcome Running: Running means
+// Temporal's status Running too, and the outcomes only Temporal knows
+// (Terminated, TimedOut, ContinuedAsNew) are its execution statuses.
 func (f Filter) Query() string {
 	q := workflows.Query{}.Eq("WorkflowType", "ChainRun")
+	outcome := f.Outcome
+	switch workflows.Outcome(outcome) {
+	case workflows.OutcomeRunning:
+		q = q.Eq("ExecutionStatus", "Running")
+	case workflows.OutcomeTerminated, workflows.OutcomeTimedOut, workflows.OutcomeContinuedAsNew:
+		q, outcome = q.Eq("ExecutionStatus", outcome), ""
+	}
 	for _, kv := range []struct{ key, value string }{
-		{workflows.AttrChain.GetName(), f.Chain}, {workflows.AttrOutcome.GetName(), f.Outcome},
+		{workflows.AttrChain.GetName(), f.Chain}, {workflows.AttrOutcome.GetName(), outcome},
 		{workflows.AttrRepository.GetName(), f.Repository}, {workflows.AttrTag.GetName(), f.Tag},
 	} {
 		if kv.value != "" {
@@ -54,6 +64,24 @@ func (f Filter) Query() string {
 		}
 	}
 	return q.String()
+}
+
+// endedOutside is the outcome of a closed execution whose recorded outcome
+// is still Running: it was ended by Temporal, not by dchain.
+func endedOutside(status enumspb.WorkflowExecutionStatus) (workflows.Outcome, bool) {
+	switch status {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED:
+		return workflows.OutcomeTerminated, true
+	case enumspb.WORKFLOW_EXECUTION_STATUS_TIMED_OUT:
+		return workflows.OutcomeTimedOut, true
+	case enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW:
+		return workflows.OutcomeContinuedAsNew, true
+	case enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED:
+		return workflows.OutcomeCanceled, true
+	case enumspb.WORKFLOW_EXECUTION_STATUS_FAILED:
+		return workflows.OutcomeFailed, true
+	}
+	return "", false
 }
 
 // List lists runs matching f, newest first.
@@ -83,6 +111,11 @@ func List(ctx context.Context, c client.Client, f Filter) ([]Row, error) {
 				Commit: get(workflows.AttrCommit), Stage: get(workflows.AttrStage), Outcome: get(workflows.AttrOutcome),
 				Status: e.GetStatus().String(), Started: e.GetStartTime().AsTime(),
 			})
+			if r := &rows[len(rows)-1]; r.Outcome == string(workflows.OutcomeRunning) {
+				if o, ok := endedOutside(e.GetStatus()); ok {
+					r.Outcome = string(o)
+				}
+			}
 		}
 		if token = resp.NextPageToken; len(token) == 0 {
 			break
@@ -102,6 +135,16 @@ func Status(ctx context.Context, c client.Client, id string) (workflows.RunStatu
 	if qerr == nil {
 		if err := v.Get(&st); err != nil {
 			return st, err
+		}
+		if st.Outcome == workflows.OutcomeRunning {
+			// A closed run answers its query with its last state: one ended
+			// outside dchain would say Running forever.
+			if desc, err := c.DescribeWorkflowExecution(ctx, id, ""); err == nil {
+				if o, ok := endedOutside(desc.GetWorkflowExecutionInfo().GetStatus()); ok {
+					closedBy(ctx, c, id, o, &st)
+					return st, nil
+				}
+			}
 		}
 		addLiveReplication(ctx, c, id, &st)
 		return st, nil
@@ -132,7 +175,8 @@ func Status(ctx context.Context, c client.Client, id string) (workflows.RunStatu
 }
 
 // Outcomes are the outcomes a run can have, as the filter accepts them.
-var Outcomes = []workflows.Outcome{workflows.OutcomeRunning, workflows.OutcomeSucceeded, workflows.OutcomeFailed, workflows.OutcomeCanceled, workflows.OutcomeBlocked}
+var Outcomes = []workflows.Outcome{workflows.OutcomeRunning, workflows.OutcomeSucceeded, workflows.OutcomeFailed, workflows.OutcomeCanceled, workflows.OutcomeBlocked,
+	workflows.OutcomeTerminated, workflows.OutcomeTimedOut, workflows.OutcomeContinuedAsNew}
 
 // Check checks a filter from outside (CLI flags, query parameters) with
 // the shared validator; name gives each field's outside name ("chain",
@@ -166,4 +210,21 @@ func (f Filter) Check(name func(field string) string) (Filter, error) {
 		return f, &chain.InputError{Field: name("limit"), Reason: fmt.Sprintf("%d: want 1 to 1000 (0: the default, 50)", f.Limit)}
 	}
 	return f, nil
+}
+
+// closedBy records in st how Temporal ended the run: its outcome, and the
+// close event's reason and identity, in the message.
+func closedBy(ctx context.Context, c client.Client, id string, o workflows.Outcome, st *workflows.RunStatus) {
+	st.Outcome = o
+	st.Message = fmt.Sprintf("ended outside dchain: Temporal says %s", o)
+	it := c.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return
+		}
+		if a := ev.GetWorkflowExecutionTerminatedEventAttributes(); a != nil {
+			st.Message = fmt.Sprintf("terminated outside dchain by %q: %s", a.GetIdentity(), a.GetReason())
+		}
+	}
 }

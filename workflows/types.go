@@ -67,6 +67,13 @@ const (
 	OutcomeCanceled  Outcome = "Canceled"
 	// OutcomeBlocked: the blocking policy stopped the chain (not a failure).
 	OutcomeBlocked Outcome = "Blocked"
+	// OutcomeTerminated: ended outside dchain (Temporal's terminate, the
+	// Web UI's, a reset); the run's own record stopped where it was.
+	OutcomeTerminated Outcome = "Terminated"
+	// OutcomeTimedOut: Temporal ended the run at its execution timeout.
+	OutcomeTimedOut Outcome = "TimedOut"
+	// OutcomeContinuedAsNew: Temporal continued the run as a new one.
+	OutcomeContinuedAsNew Outcome = "ContinuedAsNew"
 )
 
 // State is the state of a stage, destination or trigger.

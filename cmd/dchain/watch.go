@@ -110,8 +110,9 @@ func busy(st workflows.RunStatus) bool {
 	return false
 }
 
-// outcomeExit is the exit code of an ended run: 0 Succeeded, 1 Failed,
-// 3 Canceled, 4 Blocked.
+// outcomeExit is the exit code of an ended run: 0 Succeeded, 1 Failed
+// (or ended outside dchain: Terminated, TimedOut, ContinuedAsNew), 3
+// Canceled, 4 Blocked.
 func outcomeExit(o workflows.Outcome) error {
 	switch o {
 	case workflows.OutcomeSucceeded:
