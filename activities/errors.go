@@ -36,6 +36,9 @@ func registryError(ctx context.Context, what string, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	if errors.Is(err, errManifestTooLarge) {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %v (registries must accept up to 4 MiB; a larger one is refused)", what, err), ErrRejected, nil)
+	}
 	var te *transport.Error
 	if errors.As(err, &te) {
 		switch code := te.StatusCode; {

@@ -37,7 +37,7 @@ func (a *Activities) remoteOptions(ctx context.Context, reg chain.Registry) ([]r
 	if err != nil {
 		return nil, err
 	}
-	return []remote.Option{remote.WithContext(ctx), remote.WithAuth(auth), remote.WithTransport(tr)}, nil
+	return []remote.Option{remote.WithContext(ctx), remote.WithAuth(auth), remote.WithTransport(manifestLimit{tr})}, nil
 }
 
 // parseRef parses a full reference ("host/repo:tag") of reg.
