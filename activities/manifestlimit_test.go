@@ -2,9 +2,11 @@ package activities
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"go.temporal.io/sdk/temporal"
@@ -19,7 +21,6 @@ import (
 // says what is wrong, after at most 4 MiB read; never a retry.
 func TestManifestsAreBounded(t *testing.T) {
 	for _, declared := range []bool{true, false} {
-		read := 0
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/v2/" {
 				return
@@ -34,13 +35,13 @@ func TestManifestsAreBounded(t *testing.T) {
 				if _, err := w.Write(chunk); err != nil {
 					return
 				}
-				read += len(chunk)
 				w.(http.Flusher).Flush()
 			}
 		}))
 		reg := chain.Registry{Name: "hostile", Address: strings.TrimPrefix(srv.URL, "http://"), Insecure: true}
 		env := (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
-		a := &Activities{}
+		counted := &countingTransport{next: http.DefaultTransport}
+		a := &Activities{Transport: counted}
 		env.RegisterActivity(a.ResolveImage)
 		_, err := env.ExecuteActivity(a.ResolveImage, workflows.ResolveImageInput{Registry: reg,
 			Image: workflows.ImageRef{Registry: "hostile", Repository: "demo/app", Tag: "v1"}})
@@ -49,8 +50,33 @@ func TestManifestsAreBounded(t *testing.T) {
 		if !errors.As(err, &app) || !app.NonRetryable() || app.Type() != ErrRejected || !strings.Contains(err.Error(), "manifest too large") {
 			t.Fatalf("Content-Length sent %v: %v, want a final refusal", declared, err)
 		}
-		if read > 8<<20 {
-			t.Errorf("Content-Length sent %v: %d bytes written before the refusal", declared, read)
+		if n := counted.read.Load(); n > MaxManifestBytes+1 {
+			t.Errorf("Content-Length sent %v: %d bytes read before the refusal", declared, n)
 		}
 	}
+}
+
+// countingTransport counts the response body bytes read through it.
+type countingTransport struct {
+	next http.RoundTripper
+	read atomic.Int64
+}
+
+func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := c.next.RoundTrip(req)
+	if err == nil {
+		resp.Body = &countingBody{ReadCloser: resp.Body, n: &c.read}
+	}
+	return resp, err
+}
+
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
 }
