@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"strings"
@@ -124,22 +125,24 @@ func (a *Activities) BuildImage(ctx context.Context, in workflows.BuildInput) (w
 // Dockerfile in the checkout at dir, both refused when a symlink of the
 // pushed repository leads out of it.
 func buildPaths(dir string, in workflows.BuildInput) (contextDir, dockerfile string, err error) {
-	contextDir, fi, err := inCheckout(dir, in.Plan.Context, "context", "directory")
-	if err == nil && !fi.IsDir() {
-		err = temporal.NewNonRetryableApplicationError(fmt.Sprintf("context %q is not a directory at commit %s", in.Plan.Context, in.Push.Commit), ErrNotFound, nil)
+	df := path.Join(in.Plan.Context, in.Plan.Dockerfile)
+	check := func(rel, field string, ok func(fs.FileInfo) bool, what string) (string, error) {
+		real, fi, err := inCheckout(dir, rel, field)
+		var app *temporal.ApplicationError
+		switch {
+		case errors.As(err, &app) && app.Type() == ErrNotFound:
+			return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s has no %s at commit %s", in.Source.URL, df, in.Push.Commit), ErrNotFound, nil)
+		case err != nil:
+			return "", err
+		case !ok(fi):
+			return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s %q is not a %s at commit %s", field, rel, what, in.Push.Commit), ErrNotFound, nil)
+		}
+		return real, nil
 	}
-	if err != nil {
+	if contextDir, err = check(in.Plan.Context, "context", fs.FileInfo.IsDir, "directory"); err != nil {
 		return "", "", err
 	}
-	df := path.Join(in.Plan.Context, in.Plan.Dockerfile)
-	dockerfile, fi, err = inCheckout(dir, df, "dockerfile", "Dockerfile")
-	if err == nil && !fi.Mode().IsRegular() {
-		err = temporal.NewNonRetryableApplicationError(fmt.Sprintf("dockerfile %q is not a file at commit %s", df, in.Push.Commit), ErrNotFound, nil)
-	}
-	var app *temporal.ApplicationError
-	if errors.As(err, &app) && app.Type() == ErrNotFound {
-		err = temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s has no %s at commit %s", in.Source.URL, df, in.Push.Commit), ErrNotFound, nil)
-	}
+	dockerfile, err = check(df, "dockerfile", func(fi fs.FileInfo) bool { return fi.Mode().IsRegular() }, "file")
 	return contextDir, dockerfile, err
 }
 

@@ -23,7 +23,7 @@ const ErrOutsideCheckout = "OutsideCheckout"
 // path that leads outside, or is missing, is a permanent failure naming
 // the path; the checkout does not change after it is made, so the path
 // resolved is the path BuildKit reads.
-func inCheckout(root, rel, field, what string) (string, fs.FileInfo, error) {
+func inCheckout(root, rel, field string) (string, fs.FileInfo, error) {
 	r, err := os.OpenRoot(root)
 	if err != nil {
 		return "", nil, err
@@ -33,7 +33,7 @@ func inCheckout(root, rel, field, what string) (string, fs.FileInfo, error) {
 	fi, err := r.Stat(name)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return "", nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s %q: the repository has no %s there", field, rel, what), ErrNotFound, nil)
+		return "", nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s %q is not in the repository", field, rel), ErrNotFound, nil)
 	case err != nil:
 		// os.Root refuses a path whose symlinks lead out of the checkout
 		// (whether or not anything is there: the host is not looked at).

@@ -63,7 +63,7 @@ func TestInCheckout(t *testing.T) {
 		{"", "context", root},
 		{".", "context", root},
 	} {
-		got, _, err := inCheckout(root, c.rel, c.field, "x")
+		got, _, err := inCheckout(root, c.rel, c.field)
 		if err != nil || got != c.want {
 			t.Errorf("%s %q: %q, %v; want %q", c.field, c.rel, got, err, c.want)
 		}
@@ -79,7 +79,7 @@ func TestInCheckout(t *testing.T) {
 		{"missing", "context", ErrNotFound},
 		{"real/Missing", "dockerfile", ErrNotFound},
 	} {
-		_, _, err := inCheckout(root, c.rel, c.field, "x")
+		_, _, err := inCheckout(root, c.rel, c.field)
 		var app *temporal.ApplicationError
 		if !errors.As(err, &app) || app.Type() != c.errType || !app.NonRetryable() || !strings.Contains(err.Error(), c.field+` "`+c.rel+`"`) {
 			t.Errorf("%s %q: %v; want a final %s naming it", c.field, c.rel, err, c.errType)
@@ -114,7 +114,10 @@ func TestBuildImagePathsAndSecrets(t *testing.T) {
 		env := (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
 		a := &Activities{Builder: b, TempDir: t.TempDir()}
 		env.RegisterActivity(a.BuildImage)
-		plan.Rule, plan.Tags, plan.Dockerfile, plan.Platforms = "main", []string{"v1"}, "Dockerfile", []string{"linux/amd64"}
+		plan.Rule, plan.Tags, plan.Platforms = "main", []string{"v1"}, []string{"linux/amd64"}
+		if plan.Dockerfile == "" {
+			plan.Dockerfile = "Dockerfile"
+		}
 		_, err := env.ExecuteActivity(a.BuildImage, workflows.BuildInput{Source: chain.BuildSource{URL: repo},
 			Push: chain.Push{Ref: "refs/heads/main", Commit: commit}, Plan: plan,
 			Registry: chain.Registry{Name: "src", Address: "127.0.0.1:1", Insecure: true}, Repository: "demo/app"})
@@ -128,6 +131,20 @@ func TestBuildImagePathsAndSecrets(t *testing.T) {
 	}
 	if b.got.ContextDir != "" {
 		t.Fatalf("the builder was called with %q", b.got.ContextDir)
+	}
+
+	// A context that is a file, a Dockerfile that is a directory: final, saying so.
+	for _, c := range []struct {
+		plan chain.BuildPlan
+		want string
+	}{
+		{chain.BuildPlan{Context: "inside/Dockerfile"}, `context "inside/Dockerfile" is not a directory`},
+		{chain.BuildPlan{Context: ".", Dockerfile: "inside"}, `dockerfile "inside" is not a file`},
+	} {
+		_, err := build(c.plan)
+		if !errors.As(err, &app) || app.Type() != ErrNotFound || !app.NonRetryable() || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want a final %q", c.plan, err, c.want)
+		}
 	}
 
 	t.Setenv("DCHAIN_TEST_NPMRC", "//registry.npmjs.org/:_authToken=s3cret")

@@ -24,8 +24,8 @@ func Apply(p Policy) error {
 					return err
 				}
 			}
-			if r.Chain == cniAdmin {
-				if err := ensureChain(ipt, cniAdmin); err != nil {
+			if r.MakeChain {
+				if err := ensureChain(ipt, r.Chain); err != nil {
 					return err
 				}
 			}

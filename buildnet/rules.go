@@ -17,9 +17,10 @@ type Rule struct {
 	Chain string
 	Jump  bool
 	// IfChain marks a jump from a chain another program owns and makes:
-	// inserted only where that chain exists.
-	IfChain bool
-	Spec    []string
+	// inserted only where that chain exists. MakeChain, one from a chain
+	// that is shared: made first where it is missing.
+	IfChain, MakeChain bool
+	Spec               []string
 }
 
 // resolversScript allows the resolvers of resolv.conf on port 53 in the
@@ -89,20 +90,19 @@ func (p Policy) Rules() []Rule {
 
 	// The jumps, matched on the bridge interface (a RUN step with
 	// CAP_NET_RAW can forge its source address, not its interface).
-	jump := func(ipv6 bool, from, to string) {
-		rs = append(rs, Rule{IPv6: ipv6, Chain: from, Jump: true,
-			Spec: []string{"-i", p.Bridge, "-m", "comment", "--comment", comment, "-j", to}})
+	jump := func(r Rule, to string) {
+		r.Jump, r.Spec = true, []string{"-i", p.Bridge, "-m", "comment", "--comment", comment, "-j", to}
+		rs = append(rs, r)
 	}
-	jump(false, "INPUT", in)
-	jump(false, "FORWARD", fwd)
-	jump(false, cniAdmin, fwd)
+	jump(Rule{Chain: "INPUT"}, in)
+	jump(Rule{Chain: "FORWARD"}, fwd)
+	jump(Rule{Chain: cniAdmin, MakeChain: true}, fwd)
 	// On a Docker host, Docker puts its chains above every other rule of
 	// FORWARD (and accepts what its published ports DNAT to): DOCKER-USER
 	// is where it evaluates an administrator's rules first.
-	jump(false, dockerUser, fwd)
-	rs[len(rs)-1].IfChain = true
-	jump(true, "INPUT", v6)
-	jump(true, "FORWARD", v6)
+	jump(Rule{Chain: dockerUser, IfChain: true}, fwd)
+	jump(Rule{IPv6: true, Chain: "INPUT"}, v6)
+	jump(Rule{IPv6: true, Chain: "FORWARD"}, v6)
 	return rs
 }
 
@@ -132,8 +132,8 @@ func (p Policy) Script() string {
 		spec := shellescape.QuoteCommand(r.Spec)
 		switch {
 		case r.Jump:
-			if r.Chain == cniAdmin {
-				line(r.IPv6, cmd+" -N "+cniAdmin+" 2>/dev/null || true")
+			if r.MakeChain {
+				line(r.IPv6, cmd+" -N "+r.Chain+" 2>/dev/null || true")
 			}
 			insert := "{ " + cmd + " -C " + r.Chain + " " + spec + " 2>/dev/null || " + cmd + " -I " + r.Chain + " 1 " + spec + "; }"
 			if r.IfChain {

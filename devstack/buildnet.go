@@ -45,12 +45,14 @@ func reserveBuildNet(bn BuildNetwork) (*buildNet, error) {
 	if err := os.MkdirAll(lockDir, 0o700); err != nil {
 		return nil, fmt.Errorf("build network: %w", err)
 	}
+	deny := append(append([]netip.Prefix{}, buildnet.DefaultDeny...), bn.Deny...)
+	allow := append(buildnet.HostResolvers(buildnet.ResolvConfs...), bn.Allow...)
 	for n := range buildNetSlots {
 		p := buildnet.Policy{
 			Bridge: fmt.Sprintf("dchain%d", n),
 			Subnet: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 10, byte(n), 0}), 24),
-			Deny:   append(append([]netip.Prefix{}, buildnet.DefaultDeny...), bn.Deny...),
-			Allow:  append(buildnet.HostResolvers(buildnet.ResolvConfs...), bn.Allow...),
+			Deny:   deny,
+			Allow:  allow,
 		}
 		if overlaps(used, p.Bridge, p.Subnet) {
 			continue

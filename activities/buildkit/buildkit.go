@@ -3,7 +3,9 @@ package buildkit
 import (
 	"context"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/docker/cli/cli/config/types"
@@ -46,10 +48,7 @@ func (b *Builder) Build(ctx context.Context, req activities.BuildRequest, progre
 	if err != nil {
 		return out, err
 	}
-	log := &buildLog{}
-	for _, v := range req.Secrets {
-		log.secrets = append(log.secrets, v)
-	}
+	log := &buildLog{secrets: slices.Collect(maps.Values(req.Secrets))}
 	ch := make(chan *bk.SolveStatus)
 	done := make(chan struct{})
 	go func() { defer close(done); log.consume(ch, progress) }()

@@ -64,11 +64,11 @@ func (l *buildLog) consume(ch chan *bk.SolveStatus, progress func(workflows.Buil
 			}
 			id := lg.Vertex.String()
 			data := append(l.partial[id], lg.Data...)
-			end := bytes.LastIndexByte(data, '\n')
-			for _, line := range strings.Split(string(data[:end+1]), "\n")[:bytes.Count(data[:end+1], []byte("\n"))] {
-				fmt.Fprintf(&l.buf, "  | %s\n", line)
+			end := bytes.LastIndexByte(data, '\n') + 1
+			for line := range strings.Lines(string(data[:end])) {
+				fmt.Fprintf(&l.buf, "  | %s", line)
 			}
-			l.partial[id] = append([]byte(nil), data[end+1:]...)
+			l.partial[id] = append([]byte(nil), data[end:]...)
 		}
 		for _, w := range s.Warnings {
 			fmt.Fprintf(&l.buf, "WARN %s\n", w.Short)
