@@ -23,6 +23,9 @@ type Activities struct {
 	Jobs int
 	// HeartbeatEvery is how often long work reports progress (default 5s).
 	HeartbeatEvery time.Duration
+	// StallTimeout ends a copy's attempt (to be retried) when no bytes
+	// moved for that long (default DefaultStallTimeout).
+	StallTimeout time.Duration
 	// Builder builds images (package activities/buildkit: BuildKit); nil
 	// means this worker does not build.
 	Builder ImageBuilder

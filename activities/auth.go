@@ -73,8 +73,18 @@ func registryNameOpts(reg chain.Registry) []name.Option {
 var transports sync.Map // sha256 of the PEM → *http.Transport
 
 // transport carries traffic to reg: a.Transport (default
-// http.DefaultTransport), trusting reg's CA bundle besides the system's.
+// http.DefaultTransport), trusting reg's CA bundle besides the system's,
+// with what the registry answers checked (registryGuard).
 func (a *Activities) transport(reg chain.Registry) (http.RoundTripper, error) {
+	tr, err := a.caTransport(reg)
+	if err != nil {
+		return nil, err
+	}
+	return registryGuard{tr}, nil
+}
+
+// caTransport is the worker's transport to reg, trusting its CA, traced.
+func (a *Activities) caTransport(reg chain.Registry) (http.RoundTripper, error) {
 	base := a.Transport
 	if base == nil {
 		base = http.DefaultTransport

@@ -2,9 +2,13 @@ package activities
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"sync"
+	"syscall"
+	"time"
 )
 
 // blobShare lets the copies that run at once in one worker — the branches
@@ -13,11 +17,33 @@ import (
 // under the worker's work dir, and every copy that needs it meanwhile
 // streams from that file as it grows. The download is verified against the
 // blob's digest once (go-containerregistry does it as it reads); it stops
-// when no copy reads it any more, and the file is removed when the last
-// reader is done.
+// when no copy reads it any more, or when no bytes came for the stall
+// timeout, and the file is removed when the last reader is done.
+//
+// A blob is spooled only when the work dir has room for it besides what
+// the spools still filling will take; else open says errNoRoom and the copy
+// streams it from the source itself. So a small work dir costs source
+// reads, never a copy.
 type blobShare struct {
 	mu     sync.Mutex
 	spools map[string]*spool
+	// room is the space left for files in dir (default: statfs).
+	room func(dir string) (int64, error)
+}
+
+// errNoRoom means the work dir has no room to spool a blob.
+var errNoRoom = errors.New("no room in the work dir to spool the blob")
+
+// spoolMargin is the work dir space a spool leaves free.
+const spoolMargin = 1 << 20
+
+// diskRoom is the space an unprivileged process may still use in dir.
+func diskRoom(dir string) (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * st.Bsize, nil
 }
 
 // spool is one blob being (or done being) downloaded into a file.
@@ -25,6 +51,7 @@ type spool struct {
 	share *blobShare
 	key   string
 	path  string
+	want  int64 // the blob's size
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -35,9 +62,10 @@ type spool struct {
 	cancel  context.CancelFunc
 }
 
-// open returns a reader of the blob key, fetched with fetch by the first
-// reader into a spool file in dir.
-func (s *blobShare) open(dir, key string, fetch func(ctx context.Context) (io.ReadCloser, error)) (io.ReadCloser, error) {
+// open returns a reader of the blob key, size bytes, fetched with fetch by
+// the first reader into a spool file in dir, or errNoRoom. A download that
+// gets no bytes for stall fails its readers.
+func (s *blobShare) open(dir, key string, size int64, stall time.Duration, fetch func(ctx context.Context) (io.ReadCloser, error)) (io.ReadCloser, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.spools == nil {
@@ -53,15 +81,18 @@ func (s *blobShare) open(dir, key string, fetch func(ctx context.Context) (io.Re
 		}
 	}
 	if sp == nil {
+		if err := s.fits(dir, size); err != nil {
+			return nil, err
+		}
 		f, err := os.CreateTemp(dir, "blob-")
 		if err != nil {
 			return nil, err
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		sp = &spool{share: s, key: key, path: f.Name(), cancel: cancel}
+		sp = &spool{share: s, key: key, path: f.Name(), want: size, cancel: cancel}
 		sp.cond = sync.NewCond(&sp.mu)
 		s.spools[key] = sp
-		go sp.fill(ctx, f, fetch)
+		go sp.fill(ctx, f, stall, fetch)
 	}
 	r, err := os.Open(sp.path)
 	if err != nil {
@@ -73,8 +104,38 @@ func (s *blobShare) open(dir, key string, fetch func(ctx context.Context) (io.Re
 	return &spoolReader{sp: sp, f: r}, nil
 }
 
+// fits says whether dir has room for size more bytes besides what the
+// spools still filling will take (errNoRoom if not). s.mu is held.
+func (s *blobShare) fits(dir string, size int64) error {
+	room := s.room
+	if room == nil {
+		room = diskRoom
+	}
+	left, err := room(dir)
+	if err != nil {
+		return err
+	}
+	for _, sp := range s.spools {
+		sp.mu.Lock()
+		if !sp.done {
+			left -= sp.want - sp.size
+		}
+		sp.mu.Unlock()
+	}
+	if left-spoolMargin < size {
+		return fmt.Errorf("%w: %d bytes, %d left in %s", errNoRoom, size, max(left, 0), dir)
+	}
+	return nil
+}
+
 // fill downloads the blob into f, waking the readers as it grows.
-func (sp *spool) fill(ctx context.Context, f *os.File, fetch func(ctx context.Context) (io.ReadCloser, error)) {
+func (sp *spool) fill(ctx context.Context, f *os.File, stall time.Duration, fetch func(ctx context.Context) (io.ReadCloser, error)) {
+	ctx, stopWatch := watchStall(ctx, stall, func() int64 {
+		sp.mu.Lock()
+		defer sp.mu.Unlock()
+		return sp.size
+	})
+	defer stopWatch()
 	err := func() error {
 		defer f.Close()
 		rc, err := fetch(ctx)
@@ -102,6 +163,10 @@ func (sp *spool) fill(ctx context.Context, f *os.File, fetch func(ctx context.Co
 			}
 		}
 	}()
+	var stalled *stallError
+	if err != nil && errors.As(context.Cause(ctx), &stalled) {
+		err = stalled
+	}
 	sp.mu.Lock()
 	sp.done, sp.err = true, err
 	last := sp.readers == 0

@@ -23,21 +23,34 @@ const (
 	ErrTriggerRejected  = "TriggerRejected"
 	ErrTriggerFailed    = "TriggerFailed"
 	ErrBuildFailed      = "BuildFailed"
+	ErrStalled          = "Stalled"
 )
 
 // registryError decides, once, whether a registry error is worth retrying:
-// network errors, 5xx, 408 and 429 are transient; auth denied, unknown
-// manifests and repositories, and other 4xx are permanent. what names the
-// operation, registry and image.
+// network errors, 5xx, 408, 429 and a stalled transfer are transient; auth
+// denied, unknown manifests and repositories, other 4xx, content that does
+// not match its digest, a redirect to a private address and a foreign
+// layer are permanent. what names the operation, registry and image.
 func registryError(ctx context.Context, what string, err error) error {
 	if err == nil {
 		return nil
 	}
+	var stalled *stallError
 	if ctx.Err() != nil {
+		if errors.As(context.Cause(ctx), &stalled) {
+			return temporal.NewApplicationError(fmt.Sprintf("%s: %v (will retry)", what, stalled), ErrStalled)
+		}
 		return ctx.Err()
 	}
-	if errors.Is(err, errManifestTooLarge) {
+	switch {
+	case errors.Is(err, errManifestTooLarge):
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %v (registries must accept up to 4 MiB; a larger one is refused)", what, err), ErrRejected, nil)
+	case errors.Is(err, errDigestMismatch):
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %v", what, err), ErrDigestMismatch, nil)
+	case errors.Is(err, errRedirectRefused), errors.Is(err, errForeignLayer):
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %v", what, err), ErrRejected, nil)
+	case errors.As(err, &stalled):
+		return temporal.NewApplicationError(fmt.Sprintf("%s: %v (will retry)", what, err), ErrStalled)
 	}
 	var te *transport.Error
 	if errors.As(err, &te) {

@@ -118,8 +118,9 @@ func initRepo(ctx context.Context, src chain.BuildSource, tmp string) (string, e
 }
 
 // checkout fetches commit of the source into a new directory under tmp and
-// returns it; remove it when done. A commit the source does not have is a
-// permanent error; an unreachable source is transient.
+// returns it; remove it when done. A commit the source does not have, a
+// source that is no Git repository or refuses the credentials are
+// permanent errors; an unreachable source is transient.
 func checkout(ctx context.Context, src chain.BuildSource, commit chain.Commit, tmp string) (string, error) {
 	dir, err := initRepo(ctx, src, tmp)
 	if err != nil {
@@ -133,11 +134,20 @@ func checkout(ctx context.Context, src chain.BuildSource, commit chain.Commit, t
 			if ctx.Err() != nil {
 				return "", ctx.Err()
 			}
+			switch why := whyNotARepository(ctx, src); {
+			case errors.Is(why, errNotARepository):
+				return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("fetch %s: %v", src.URL, why), ErrNotFound, nil)
+			case errors.Is(why, errSourceDenied):
+				return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("fetch %s: %v", src.URL, why), ErrAccessDenied, nil)
+			}
 			return "", temporal.NewApplicationError(fmt.Sprintf("fetch %s: %v (will retry)", src.URL, err), ErrTransient)
 		}
 	}
 	if _, err := gitCmd(ctx, src, dir, "-c", "advice.detachedHead=false", "switch", "-q", "--detach", "--end-of-options", string(commit)); err != nil {
 		os.RemoveAll(dir)
+		if why := whyNotARepository(ctx, src); why != nil { // (git's dumb protocol fetches "nothing" from a web page)
+			return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("fetch %s: %v", src.URL, why), ErrNotFound, nil)
+		}
 		return "", temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("commit %s is not in %s: %v", commit, src.URL, err), ErrNotFound, nil)
 	}

@@ -95,11 +95,20 @@ func (a *Activities) copyImage(ctx context.Context, in workflows.ReplicateInput,
 	if err != nil {
 		return registryError(ctx, fmt.Sprintf("read %s from registry %s", src, in.Source.Name), err)
 	}
+	if err := refuseForeign(desc); err != nil {
+		return registryError(ctx, into, err)
+	}
 	total, totalBytes, err := countBlobs(desc)
 	if err != nil {
 		return registryError(ctx, into, err)
 	}
 	c := &counter{}
+	// A copy that moves no bytes for the stall timeout (a registry holding
+	// the connection open and sending nothing) ends its attempt; the
+	// retry starts again.
+	ctx, stopWatch := watchStall(ctx, a.stallTimeout(), c.bytes.Load)
+	defer stopWatch()
+	srcOpts = append(srcOpts[:len(srcOpts):len(srcOpts)], remote.WithContext(ctx))
 	// Heartbeats report progress (`dchain run show` and the Web UI's pending
 	// activities read them); they are also how a canceled run reaches this
 	// activity: the context ends.
@@ -109,11 +118,11 @@ func (a *Activities) copyImage(ctx context.Context, in workflows.ReplicateInput,
 	}
 	stop := a.every(ctx, func() { activity.RecordHeartbeat(ctx, progress()) })
 	defer stop()
-	dstOpts = append(dstOpts, remote.WithJobs(a.jobs()))
+	dstOpts = append(dstOpts, remote.WithJobs(a.jobs()), remote.WithContext(ctx))
 	// The image goes in by digest; the tags come last, and only if the run
 	// still wants them, so a canceled run writes no tag.
 	byDigest := todo[0].Context().Digest(in.Digest)
-	c.src = &sharedSource{a: a, repo: src.Context(), opts: srcOpts}
+	c.src = &sharedSource{a: a, ctx: ctx, repo: src.Context(), opts: srcOpts}
 	if desc.MediaType.IsIndex() {
 		idx, err := desc.ImageIndex()
 		if err != nil {
@@ -169,55 +178,59 @@ func isNotFound(err error) bool {
 // and their bytes.
 func countBlobs(desc *remote.Descriptor) (int, int64, error) {
 	seen := map[v1.Hash]int64{}
-	addImage := func(img v1.Image) error {
-		m, err := img.Manifest()
-		if err != nil {
-			return err
-		}
+	err := eachImage(desc, func(m *v1.Manifest, _ *v1.Platform) error {
 		seen[m.Config.Digest] = m.Config.Size
 		for _, l := range m.Layers {
 			seen[l.Digest] = l.Size
 		}
 		return nil
+	})
+	var bytes int64
+	for _, n := range seen {
+		bytes += n
 	}
-	total := func() (int, int64, error) {
-		var bytes int64
-		for _, n := range seen {
-			bytes += n
-		}
-		return len(seen), bytes, nil
-	}
+	return len(seen), bytes, err
+}
+
+// eachImage calls f with the manifest of desc, a single image, or of each
+// image of desc, an index, with its platform.
+func eachImage(desc *remote.Descriptor, f func(m *v1.Manifest, p *v1.Platform) error) error {
 	if !desc.MediaType.IsIndex() {
 		img, err := desc.Image()
 		if err != nil {
-			return 0, 0, err
+			return err
 		}
-		if err := addImage(img); err != nil {
-			return 0, 0, err
+		m, err := img.Manifest()
+		if err != nil {
+			return err
 		}
-		return total()
+		return f(m, nil)
 	}
 	idx, err := desc.ImageIndex()
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
-	m, err := idx.IndexManifest()
+	im, err := idx.IndexManifest()
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
-	for _, c := range m.Manifests {
+	for _, c := range im.Manifests {
 		if !c.MediaType.IsImage() {
 			continue
 		}
 		img, err := idx.Image(c.Digest)
 		if err != nil {
-			return 0, 0, err
+			return err
 		}
-		if err := addImage(img); err != nil {
-			return 0, 0, err
+		m, err := img.Manifest()
+		if err != nil {
+			return err
+		}
+		if err := f(m, c.Platform); err != nil {
+			return err
 		}
 	}
-	return total()
+	return nil
 }
 
 // counter counts what a replication actually uploads.
@@ -233,6 +246,7 @@ type counter struct {
 // several destinations) read each blob from the source once.
 type sharedSource struct {
 	a    *Activities
+	ctx  context.Context // the copy's
 	repo name.Repository
 	opts []remote.Option
 }
@@ -242,16 +256,24 @@ func (s *sharedSource) open(l v1.Layer) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	key := s.repo.String() + "@" + d.String()
-	return s.a.blobs.open(s.a.TempDir, key, func(ctx context.Context) (io.ReadCloser, error) {
-		// The download outlives the copy that started it (others read it
-		// too): it has a context of its own, canceled when no copy reads.
+	size, err := l.Size()
+	if err != nil {
+		return nil, err
+	}
+	fetch := func(ctx context.Context) (io.ReadCloser, error) {
 		layer, err := remote.Layer(s.repo.Digest(d.String()), append(s.opts, remote.WithContext(ctx))...)
 		if err != nil {
 			return nil, err
 		}
 		return layer.Compressed() // verified against d as it is read
-	})
+	}
+	// The download outlives the copy that started it (others read it too):
+	// it has a context of its own, canceled when no copy reads.
+	rc, err := s.a.blobs.open(s.a.TempDir, s.repo.String()+"@"+d.String(), size, s.a.stallTimeout(), fetch)
+	if errors.Is(err, errNoRoom) {
+		return fetch(s.ctx) // this copy reads the blob from the source itself
+	}
+	return rc, err
 }
 
 // countingIndex, countingImage and countingLayer pass an image through

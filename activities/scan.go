@@ -65,6 +65,9 @@ func (a *Activities) ScanImage(ctx context.Context, in workflows.ScanInput) (wor
 		sum.Reused, sum.New = true, nil
 		return sum, nil
 	}
+	if err := refuseForeign(desc); err != nil {
+		return workflows.ScanSummary{}, registryError(ctx, what, err)
+	}
 	platforms, err := scanPlatforms(desc)
 	if err != nil {
 		return workflows.ScanSummary{}, registryError(ctx, what, err)
@@ -78,10 +81,7 @@ func (a *Activities) ScanImage(ctx context.Context, in workflows.ScanInput) (wor
 		activity.RecordHeartbeat(ctx, fmt.Sprintf("scanning %s (%d/%d)", orDefault(p, "image"), i+1, len(platforms)))
 		fs, err := a.Scanner.Scan(ctx, ref.String(), p, auth, tr, in.Registry.Insecure)
 		if err != nil {
-			if ctx.Err() != nil {
-				return workflows.ScanSummary{}, ctx.Err()
-			}
-			return workflows.ScanSummary{}, temporal.NewApplicationError(fmt.Sprintf("%s (%s): %v", what, orDefault(p, "image"), err), ErrTransient)
+			return workflows.ScanSummary{}, registryError(ctx, fmt.Sprintf("%s (%s)", what, orDefault(p, "image")), err)
 		}
 		report.Findings = append(report.Findings, fs...)
 		if p != "" {

@@ -29,6 +29,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 	var noScan, register, chainsOnly bool
 	var trivy scanner.Options
 	var conc worker.Concurrency
+	var stall time.Duration
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: serverRoles["worker"],
@@ -39,7 +40,10 @@ func newWorkerCmd(g *globals) *cobra.Command {
 				return err
 			}
 			o := worker.Options{TaskQueue: g.taskQueue, Regions: regions, Chains: len(regions) == 0, WorkDir: workDir,
-				Activities: &activities.Activities{}, Concurrency: conc}
+				Activities: &activities.Activities{StallTimeout: stall}, Concurrency: conc}
+			if stall < time.Second {
+				return fmt.Errorf("--stall-timeout %s: want at least 1s", stall)
+			}
 			if buildkitAddr != "" {
 				o.Activities.Builder = &buildkit.Builder{Addr: buildkitAddr}
 			}
@@ -111,6 +115,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 	cmd.Flags().IntVar(&conc.Copies, "max-concurrent-copies", worker.DefaultConcurrency.Copies, "copies at once into each region this worker serves (each streams several blobs at once)")
 	cmd.Flags().IntVar(&conc.WorkflowPollers, "workflow-task-pollers", worker.DefaultConcurrency.WorkflowPollers, "long polls for workflow tasks kept open on the chain queue")
 	cmd.Flags().IntVar(&conc.ActivityPollers, "activity-task-pollers", worker.DefaultConcurrency.ActivityPollers, "long polls for activity tasks kept open on each queue")
+	cmd.Flags().DurationVar(&stall, "stall-timeout", activities.DefaultStallTimeout, "a copy that moves no bytes for this long ends its attempt, to be retried")
 	cmd.Flags().BoolVar(&chainsOnly, "chains-only", false, "serve only the chain queue (runs, builds, scans, triggers); replication is left to `worker --region` processes")
 	cmd.Flags().StringSliceVar(&regions, "region", nil, "serve only replication into this registry (repeatable)")
 	cmd.Flags().BoolVar(&noScan, "no-scan", false, "do not scan (no vulnerability DB is loaded)")
