@@ -111,6 +111,9 @@ func (s *blobShare) fits(dir string, size int64) error {
 	if room == nil {
 		room = diskRoom
 	}
+	if dir == "" {
+		dir = os.TempDir() // where os.CreateTemp puts the spool then
+	}
 	left, err := room(dir)
 	if err != nil {
 		return err

@@ -231,3 +231,39 @@ func noSpoolLeft(t *testing.T, dir string) {
 	left, _ := os.ReadDir(dir)
 	t.Fatalf("spool files left behind: %v", left)
 }
+
+// A tag made at the destination while the copy runs (another writer) is
+// not replaced when overwrite is off: the copy fails with the conflict and
+// the tag keeps the other writer's image.
+func TestTagWrittenDuringCopyIsNotOverwritten(t *testing.T) {
+	img, err := random.Image(256<<10, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := random.Image(1024, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHostile(t, img, func(*hostile, http.ResponseWriter, *http.Request) bool { return false })
+	inner := registry.New()
+	var dst string
+	var once atomic.Bool
+	dst = newDestination(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/") && once.CompareAndSwap(false, true) {
+			// the other writer, in the middle of this copy
+			ref, _ := name.ParseReference(dst + "/demo/app:v1")
+			if err := remote.Write(ref, other); err != nil {
+				t.Error(err)
+			}
+		}
+		inner.ServeHTTP(w, r)
+	}))
+	err = replicateFrom(t, &Activities{TempDir: t.TempDir()}, h, dst)
+	wantFailure(t, err, ErrTagConflict, true, "written by someone else during the copy")
+	ref, _ := name.ParseReference(dst + "/demo/app:v1")
+	got, err := remote.Head(ref)
+	want, _ := other.Digest()
+	if err != nil || got.Digest != want {
+		t.Fatalf("the tag points at %v (%v), want the other writer's %s", got, err, want)
+	}
+}

@@ -1,10 +1,10 @@
 package activities
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
@@ -12,25 +12,21 @@ import (
 // signature of an SBOM of an image is depth 2).
 const maxReferrerDepth = 8
 
-// copyReferrers copies every artifact attached to digest in from (OCI 1.1
-// subject: signatures, SBOMs, attestations, dchain's scan reports) into
-// to, and recursively what is attached to those, each by digest, so the
-// copies are byte for byte the originals. The source is read through its
-// referrers API or the tag-schema fallback; go-containerregistry writes
-// to the destination's referrers API where it has one and keeps the
-// fallback tag's index up to date where it does not. It returns how many
-// referrers it copied.
-func copyReferrers(ctx context.Context, from, to name.Repository, digest string, srcOpts, dstOpts []remote.Option) (int, error) {
+// walkReferrers calls visit with every artifact attached to digest in repo
+// (OCI 1.1 subject: signatures, SBOMs, attestations, dchain's scan
+// reports), to the manifests of an index's platforms (`cosign sign
+// --recursive`, per-platform SBOMs), and recursively to those, each once.
+// The source is read through its referrers API or the tag-schema fallback.
+func walkReferrers(repo name.Repository, digest string, opts []remote.Option, visit func(referrer v1.Descriptor) error) error {
 	seen := map[string]bool{digest: true}
-	n := 0
 	var walk func(digest string, depth int) error
 	walk = func(digest string, depth int) error {
 		if depth > maxReferrerDepth {
 			return nil
 		}
-		idx, err := remote.Referrers(from.Digest(digest), srcOpts...)
+		idx, err := remote.Referrers(repo.Digest(digest), opts...)
 		if err != nil {
-			return fmt.Errorf("list the referrers of %s@%s: %w", from, digest, err)
+			return fmt.Errorf("list the referrers of %s@%s: %w", repo, digest, err)
 		}
 		m, err := idx.IndexManifest()
 		if err != nil {
@@ -41,17 +37,74 @@ func copyReferrers(ctx context.Context, from, to name.Repository, digest string,
 				continue
 			}
 			seen[d.Digest.String()] = true
-			if err := copyManifest(from.Digest(d.Digest.String()), to.Digest(d.Digest.String()), srcOpts, dstOpts); err != nil {
-				return fmt.Errorf("copy referrer %s of %s: %w", d.Digest, digest, err)
+			if err := visit(d); err != nil {
+				return fmt.Errorf("referrer %s of %s: %w", d.Digest, digest, err)
 			}
-			n++
 			if err := walk(d.Digest.String(), depth+1); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	err := walk(digest, 1)
+	if err := walk(digest, 1); err != nil {
+		return err
+	}
+	// The platforms of an index carry referrers of their own.
+	desc, err := remote.Get(repo.Digest(digest), opts...)
+	if err != nil || !desc.MediaType.IsIndex() {
+		return err
+	}
+	idx, err := desc.ImageIndex()
+	if err != nil {
+		return err
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return err
+	}
+	for _, c := range im.Manifests {
+		if seen[c.Digest.String()] || !(c.MediaType.IsImage() || c.MediaType.IsIndex()) {
+			continue
+		}
+		seen[c.Digest.String()] = true
+		if err := walk(c.Digest.String(), 1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyReferrers copies every referrer walkReferrers finds for digest in
+// from into to, each by digest, so the copies are byte for byte the
+// originals; go-containerregistry writes to the destination's referrers
+// API where it has one and keeps the fallback tag's index up to date
+// where it does not. It returns how many referrers it copied.
+func copyReferrers(from, to name.Repository, digest string, srcOpts, dstOpts []remote.Option) (int, error) {
+	n := 0
+	err := walkReferrers(from, digest, srcOpts, func(d v1.Descriptor) error {
+		if err := copyManifest(from.Digest(d.Digest.String()), to.Digest(d.Digest.String()), srcOpts, dstOpts); err != nil {
+			return err
+		}
+		n++
+		return nil
+	})
+	return n, err
+}
+
+// missingReferrers counts the referrers walkReferrers finds for digest in
+// from that to does not have.
+func missingReferrers(from, to name.Repository, digest string, srcOpts, dstOpts []remote.Option) (int, error) {
+	n := 0
+	err := walkReferrers(from, digest, srcOpts, func(d v1.Descriptor) error {
+		_, err := remote.Head(to.Digest(d.Digest.String()), dstOpts...)
+		switch {
+		case isNotFound(err):
+			n++
+		case err != nil:
+			return err
+		}
+		return nil
+	})
 	return n, err
 }
 

@@ -78,7 +78,7 @@ func (a *Activities) ReplicateImage(ctx context.Context, in workflows.ReplicateI
 		if err != nil {
 			return res, err
 		}
-		n, err := copyReferrers(ctx, src.Context(), dst.Context(), in.Digest, srcOpts, dstOpts)
+		n, err := copyReferrers(src.Context(), dst.Context(), in.Digest, srcOpts, dstOpts)
 		res.Referrers = n
 		if err != nil {
 			return res, registryError(ctx, into+": referrers", err)
@@ -143,6 +143,23 @@ func (a *Activities) copyImage(ctx context.Context, in workflows.ReplicateInput,
 		return err
 	}
 	for _, dst := range todo {
+		// Without overwrite, the tag is looked at again right before it
+		// is written: another writer may have made it during the copy.
+		// (The distribution API has no conditional manifest PUT; this
+		// leaves a window of one round trip instead of the whole copy.)
+		if !in.Overwrite {
+			cur, err := digestAt(ctx, dst, dstOpts, into)
+			switch {
+			case err != nil:
+				return err
+			case cur == in.Digest:
+				continue
+			case cur != "":
+				return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+					"%s: tag %s was written by someone else during the copy (now digest %s) and the rule's overwrite is off; it was left as it is",
+					into, dst.Identifier(), cur), ErrTagConflict, nil)
+			}
+		}
 		if err := remote.Tag(dst.(name.Tag), desc, dstOpts...); err != nil {
 			return registryError(ctx, into, err)
 		}

@@ -18,9 +18,9 @@ import (
 
 // PlanSync decides what a sync of the chain copies: every tag of every
 // repository in its scope (the registry's catalog, for a whole namespace),
-// for every replication rule that covers it, whose destination lacks it —
-// or has it at another digest, where the rule may overwrite (else it is
-// refused). With a blocking scan policy, an image is synced only when its
+// for every replication rule that covers it, whose destination lacks it
+// or some of its referrers (a signature added since), or has it at
+// another digest, where the rule may overwrite (else it is refused). With a blocking scan policy, an image is synced only when its
 // newest stored scan report passes the policy. Referrer tags and dchain's
 // own repositories are never images to sync.
 func (a *Activities) PlanSync(ctx context.Context, in workflows.PlanSyncInput) (workflows.SyncPlan, error) {
@@ -90,8 +90,18 @@ func (a *Activities) PlanSync(ctx context.Context, in workflows.PlanSyncInput) (
 				case err != nil:
 					return plan, err
 				case cur == item.Digest:
-					item.Reason = "already there"
-					plan.Skip = append(plan.Skip, item)
+					// There, but a signature or SBOM attached since may not be.
+					missing, err := a.referrersMissing(ctx, src, dst, repo, item)
+					if err != nil {
+						return plan, err
+					}
+					if missing == 0 {
+						item.Reason = "already there"
+						plan.Skip = append(plan.Skip, item)
+						break
+					}
+					item.Reason = fmt.Sprintf("already there, without %d of its referrers", missing)
+					plan.Copy = append(plan.Copy, item)
 				case cur != "" && !rule.Overwrite:
 					item.Reason = fmt.Sprintf("%s has %s:%s at %s and the rule's overwrite is off", dst.Name, repo, tag, cur)
 					plan.Refuse = append(plan.Refuse, item)
@@ -161,6 +171,32 @@ func (a *Activities) scanGate(ctx context.Context, reg chain.Registry, ch chain.
 		return "blocked by the scan policy: " + strings.Join(d.Reasons, "; "), nil
 	}
 	return "", nil
+}
+
+// referrersMissing counts the referrers of the image item names in src
+// that dst lacks (0 when the rule does not copy referrers).
+func (a *Activities) referrersMissing(ctx context.Context, src, dst chain.Registry, repo string, item workflows.SyncItem) (int, error) {
+	if item.SkipReferrers {
+		return 0, nil
+	}
+	from, err := reference(src, repo, item.Digest)
+	if err != nil {
+		return 0, err
+	}
+	to, err := reference(dst, repo, item.Digest)
+	if err != nil {
+		return 0, err
+	}
+	srcOpts, err := a.remoteOptions(ctx, src)
+	if err != nil {
+		return 0, err
+	}
+	dstOpts, err := a.remoteOptions(ctx, dst)
+	if err != nil {
+		return 0, err
+	}
+	n, err := missingReferrers(from.Context(), to.Context(), item.Digest, srcOpts, dstOpts)
+	return n, registryError(ctx, "compare the referrers of "+from.String()+" in "+dst.Name, err)
 }
 
 // tagDigest is the digest repo:tag points at in reg, "" when there is no such tag.

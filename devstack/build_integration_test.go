@@ -244,15 +244,29 @@ func TestCancelStopsTheBuildkitdJob(t *testing.T) {
 // waitFailed waits for a run that must fail and returns its status.
 func waitFailed(t *testing.T, id string) workflows.RunStatus {
 	t.Helper()
+	st, failed := waitEnded(t, id)
+	if !failed {
+		t.Fatalf("run %s: want a failure, got %s", id, st.Outcome)
+	}
+	return st
+}
+
+// waitEnded waits for a run to end, delivered or failed, and returns its
+// status and whether the workflow failed.
+func waitEnded(t *testing.T, id string) (workflows.RunStatus, bool) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var st workflows.RunStatus
 	err := stack.Client.GetWorkflow(ctx, id, "").Get(ctx, &st)
+	if err == nil {
+		return st, false
+	}
 	var app *temporal.ApplicationError
 	if !errors.As(err, &app) || app.Details(&st) != nil {
 		t.Fatalf("run %s: want a failure with status, got %v", id, err)
 	}
-	return st
+	return st, true
 }
 
 // activeBuild returns the ref of a build buildkitd is running, or "".

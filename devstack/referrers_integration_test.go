@@ -168,3 +168,53 @@ func TestReferrersTravelWithTheImage(t *testing.T) {
 		t.Errorf("API registry: tags %v (%v): the fallback scheme was used", tags, err)
 	}
 }
+
+// Referrers of an index's platform manifests (`cosign sign --recursive`,
+// per-platform SBOMs) travel with the index; a signature attached after
+// delivery (push, then sign) reaches every destination with the next sync,
+// which copies it although the image itself is already there.
+func TestPlatformAndLateReferrersFollow(t *testing.T) {
+	digest, err := PushSample(context.Background(), stack.Endpoints.Registries["src"], "late/app", "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := repoIn(t, stack.Endpoints.Registries["src"], "late/app")
+	desc, err := remote.Get(src.Digest(digest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := desc.ImageIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	amd64 := im.Manifests[0].Digest.String()
+	platformSig := attach(t, src, amd64, "application/vnd.dev.cosign.artifact.sig.v1+json", "signature of amd64")
+
+	l, _ := testChain("it-late", "late/app")
+	if st := waitRun(t, startRun(t, l, "late/app:v1").WorkflowID, time.Minute); st.Outcome != workflows.OutcomeSucceeded {
+		t.Fatalf("run: %s %s", st.Outcome, st.Message)
+	}
+	for _, reg := range []string{"eu", "us"} {
+		if got := referrersOf(t, repoIn(t, stack.Endpoints.Registries[reg], "late/app"), amd64); !slices.Equal(got, []string{platformSig}) {
+			t.Errorf("%s: referrers of the amd64 manifest %v, want %v", reg, got, []string{platformSig})
+		}
+	}
+
+	late := attach(t, src, digest, "application/vnd.dev.cosign.artifact.sig.v1+json", "signed after delivery")
+	res := syncOnce(t, l, false)
+	if len(res.Copied) != 2 || !strings.Contains(res.Copied[0].Reason, "without 1 of its referrers") {
+		t.Fatalf("sync: copied %s (%+v); skipped %s; failed %s", items(res.Copied), res.Copied, items(res.Skipped), items(res.Failed))
+	}
+	for _, reg := range []string{"eu", "us"} {
+		if got := referrersOf(t, repoIn(t, stack.Endpoints.Registries[reg], "late/app"), digest); !slices.Contains(got, late) {
+			t.Errorf("%s: referrers %v lack the late signature %s", reg, got, late)
+		}
+	}
+	if res := syncOnce(t, l, false); len(res.Copied) != 0 {
+		t.Fatalf("a second sync copies again: %s", items(res.Copied))
+	}
+}

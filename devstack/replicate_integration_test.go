@@ -7,10 +7,12 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/dchain-dev/dchain/chain"
@@ -169,5 +171,62 @@ func TestLiveReplicationStatus(t *testing.T) {
 			t.Fatalf("live status never showed the retry and the missing worker: %+v", st.Destinations)
 		}
 		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// Two replications of different images into one tag, at once, with
+// overwrite off: one delivers, the other fails with the conflict, and the
+// tag holds the image of the one that says it delivered (the tag is looked
+// at again right before it is written, not only before the copy).
+func TestConcurrentReplicationsIntoOneTag(t *testing.T) {
+	ctx := context.Background()
+	var digests []string
+	for i := range 2 {
+		img, err := random.Image(8<<20, 3) // long enough for the copies to overlap
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, _ := name.ParseReference(fmt.Sprintf("%s/race/app:c%d", stack.Endpoints.Registries["src"], i), name.Insecure)
+		if err := remote.Write(ref, img); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := img.Digest()
+		digests = append(digests, d.String())
+	}
+	l, _ := testChain("it-race", "race/app")
+	s := &starter.Starter{Client: stack.Client, Config: l}
+	ids := make([]string, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := s.StartReplication(ctx, starter.ReplicationRequest{Source: fmt.Sprintf("src/race/app:c%d", i),
+				To: []string{"eu/race/app:live"}, SourceField: "image", ToField: "--to"})
+			ids[i], errs[i] = st.WorkflowID, err
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	var won []int
+	for i, id := range ids {
+		run, _ := waitEnded(t, id)
+		switch {
+		case run.Outcome == workflows.OutcomeSucceeded:
+			won = append(won, i)
+		case run.Outcome == workflows.OutcomeFailed && strings.Contains(run.Message, "overwrite is off"):
+			t.Logf("run %d: %s", i, run.Message)
+		default:
+			t.Fatalf("run %d: %s %s", i, run.Outcome, run.Message)
+		}
+	}
+	if len(won) != 1 {
+		t.Fatalf("%d runs say they delivered into one tag with overwrite off", len(won))
+	}
+	if got := digestAt(t, "eu", "race/app", "live"); got != digests[won[0]] {
+		t.Fatalf("the tag holds %s, but the run that says it delivered copied %s", got, digests[won[0]])
 	}
 }

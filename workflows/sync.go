@@ -51,7 +51,8 @@ type SyncItem struct {
 	Overwrite   bool   `json:"overwrite,omitempty"`
 	// SkipReferrers is the rule's `referrers: false`.
 	SkipReferrers bool `json:"skipReferrers,omitempty"`
-	// Reason says why an item was skipped, refused or failed.
+	// Reason says why an item was skipped, refused or failed (or, copied,
+	// that the image was there without some of its referrers).
 	Reason string `json:"reason,omitempty"`
 }
 
