@@ -3,7 +3,9 @@ package devstack
 import (
 	"archive/tar"
 	"context"
+	"errors"
 	"maps"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,7 +19,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/dchain-dev/dchain/activities"
 	"github.com/dchain-dev/dchain/chain"
@@ -172,15 +176,50 @@ func assertNoDeliveries(t *testing.T, chainName string) {
 	}
 }
 
+// waitBlocked waits for a run the policy must block: its workflow fails as
+// Blocked (what the Web UI shows in the list and the header, apart from a
+// delivered run), with the policy's reason as the message and the status
+// as the details.
+func waitBlocked(t *testing.T, id string) workflows.RunStatus {
+	t.Helper()
+	st := waitFailed(t, id)
+	if st.Outcome != workflows.OutcomeBlocked {
+		t.Fatalf("outcome %s: %s", st.Outcome, st.Message)
+	}
+	desc, err := stack.Client.DescribeWorkflowExecution(context.Background(), id, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := desc.GetWorkflowExecutionInfo().GetStatus(); got != enumspb.WORKFLOW_EXECUTION_STATUS_FAILED {
+		t.Fatalf("a blocked run's execution is %s in Temporal, want Failed", got)
+	}
+	err = stack.Client.GetWorkflow(context.Background(), id, "").Get(context.Background(), nil)
+	var app *temporal.ApplicationError
+	if !errors.As(err, &app) || app.Type() != workflows.ErrTypeRunBlocked || !strings.HasPrefix(app.Message(), "blocked by the scan policy: ") {
+		t.Fatalf("a blocked run's failure: %v", err)
+	}
+	return st
+}
+
 func TestBlockedRunDeletesTheTagAndReachesNoOne(t *testing.T) {
 	pushVulnerable(t, "scan/blocked", "v1")
 	l := scanChain("it-block", "scan/blocked", chain.Scan{Conditions: critical, Action: chain.ActionDeleteTag})
 	id := startRun(t, l, "scan/blocked:v1").WorkflowID
-	st := waitRun(t, id, 2*time.Minute)
-	if st.Outcome != workflows.OutcomeBlocked || st.Decision == nil || !st.Decision.Blocked {
+	st := waitBlocked(t, id)
+	if st.Decision == nil || !st.Decision.Blocked {
 		t.Fatalf("outcome %s: %s", st.Outcome, st.Message)
 	}
-	recordHistory(t, id, "chainrun-blocked-batched.json")
+	recordHistory(t, id, "chainrun-blocked-fails.json")
+	// Where a person looks first — the list of runs and the run's page in
+	// the Web UI, in a real browser — it says Failed, not Completed like a
+	// delivered run, and the page says why.
+	ns := "/namespaces/" + stack.Endpoints.Namespace + "/workflows"
+	if row := tableRowOf(browse(t, ns+"?query="+url.QueryEscape("WorkflowId = '"+id+"'"), "blocked-list"), id); !strings.Contains(row, "Failed") || strings.Contains(row, "Completed") {
+		t.Errorf("the Web UI lists the blocked run as %q", row)
+	}
+	if page := visibleText(browse(t, ns+"/"+url.PathEscape(id), "blocked-run")); !strings.Contains(page, st.Message) {
+		t.Errorf("the run's page in the Web UI does not say %q", st.Message)
+	}
 	if _, ok := tagStatus(t, "src", "scan/blocked", "v1"); ok {
 		t.Fatal("the blocked tag is still in the source registry")
 	}
@@ -195,8 +234,8 @@ func TestBlockedRunDeletesTheTagAndReachesNoOne(t *testing.T) {
 func TestBlockAndBackupQuarantines(t *testing.T) {
 	digest := pushVulnerable(t, "scan/backup", "v1")
 	l := scanChain("it-backup", "scan/backup", chain.Scan{Conditions: critical, Action: chain.ActionBackup, Backup: &chain.Backup{Repository: "quarantine/backup"}})
-	st := waitRun(t, startRun(t, l, "scan/backup:v1").WorkflowID, 2*time.Minute)
-	if st.Outcome != workflows.OutcomeBlocked || st.Block == nil || len(st.Block.BackedUp) != 1 {
+	st := waitBlocked(t, startRun(t, l, "scan/backup:v1").WorkflowID)
+	if st.Block == nil || len(st.Block.BackedUp) != 1 {
 		t.Fatalf("outcome %s, block %+v: %s", st.Outcome, st.Block, st.Message)
 	}
 	if d, ok := tagStatus(t, "src", "quarantine/backup", "v1"); !ok || d != digest {

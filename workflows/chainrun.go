@@ -22,8 +22,13 @@ func ChainRun(ctx workflow.Context, in ChainRunInput) (*RunStatus, error) {
 	return r.run(ctx)
 }
 
-// ErrTypeRunFailed is the application error type of a failed run.
-const ErrTypeRunFailed = "ChainRunFailed"
+// Application error types a run ends with: failed, or blocked by the scan
+// policy (the workflow fails either way; the DchainOutcome search
+// attribute and the status in the details tell them apart).
+const (
+	ErrTypeRunFailed  = "ChainRunFailed"
+	ErrTypeRunBlocked = "Blocked"
+)
 
 // errSkipped marks a stage that had nothing to do; its text is the reason.
 type errSkipped string
@@ -155,8 +160,18 @@ func (r *run) finish(ctx workflow.Context, stage string, err error) (*RunStatus,
 	workflow.SetCurrentDetails(ctx, currentDetails(&r.status))
 	r.metrics(ctx).WithTags(map[string]string{TagOutcome: string(r.status.Outcome)}).Counter(MetricRunsEnded).Inc(1)
 	switch r.status.Outcome {
-	case OutcomeSucceeded, OutcomeBlocked:
+	case OutcomeSucceeded:
 		return &r.status, nil
+	case OutcomeBlocked:
+		// A blocked run fails, so that the Web UI shows it apart from a
+		// delivered one where a person looks first (the list and the
+		// header), with the policy's reason as the failure's message.
+		// Runs recorded before completed with the status.
+		if workflow.GetVersion(ctx, "blocked-fails", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+			return &r.status, nil
+		}
+		return nil, temporal.NewApplicationErrorWithOptions(r.status.Message, ErrTypeRunBlocked,
+			temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{r.status}})
 	case OutcomeCanceled:
 		return nil, temporal.NewCanceledError(r.status)
 	default:

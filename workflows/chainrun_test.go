@@ -318,8 +318,11 @@ func TestChainRunBlockedStopsEverything(t *testing.T) {
 	in.Chain.Scan = scanPolicy(chain.ModeBlocking)
 	f := &fakes{counts: map[string]int{"CRITICAL": 2, "HIGH": 1}}
 	st, err := runWorkflow(t, in, f, nil)
-	if err != nil {
-		t.Fatalf("a blocked run is not a failed workflow: %v", err)
+	// The workflow fails, as Blocked, with the policy's reason: the Web UI
+	// shows it apart from a delivered run.
+	var app *temporal.ApplicationError
+	if !errors.As(err, &app) || app.Type() != ErrTypeRunBlocked || !strings.Contains(app.Message(), "blocked by the scan policy: 2 CRITICAL") {
+		t.Fatalf("a blocked run ends with %v, want a %s failure saying why", err, ErrTypeRunBlocked)
 	}
 	if st.Outcome != OutcomeBlocked || st.FailedStage != StageEvaluate {
 		t.Fatalf("outcome %s at %s: %s", st.Outcome, st.FailedStage, st.Message)

@@ -65,7 +65,8 @@ const (
 	OutcomeSucceeded Outcome = "Succeeded"
 	OutcomeFailed    Outcome = "Failed"
 	OutcomeCanceled  Outcome = "Canceled"
-	// OutcomeBlocked: the blocking policy stopped the chain (not a failure).
+	// OutcomeBlocked: the blocking policy stopped the chain (the workflow
+	// fails with ErrTypeRunBlocked, so the Web UI shows it apart).
 	OutcomeBlocked Outcome = "Blocked"
 	// OutcomeTerminated: ended outside dchain (Temporal's terminate, the
 	// Web UI's, a reset); the run's own record stopped where it was.
