@@ -45,6 +45,9 @@ func (a *Activities) ReplicateImage(ctx context.Context, in workflows.ReplicateI
 		target = in.TargetRepository
 	}
 	into := fmt.Sprintf("replicate %s:%s into registry %s (%s)", target, in.Tag, in.Destination.Name, in.Destination.RegionName())
+	if in.ReferrersOnly {
+		return a.followReferrers(ctx, in, src, target, srcOpts, dstOpts)
+	}
 
 	// What the destination tags point at now decides what to write at all;
 	// a conflict fails before anything is written.
@@ -85,6 +88,25 @@ func (a *Activities) ReplicateImage(ctx context.Context, in workflows.ReplicateI
 		}
 	}
 	return res, nil
+}
+
+// followReferrers copies the referrers of the image to a destination that
+// has it; one that does not is left alone (NotPresent).
+func (a *Activities) followReferrers(ctx context.Context, in workflows.ReplicateInput, src name.Reference, target string, srcOpts, dstOpts []remote.Option) (workflows.ReplicateResult, error) {
+	res := workflows.ReplicateResult{Digest: in.Digest}
+	dst, err := reference(in.Destination, target, in.Digest)
+	if err != nil {
+		return res, err
+	}
+	what := fmt.Sprintf("follow the referrers of %s@%s into registry %s (%s)", target, in.Digest, in.Destination.Name, in.Destination.RegionName())
+	if _, err := remote.Head(dst, dstOpts...); isNotFound(err) {
+		res.NotPresent = true
+		return res, nil
+	} else if err != nil {
+		return res, registryError(ctx, what, err)
+	}
+	res.Referrers, err = copyReferrers(src.Context(), dst.Context(), in.Digest, srcOpts, dstOpts)
+	return res, registryError(ctx, what, err)
 }
 
 // copyImage writes the image (or index) under the first tag of todo, points

@@ -182,6 +182,15 @@ func IsReferrerTag(tag string) bool {
 	return len(hex) == 64 || hex[64] == '.'
 }
 
+// ReferrerSubject is the digest of the image a referrer tag
+// (IsReferrerTag) is attached to: "sha256-<hex>.sig" → "sha256:<hex>".
+func ReferrerSubject(tag string) (string, bool) {
+	if !IsReferrerTag(tag) {
+		return "", false
+	}
+	return "sha256:" + tag[len("sha256-"):len("sha256-")+64], true
+}
+
 // NotAnImage says why repo:tag must never start a run, be scanned as an
 // image or fire a trigger — a referrer tag, or one of dchain's own
 // repositories (build logs, build cache, a chain's quarantine) — or ""

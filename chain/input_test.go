@@ -253,3 +253,24 @@ func TestParseReplicationNames(t *testing.T) {
 		t.Error("a digest source without a target tag accepted")
 	}
 }
+
+// A referrer tag names the image it is attached to; anything else is not one.
+func TestReferrerSubject(t *testing.T) {
+	hex := strings.Repeat("ab", 32)
+	for tag, want := range map[string]string{
+		"sha256-" + hex:                      "sha256:" + hex,
+		"sha256-" + hex + ".sig":             "sha256:" + hex,
+		"sha256-" + hex + ".att":             "sha256:" + hex,
+		"sha256-" + hex + "x":                "",
+		"sha256-" + strings.ToUpper(hex):     "",
+		"sha256-" + hex[:63]:                 "",
+		"v1":                                 "",
+		"sha512-" + hex + hex:                "",
+		"sha256-" + hex[:62] + "zz" + ".sig": "",
+	} {
+		got, ok := ReferrerSubject(tag)
+		if got != want || ok != (want != "") {
+			t.Errorf("%q: %q %v, want %q", tag, got, ok, want)
+		}
+	}
+}

@@ -34,6 +34,18 @@ func (s Scope) Covers(repo string) bool {
 // Applies reports whether the rule replicates repo:tag (repo is
 // "namespace/name" inside the scope), and if not, why.
 func (r ReplicationRule) Applies(s Scope, repo, tag string) (bool, string) {
+	if ok, why := r.CoversRepository(s, repo); !ok {
+		return false, why
+	}
+	if r.TagFilter != "" && !fullMatch(r.TagFilter, tag) {
+		return false, fmt.Sprintf("tag %q does not match filter %q", tag, r.TagFilter)
+	}
+	return true, ""
+}
+
+// CoversRepository reports whether the rule copies images of repo (any
+// tag), and if not, why.
+func (r ReplicationRule) CoversRepository(s Scope, repo string) (bool, string) {
 	if r.Level == LevelRepository {
 		want := r.Repository
 		if want == "" {
@@ -42,9 +54,6 @@ func (r ReplicationRule) Applies(s Scope, repo, tag string) (bool, string) {
 		if repo != s.FullRepository(want) {
 			return false, fmt.Sprintf("rule covers repository %s only", s.FullRepository(want))
 		}
-	}
-	if r.TagFilter != "" && !fullMatch(r.TagFilter, tag) {
-		return false, fmt.Sprintf("tag %q does not match filter %q", tag, r.TagFilter)
 	}
 	return true, ""
 }

@@ -2,6 +2,7 @@ package devstack
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -171,8 +172,9 @@ func TestReferrersTravelWithTheImage(t *testing.T) {
 
 // Referrers of an index's platform manifests (`cosign sign --recursive`,
 // per-platform SBOMs) travel with the index; a signature attached after
-// delivery (push, then sign) reaches every destination with the next sync,
-// which copies it although the image itself is already there.
+// delivery (push, then sign) reaches every destination that has the image,
+// from the registry's notification of the referrer tag, or else with the
+// next sync, which copies it although the image itself is already there.
 func TestPlatformAndLateReferrersFollow(t *testing.T) {
 	digest, err := PushSample(context.Background(), stack.Endpoints.Registries["src"], "late/app", "v1")
 	if err != nil {
@@ -204,9 +206,67 @@ func TestPlatformAndLateReferrersFollow(t *testing.T) {
 		}
 	}
 
-	late := attach(t, src, digest, "application/vnd.dev.cosign.artifact.sig.v1+json", "signed after delivery")
+	// Signed after delivery: the registry's notification of the referrer
+	// tag starts a run that follows it to every destination that has the
+	// image; the same notification again starts nothing new.
+	signed := attach(t, src, digest, "application/vnd.dev.cosign.artifact.sig.v1+json", "signed after delivery")
+	fallback := "sha256-" + strings.TrimPrefix(digest, "sha256:")
+	fb, err := remote.Head(src.Tag(fallback))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := apiServer(t, l, stack.Client)
+	ev := distributionEvent("late/app", fallback, fb.Digest.String())
+	code, ans, body := deliver(t, srv.URL, "registry", "distribution", "hook-secret", ev)
+	if code != http.StatusAccepted || len(ans.Runs) != 1 {
+		t.Fatalf("notification of a referrer tag: %d %s", code, body)
+	}
+	follow := waitRun(t, ans.Runs[0].WorkflowID, time.Minute)
+	if follow.Outcome != workflows.OutcomeSucceeded || len(follow.Destinations) != 2 {
+		t.Fatalf("following the referrers: %s %s %+v", follow.Outcome, follow.Message, follow.Destinations)
+	}
+	for _, d := range follow.Destinations {
+		if d.State != workflows.StateSucceeded || d.Referrers == 0 {
+			t.Errorf("%s: %s %s", d.Registry, d.State, d.Message)
+		}
+		if got := referrersOf(t, repoIn(t, stack.Endpoints.Registries[d.Registry], "late/app"), digest); !slices.Contains(got, signed) {
+			t.Errorf("%s: referrers %v lack the signature made after delivery %s", d.Registry, got, signed)
+		}
+	}
+	if code, again, _ := deliver(t, srv.URL, "registry", "distribution", "hook-secret", ev); code != http.StatusOK || !again.Runs[0].Existing {
+		t.Errorf("the same notification again: %d %+v", code, again)
+	}
+	// An image no destination has yet: nothing to follow, said so.
+	other, err := PushSample(context.Background(), stack.Endpoints.Registries["src"], "late/app", "v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	attach(t, src, other, "application/vnd.dev.cosign.artifact.sig.v1+json", "signed before delivery")
+	otherTag := "sha256-" + strings.TrimPrefix(other, "sha256:")
+	ofb, err := remote.Head(src.Tag(otherTag))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ans, body := deliver(t, srv.URL, "registry", "distribution", "hook-secret", distributionEvent("late/app", otherTag, ofb.Digest.String())); len(ans.Runs) != 1 {
+		t.Fatalf("notification for an undelivered image: %s", body)
+	} else if st := waitRun(t, ans.Runs[0].WorkflowID, time.Minute); st.Outcome != workflows.OutcomeSucceeded || st.Stage(workflows.StageReplicate).State != workflows.StateSkipped {
+		t.Errorf("undelivered image: %s %s %+v", st.Outcome, st.Message, st.Stages)
+	}
+
+	// Without a notification (none configured, or lost), the next sync
+	// copies what a destination lacks although the image is there.
+	late := attach(t, src, digest, "application/spdx+json", `{"spdxVersion":"SPDX-2.3","name":"late"}`)
 	res := syncOnce(t, l, false)
-	if len(res.Copied) != 2 || !strings.Contains(res.Copied[0].Reason, "without 1 of its referrers") {
+	v1Copies := 0
+	for _, it := range res.Copied {
+		if it.Tag == "v1" {
+			v1Copies++
+			if !strings.Contains(it.Reason, "without 1 of its referrers") {
+				t.Errorf("sync copied %s:%s → %s saying %q", it.Repository, it.Tag, it.Destination, it.Reason)
+			}
+		}
+	}
+	if v1Copies != 2 || len(res.Failed) != 0 {
 		t.Fatalf("sync: copied %s (%+v); skipped %s; failed %s", items(res.Copied), res.Copied, items(res.Skipped), items(res.Failed))
 	}
 	for _, reg := range []string{"eu", "us"} {

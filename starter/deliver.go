@@ -84,6 +84,12 @@ func (s *Starter) deliverPushes(ctx context.Context, src chain.Source, ev Event,
 
 func (s *Starter) deliverImages(ctx context.Context, src chain.Source, ev Event, d *Delivery) error {
 	for _, im := range ev.Images {
+		if subject, ok := chain.ReferrerSubject(im.Tag); ok {
+			if err := s.deliverReferrers(ctx, src, im, subject, d); err != nil {
+				return err
+			}
+			continue
+		}
 		if why := s.Config.NotAnImage(im.Repository, im.Tag); why != "" {
 			d.Ignored = append(d.Ignored, why)
 			continue
@@ -109,6 +115,35 @@ func (s *Starter) deliverImages(ctx context.Context, src chain.Source, ev Event,
 		if !matched {
 			d.Ignored = append(d.Ignored, fmt.Sprintf("no chain without a build section covers %s in registry %s", im.Repository, src.Registry))
 		}
+	}
+	return nil
+}
+
+// deliverReferrers follows an artifact attached to an image (its referrer
+// tag changed) to the destinations of every chain covering the image that
+// already have it.
+func (s *Starter) deliverReferrers(ctx context.Context, src chain.Source, im ImagePush, subject string, d *Delivery) error {
+	matched := false
+	for _, ch := range s.Config.Chains {
+		if ch.Scope.Registry != src.Registry || !ch.Scope.Covers(im.Repository) || !s.allowed(src, ch.Name) ||
+			s.Config.NotAnImage(im.Repository, "") != "" {
+			continue
+		}
+		st, err := s.StartReferrers(ctx, ReferrersRequest{Chain: ch.Name, Repository: im.Repository, Tag: im.Tag, Digest: im.Digest, Subject: subject,
+			Cause: workflows.Cause{Kind: src.Provider + "-referrer", Actor: im.Actor, At: orNow(im.At)}})
+		if errors.Is(err, errNothingToFollow) {
+			d.Ignored = append(d.Ignored, fmt.Sprintf("chain %s: %v", ch.Name, err))
+			continue
+		}
+		if err != nil {
+			return Unavailable(err)
+		}
+		matched = true
+		d.Runs = append(d.Runs, st)
+	}
+	if !matched {
+		d.Ignored = append(d.Ignored, fmt.Sprintf("%s:%s is a referrer tag (an artifact attached to %s) and no chain covering %s in registry %s copies referrers",
+			im.Repository, im.Tag, subject, im.Repository, src.Registry))
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"go.temporal.io/sdk/workflow"
@@ -33,13 +34,22 @@ type ReplicateRequest struct {
 	Targets   []ReplicationTarget `json:"targets"`
 	TaskQueue string              `json:"taskQueue,omitempty"`
 	Retry     chain.RetrySettings `json:"retry"`
+	// ReferrersOnly follows the artifacts attached to Image's digest to
+	// every target that has the image (ReplicateInput.ReferrersOnly); the
+	// targets' tags are empty. Chain names the chain that asked for it.
+	ReferrersOnly bool   `json:"referrersOnly,omitempty"`
+	Chain         string `json:"chain,omitempty"`
 }
 
 // ReplicateWorkflow is the story of a manual replication: one replicate
 // stage, a branch per target. It ends like a ChainRun (its status is a
 // RunStatus, so `dchain run show/watch` and the REST API read it the same way).
 func ReplicateWorkflow(ctx workflow.Context, req ReplicateRequest) (*RunStatus, error) {
-	r := newRun(ctx, ChainRunInput{Chain: chain.Chain{Name: "(manual replication)"}, Image: req.Image,
+	name := "(manual replication)"
+	if req.Chain != "" {
+		name = req.Chain
+	}
+	r := newRun(ctx, ChainRunInput{Chain: chain.Chain{Name: name}, Image: req.Image,
 		Registries: []chain.Registry{req.Source}, TaskQueue: req.TaskQueue, Retry: req.Retry})
 	r.status.Stages = []StageStatus{{Name: StageReplicate, State: StatePending}}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (RunStatus, error) { return r.status, nil }); err != nil {
@@ -61,13 +71,17 @@ func (r *run) replicateTargets(ctx workflow.Context, req ReplicateRequest) error
 	wg := workflow.NewWaitGroup(ctx)
 	for _, t := range req.Targets {
 		i := len(r.status.Destinations)
+		ref, summary := t.Registry.Address+"/"+t.Repository+":"+t.Tag, fmt.Sprintf("replicate %s@%s → %s (%s)", img.Repository, img.Digest, t, t.Registry.RegionName())
+		if req.ReferrersOnly {
+			ref = t.Registry.Address + "/" + t.Repository + "@" + img.Digest
+			summary = fmt.Sprintf("follow the referrers of %s@%s → %s (%s)", img.Repository, img.Digest, t.Registry.Name, t.Registry.RegionName())
+		}
 		r.status.Destinations = append(r.status.Destinations, DestinationStatus{
-			Registry: t.Registry.Name, Region: t.Registry.RegionName(),
-			Reference: t.Registry.Address + "/" + t.Repository + ":" + t.Tag, State: StatePending,
+			Registry: t.Registry.Name, Region: t.Registry.RegionName(), Reference: ref, State: StatePending,
 		})
 		in := ReplicateInput{Source: req.Source, Destination: t.Registry, Repository: img.Repository, TargetRepository: t.Repository,
-			Tag: t.Tag, Digest: img.Digest, Overwrite: t.Overwrite}
-		opts := r.replicationOptions(t.Registry.Name, fmt.Sprintf("replicate %s@%s → %s (%s)", img.Repository, img.Digest, t, t.Registry.RegionName()))
+			Tag: t.Tag, Digest: img.Digest, Overwrite: t.Overwrite, ReferrersOnly: req.ReferrersOnly}
+		opts := r.replicationOptions(t.Registry.Name, summary)
 		wg.Add(1)
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer wg.Done()
@@ -75,16 +89,29 @@ func (r *run) replicateTargets(ctx workflow.Context, req ReplicateRequest) error
 		})
 	}
 	wg.Wait(ctx)
+	if req.ReferrersOnly && !slices.ContainsFunc(r.status.Destinations, func(d DestinationStatus) bool { return d.State != StateSkipped }) {
+		return errSkipped("no destination has the image: no referrers to follow")
+	}
 	return r.replicationOutcome(ctx)
 }
 
 // ReplicationWorkflowID is a manual replication's ID: the source image and
 // its targets, so the same request while it runs is one replication.
 func ReplicationWorkflowID(req ReplicateRequest) string {
+	if req.ReferrersOnly {
+		return ReferrersWorkflowID(req.Chain, req.Image)
+	}
 	targets := make([]string, len(req.Targets))
 	for i, t := range req.Targets {
 		targets[i] = t.String()
 	}
 	d := strings.TrimPrefix(req.Image.Digest, "sha256:")
 	return fmt.Sprintf("replicate:%s/%s@sha256:%s->%s", req.Source.Name, req.Image.Repository, d[:min(16, len(d))], strings.Join(targets, ","))
+}
+
+// ReferrersWorkflowID is the ID of a run that follows new referrers of an
+// image to the chain's destinations; Image.Tag names what arrived (the
+// referrer tag at its digest), so one notification maps to one run.
+func ReferrersWorkflowID(chainName string, img ImageRef) string {
+	return "referrers:" + WorkflowID(chainName, img)
 }

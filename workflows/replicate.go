@@ -85,7 +85,12 @@ func (r *run) replicateTo(ctx workflow.Context, i int, in ReplicateInput) {
 	case err == nil:
 		d.State, d.Digest = StateSucceeded, res.Digest
 		d.BytesCopied, d.BlobsCopied, d.BlobsSkipped, d.Referrers, d.BytesTotal = res.BytesCopied, res.BlobsCopied, res.BlobsSkipped, res.Referrers, res.BytesTotal
-		if res.AlreadyPresent {
+		switch {
+		case res.NotPresent:
+			d.State, d.Message = StateSkipped, "the image is not there: no referrers to follow"
+		case in.ReferrersOnly:
+			d.Message = fmt.Sprintf("%d referrers followed", res.Referrers)
+		case res.AlreadyPresent:
 			d.Message = "already present"
 		}
 	case temporal.IsCanceledError(err):

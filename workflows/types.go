@@ -225,6 +225,10 @@ type ReplicateInput struct {
 	// SkipReferrers leaves the artifacts attached to the image (signatures,
 	// SBOMs, scan reports) behind; by default they are copied with it.
 	SkipReferrers bool `json:"skipReferrers,omitempty"`
+	// ReferrersOnly copies only the artifacts attached to Digest, and only
+	// where the destination has the image (a signature added after
+	// delivery follows it); no tag is read or written (Tag is empty).
+	ReferrersOnly bool `json:"referrersOnly,omitempty"`
 }
 
 // ReplicateProgress is the heartbeat detail of a replication: how far the
@@ -249,6 +253,9 @@ type ReplicateResult struct {
 	AlreadyPresent bool `json:"alreadyPresent,omitempty"`
 	// Referrers counts the attached artifacts copied (recursively).
 	Referrers int `json:"referrers,omitempty"`
+	// NotPresent is true when, following referrers only, the destination
+	// does not have the image: nothing was copied.
+	NotPresent bool `json:"notPresent,omitempty"`
 }
 
 // DeliverInput is one trigger delivery.
