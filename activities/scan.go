@@ -28,8 +28,15 @@ import (
 // scanner implements it with Trivy; it is an interface so that this
 // package's tests do not link Trivy.
 type ImageScanner interface {
-	Scan(ctx context.Context, ref, platform string, auth authn.AuthConfig, tr http.RoundTripper, insecure bool) ([]chain.Finding, error)
+	Scan(ctx context.Context, ref, platform string, auth authn.AuthConfig, tr http.RoundTripper, insecure bool) (ScanResult, error)
 	DB() workflows.ScanDB
+}
+
+// ScanResult is what the scan of one platform found, and what it could
+// look at to find it.
+type ScanResult struct {
+	Findings  []chain.Finding
+	Inventory workflows.ScanInventory
 }
 
 // Media types of the scan report artifact.
@@ -59,7 +66,7 @@ func (a *Activities) ScanImage(ctx context.Context, in workflows.ScanInput) (wor
 		return workflows.ScanSummary{}, registryError(ctx, what, err)
 	}
 	prev, prevRef, prevErr := a.latestReport(ctx, in.Registry, in.Repository, in.Digest)
-	if prevErr == nil && prev != nil && workflows.SameDB(prev.DB, a.Scanner.DB()) {
+	if prevErr == nil && prev != nil && workflows.SameDB(prev.DB, a.Scanner.DB()) && len(prev.Inventory) > 0 {
 		// The same image against the same DB finds the same: the stored report is the result.
 		sum := summarize(*prev, prevRef)
 		sum.Reused, sum.New = true, nil
@@ -79,11 +86,13 @@ func (a *Activities) ScanImage(ctx context.Context, in workflows.ScanInput) (wor
 	report := workflows.ScanReport{Image: ref.String(), Digest: in.Digest, DB: a.Scanner.DB(), Findings: []chain.Finding{}}
 	for i, p := range platforms {
 		activity.RecordHeartbeat(ctx, fmt.Sprintf("scanning %s (%d/%d)", orDefault(p, "image"), i+1, len(platforms)))
-		fs, err := a.Scanner.Scan(ctx, ref.String(), p, auth, tr, in.Registry.Insecure)
+		res, err := a.Scanner.Scan(ctx, ref.String(), p, auth, tr, in.Registry.Insecure)
 		if err != nil {
 			return workflows.ScanSummary{}, registryError(ctx, fmt.Sprintf("%s (%s)", what, orDefault(p, "image")), err)
 		}
-		report.Findings = append(report.Findings, fs...)
+		report.Findings = append(report.Findings, res.Findings...)
+		res.Inventory.Platform = p
+		report.Inventory = append(report.Inventory, res.Inventory)
 		if p != "" {
 			report.Platforms = append(report.Platforms, p)
 		}
@@ -148,7 +157,7 @@ func summarize(r workflows.ScanReport, reportRef string) workflows.ScanSummary {
 		total += n
 	}
 	return workflows.ScanSummary{Digest: r.Digest, Counts: r.Counts, Total: total, Top: top[:min(10, len(top))],
-		Report: reportRef, DB: r.DB, ScannedAt: r.ScannedAt, New: r.New}
+		Report: reportRef, DB: r.DB, ScannedAt: r.ScannedAt, New: r.New, Inventory: r.Inventory}
 }
 
 func newIDs(prev, cur []chain.Finding) []string {
@@ -247,7 +256,7 @@ func (a *Activities) EvaluatePolicy(ctx context.Context, in workflows.EvaluateIn
 	if err != nil {
 		return chain.Decision{}, registryError(ctx, "read scan report "+in.Report, err)
 	}
-	return in.Policy.Evaluate(r.Findings, in.Now), nil
+	return in.Policy.EvaluateReport(r.Findings, workflows.Unanalysed(r.Inventory), in.Now), nil
 }
 
 // ApplyBlockAction does what a triggered blocking policy says to the run's

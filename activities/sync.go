@@ -167,7 +167,7 @@ func (a *Activities) scanGate(ctx context.Context, reg chain.Registry, ch chain.
 	if r == nil {
 		return "not scanned yet: scan it first (dchain scan), the chain's policy is blocking", nil
 	}
-	if d := ch.Scan.Evaluate(r.Findings, time.Now()); d.Blocked {
+	if d := ch.Scan.EvaluateReport(r.Findings, workflows.Unanalysed(r.Inventory), time.Now()); d.Blocked {
 		return "blocked by the scan policy: " + strings.Join(d.Reasons, "; "), nil
 	}
 	return "", nil

@@ -43,7 +43,17 @@ type Scan struct {
 	Allowlist []AllowEntry `yaml:"allowlist" json:"allowlist,omitempty"`
 	// OnlyFixed ignores findings that have no fixed version yet.
 	OnlyFixed bool `yaml:"onlyFixed" json:"onlyFixed,omitempty"`
+	// Unscannable is what a platform the scan could not analyse at all (no
+	// OS it knows, no packages) counts for: "block" (the default) makes it
+	// a condition that holds, "allow" lets it through as clean.
+	Unscannable string `yaml:"unscannable" json:"unscannable,omitempty"`
 }
+
+// What Scan.Unscannable may say.
+const (
+	UnscannableBlock = "block"
+	UnscannableAllow = "allow"
+)
 
 // Condition triggers when at least Count findings have Severity.
 type Condition struct {
@@ -94,6 +104,14 @@ type Decision struct {
 // expiry). A finding is counted once per vulnerability id and package,
 // whatever the platform.
 func (s Scan) Evaluate(findings []Finding, now time.Time) Decision {
+	return s.EvaluateReport(findings, nil, now)
+}
+
+// EvaluateReport is Evaluate for a report that also says which platforms
+// the scan could not analyse at all (unanalysed): unless the policy's
+// unscannable is "allow", each is a condition that holds — an image whose
+// OS the scanner does not know is not a clean image.
+func (s Scan) EvaluateReport(findings []Finding, unanalysed []string, now time.Time) Decision {
 	d := Decision{Counts: map[string]int{}, Action: s.action()}
 	for _, sev := range Severities {
 		d.Counts[sev] = 0
@@ -135,6 +153,10 @@ func (s Scan) Evaluate(findings []Finding, now time.Time) Decision {
 		d.Triggered = held == len(s.Conditions)
 	default:
 		d.Triggered = held > 0
+	}
+	if len(unanalysed) > 0 && s.Unscannable != UnscannableAllow {
+		d.Triggered = true
+		d.Reasons = append(d.Reasons, fmt.Sprintf("nothing could be analysed in %s: no OS the scanner knows, no packages (unscannable: block)", strings.Join(unanalysed, ", ")))
 	}
 	d.Blocked = d.Triggered && s.mode() == ModeBlocking
 	if !d.Triggered {

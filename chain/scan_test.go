@@ -127,6 +127,7 @@ func TestScanValidation(t *testing.T) {
 		{"bad action", "scan:\n  action: quarantine\n  conditions: [{severity: HIGH, count: 1}]\n", "scan.action", "not an action"},
 		{"bad expiry", "scan:\n  conditions: [{severity: HIGH, count: 1}]\n  allowlist: [{id: CVE-2024-1, expires: tomorrow}]\n", "scan.allowlist[0].expires", "not a date"},
 		{"duplicate allow", "scan:\n  conditions: [{severity: HIGH, count: 1}]\n  allowlist: [{id: CVE-2024-1}, {id: CVE-2024-1}]\n", "scan.allowlist[1].id", "duplicate"},
+		{"bad unscannable", "scan:\n  conditions: [{severity: HIGH, count: 1}]\n  unscannable: ignore\n", "scan.unscannable", "not a choice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, ps := cfg.ParseChains("c.yaml", []byte(base+tc.scan))
@@ -138,8 +139,29 @@ func TestScanValidation(t *testing.T) {
 			t.Fatalf("no problem on %q containing %q; got:\n%v", tc.field, tc.msg, ps)
 		})
 	}
-	ok := base + "scan:\n  mode: blocking\n  logic: AND\n  conditions: [{severity: CRITICAL, count: 1}, {severity: high, count: 3}]\n  action: block-and-backup\n  backup: {repository: quarantine/app}\n  allowlist: [{id: CVE-2024-1, expires: 2027-01-01, reason: vendor says not reachable}]\n  onlyFixed: true\n"
+	ok := base + "scan:\n  mode: blocking\n  logic: AND\n  conditions: [{severity: CRITICAL, count: 1}, {severity: high, count: 3}]\n  action: block-and-backup\n  backup: {repository: quarantine/app}\n  allowlist: [{id: CVE-2024-1, expires: 2027-01-01, reason: vendor says not reachable}]\n  onlyFixed: true\n  unscannable: allow\n"
 	if chains, ps := cfg.ParseChains("c.yaml", []byte(ok)); len(ps) != 0 || chains[0].Scan.Backup.Repository != "quarantine/app" {
 		t.Fatalf("a valid scan section: %v", ps)
+	}
+}
+
+// A platform the scan could analyse nothing of holds as a condition
+// (blocking under a blocking policy, recorded under a non-blocking one)
+// unless the policy says unscannable: allow.
+func TestEvaluateUnscannable(t *testing.T) {
+	now := time.Now()
+	high := []Condition{{Severity: "HIGH", Count: 1}}
+	d := Scan{Conditions: high}.EvaluateReport(nil, []string{"linux/arm64"}, now)
+	if !d.Triggered || !d.Blocked || !strings.Contains(strings.Join(d.Reasons, ";"), "nothing could be analysed in linux/arm64") {
+		t.Fatalf("default: %+v", d)
+	}
+	if d := (Scan{Conditions: high, Mode: ModeNonBlocking}).EvaluateReport(nil, []string{"image"}, now); !d.Triggered || d.Blocked {
+		t.Fatalf("non-blocking: %+v", d)
+	}
+	if d := (Scan{Conditions: high, Unscannable: UnscannableAllow}).EvaluateReport(nil, []string{"image"}, now); d.Triggered || d.Blocked {
+		t.Fatalf("allow: %+v", d)
+	}
+	if d := (Scan{Conditions: high}).EvaluateReport(nil, nil, now); d.Triggered {
+		t.Fatalf("all analysed: %+v", d)
 	}
 }

@@ -51,6 +51,11 @@ func (v *validator) scan(s *Scan, scope *Scope) {
 	default:
 		v.add("scan.action", "%q is not an action; use %s, %s or %s", s.Action, ActionBlock, ActionDeleteTag, ActionBackup)
 	}
+	switch s.Unscannable {
+	case "", UnscannableBlock, UnscannableAllow:
+	default:
+		v.add("scan.unscannable", "%q is not a choice; use %s (the default) or %s", s.Unscannable, UnscannableBlock, UnscannableAllow)
+	}
 	v.max("scan.allowlist", len(s.Allowlist), MaxAllowlistItems)
 	seen := map[string]string{}
 	for i, a := range s.Allowlist {

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/url"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -108,6 +109,11 @@ func TestScanFindsKnownVulnerabilities(t *testing.T) {
 	report, err := a.ReadScanReport(ctx, src, sum.Report)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// What the scan could look at is in the report and the summary.
+	if len(report.Inventory) != 1 || report.Inventory[0].OS != "alpine 3.18.4" || report.Inventory[0].Packages["alpine"] != 2 ||
+		report.Inventory[0].Packages["node-pkg"] != 2 || !reflect.DeepEqual(sum.Inventory, report.Inventory) {
+		t.Errorf("inventory %+v, summary %+v", report.Inventory, sum.Inventory)
 	}
 	got := map[string]string{}
 	for _, f := range report.Findings {
@@ -288,7 +294,7 @@ func TestFreshScannerDownloadsTheDB(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids := map[string]bool{}
-	for _, f := range fs {
+	for _, f := range fs.Findings {
 		ids[f.ID] = true
 	}
 	if !ids["CVE-2019-10744"] || !ids["CVE-2023-5678"] {
@@ -391,5 +397,68 @@ func TestScanReusesAReportOfTheSameDB(t *testing.T) {
 	ds, err := (&activities.Activities{}).ScanReports(context.Background(), reg, "scan/reuse", digest)
 	if err != nil || len(ds) != 1 {
 		t.Fatalf("%d reports stored (%v), want 1", len(ds), err)
+	}
+}
+
+// debianWithoutVersion is a Debian image Trivy cannot identify (an
+// os-release, no /etc/debian_version) with a dpkg database: its packages
+// cannot be matched, and it scans "clean" for want of anything analysed.
+func debianWithoutVersion(t *testing.T) v1.Image {
+	t.Helper()
+	files := map[string][]byte{
+		"etc/os-release":      []byte("PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n"),
+		"var/lib/dpkg/status": []byte("Package: openssl\nStatus: install ok installed\nVersion: 3.0.11-1~deb12u1\nArchitecture: amd64\n\n"),
+	}
+	var hs []*tar.Header
+	for _, d := range []string{"etc/", "var/", "var/lib/", "var/lib/dpkg/"} {
+		hs = append(hs, &tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: 0o755})
+	}
+	for _, f := range slices.Sorted(maps.Keys(files)) {
+		hs = append(hs, &tar.Header{Typeflag: tar.TypeReg, Name: f, Mode: 0o644})
+	}
+	layer, err := tarLayer(hs, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, _ := img.ConfigFile()
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// An image the scanner can analyse nothing of is not a clean image: under
+// a blocking policy it is blocked, saying so (unscannable: block, the
+// default), unless the policy says unscannable: allow; the record says
+// what the scan could see.
+func TestUnscannableImageIsBlocked(t *testing.T) {
+	img := debianWithoutVersion(t)
+	for _, repo := range []string{"scan/unscannable", "scan/unscannable-allowed"} {
+		ref, _ := name.ParseReference(stack.Endpoints.Registries["src"]+"/"+repo+":v1", name.Insecure)
+		if err := remote.Write(ref, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := scanChain("it-unscannable", "scan/unscannable", chain.Scan{Conditions: critical})
+	st := waitBlocked(t, startRun(t, l, "scan/unscannable:v1").WorkflowID)
+	if st.Scan == nil || st.Scan.Total != 0 || len(st.Scan.Inventory) != 1 || st.Scan.Inventory[0].Analysed() {
+		t.Fatalf("scan %+v", st.Scan)
+	}
+	if why := strings.Join(st.Decision.Reasons, "; "); !strings.Contains(why, "nothing could be analysed in image") || !strings.Contains(st.Message, "nothing could be analysed") {
+		t.Fatalf("reasons %q, message %q", why, st.Message)
+	}
+	if _, ok := tagStatus(t, "eu", "scan/unscannable", "v1"); ok {
+		t.Fatal("an unscannable image was delivered")
+	}
+
+	l = scanChain("it-unscannable-allowed", "scan/unscannable-allowed", chain.Scan{Conditions: critical, Unscannable: chain.UnscannableAllow})
+	if st := waitRun(t, startRun(t, l, "scan/unscannable-allowed:v1").WorkflowID, 2*time.Minute); st.Outcome != workflows.OutcomeSucceeded {
+		t.Fatalf("unscannable: allow: %s %s", st.Outcome, st.Message)
 	}
 }

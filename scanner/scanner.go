@@ -36,6 +36,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/dchain-dev/dchain/activities"
 	"github.com/dchain-dev/dchain/chain"
 	"github.com/dchain-dev/dchain/workflows"
 )
@@ -206,11 +207,12 @@ func (t fixedTransport) Build(...xhttp.TransportOption) http.RoundTripper { retu
 // registry with the sign-in the worker resolved (username/password or a
 // registry token) over tr (which trusts the registry's CA; nil: Trivy's
 // own), in plain HTTP when insecure.
-func (s *Scanner) Scan(ctx context.Context, ref, platform string, auth authn.AuthConfig, tr http.RoundTripper, insecure bool) ([]chain.Finding, error) {
+func (s *Scanner) Scan(ctx context.Context, ref, platform string, auth authn.AuthConfig, tr http.RoundTripper, insecure bool) (activities.ScanResult, error) {
+	var res activities.ScanResult
 	dbMu.RLock()
 	defer dbMu.RUnlock()
 	if s.opts.ServerAddr == "" && dbOpen == "" {
-		return nil, errors.New("vulnerability DB is not open")
+		return res, errors.New("vulnerability DB is not open")
 	}
 	ropts := ftypes.RegistryOptions{Insecure: insecure, RegistryToken: auth.RegistryToken}
 	if auth.Username != "" {
@@ -226,7 +228,7 @@ func (s *Scanner) Scan(ctx context.Context, ref, platform string, auth authn.Aut
 	}
 	img, cleanup, err := fimage.NewContainerImage(ctx, ref, ftypes.ImageOptions{RegistryOptions: ropts, ImageSources: ftypes.ImageSources{ftypes.RemoteImageSource}})
 	if err != nil {
-		return nil, fmt.Errorf("open image %s: %w", ref, err)
+		return res, fmt.Errorf("open image %s: %w", ref, err)
 	}
 	defer cleanup()
 	// The "unpackaged" handler looks binaries up in Rekor, an internet
@@ -242,7 +244,7 @@ func (s *Scanner) Scan(ctx context.Context, ref, platform string, auth authn.Aut
 			analyzer.TypeConfigFiles...), analyzer.TypeLockfiles...),
 		ImageOption: ftypes.ImageOptions{RegistryOptions: ropts}})
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 	var backend scan.Backend
 	if s.opts.ServerAddr != "" {
@@ -257,16 +259,27 @@ func (s *Scanner) Scan(ctx context.Context, ref, platform string, auth authn.Aut
 		VulnSeveritySources: []dbtypes.SourceID{"auto"},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("scan %s: %w", ref, err)
+		return res, fmt.Errorf("scan %s: %w", ref, err)
 	}
-	var out []chain.Finding
+	// What could be looked at: the OS Trivy detected and the packages of
+	// each analyzer (an OS it does not detect has none: its packages cannot
+	// be matched, and the log's "Unsupported os" is all Trivy says).
+	res.Inventory.Packages = map[string]int{}
+	// ("none" is Trivy's family of an OS it did not detect in an image that
+	// has packages: github.com/aquasecurity/trivy/pkg/scan/local.)
+	if os := report.Metadata.OS; os != nil && os.Detected() && os.Family != "none" {
+		res.Inventory.OS = strings.TrimSpace(string(os.Family) + " " + os.Name)
+	}
 	for _, r := range report.Results {
+		if len(r.Packages) > 0 {
+			res.Inventory.Packages[string(r.Type)] += len(r.Packages)
+		}
 		for _, v := range r.Vulnerabilities {
-			out = append(out, chain.Finding{
+			res.Findings = append(res.Findings, chain.Finding{
 				ID: v.VulnerabilityID, Package: v.PkgName, InstalledVersion: v.InstalledVersion, FixedVersion: v.FixedVersion,
 				Severity: v.Severity, Title: v.Title, Target: r.Target, Platform: platform,
 			})
 		}
 	}
-	return out, nil
+	return res, nil
 }

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/dchain-dev/dchain/chain"
@@ -73,5 +74,22 @@ func TestBatchedScanCountsGoWithTheNextUpsert(t *testing.T) {
 	}
 	if o, _ := got[3].GetKeyword(AttrOutcome); o != string(OutcomeBlocked) {
 		t.Errorf("last upsert: outcome %q", o)
+	}
+}
+
+// An inventory says what a platform's scan could look at; one with
+// neither an OS nor packages was not analysed at all.
+func TestScanInventory(t *testing.T) {
+	inv := []ScanInventory{
+		{Platform: "linux/amd64", OS: "alpine 3.18.4", Packages: map[string]int{"node-pkg": 2, "alpine": 2}},
+		{Platform: "linux/arm64", Packages: map[string]int{}},
+		{Packages: map[string]int{"gobinary": 1}},
+	}
+	want := []string{"linux/amd64: alpine 3.18.4: alpine 2, node-pkg 2", "linux/arm64: no OS detected, no packages", "image: no OS detected: gobinary 1"}
+	if got := InventoryLines(inv); !slices.Equal(got, want) {
+		t.Fatalf("lines %q, want %q", got, want)
+	}
+	if got := Unanalysed(inv); !slices.Equal(got, []string{"linux/arm64"}) {
+		t.Fatalf("unanalysed %v", got)
 	}
 }

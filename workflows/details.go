@@ -20,6 +20,9 @@ func currentDetails(s *RunStatus) string {
 		}
 	}
 	fmt.Fprintf(&b, "**%s** %s — %s\n\n", s.Chain, s.Image.String(), s.Outcome)
+	if s.Scan != nil && len(s.Scan.Inventory) > 0 {
+		b.WriteString("Analysed: " + strings.Join(InventoryLines(s.Scan.Inventory), "; ") + "\n\n")
+	}
 	b.WriteString("| stage | state | note |\n|---|---|---|\n")
 	for _, st := range s.Stages {
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", st.Name, st.State, st.Message)

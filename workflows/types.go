@@ -1,6 +1,11 @@
 package workflows
 
 import (
+	"cmp"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/dchain-dev/dchain/chain"
@@ -344,6 +349,72 @@ type ScanReport struct {
 	Findings  []chain.Finding `json:"findings"`
 	// New are the ids not in the image's previous report (periodic scans).
 	New []string `json:"new,omitempty"`
+	// Inventory is what each platform had to analyse (reports made before
+	// it was recorded have none).
+	Inventory []ScanInventory `json:"inventory,omitempty"`
+}
+
+// ScanInventory is what the scan of one platform found to analyse: the OS
+// Trivy detected ("debian 12.5"; "" when none) and the packages it read,
+// by analyzer (debian, alpine, redhat, npm, gobinary, …).
+type ScanInventory struct {
+	Platform string         `json:"platform,omitempty"`
+	OS       string         `json:"os,omitempty"`
+	Packages map[string]int `json:"packages"`
+}
+
+// Analysed says whether the scan could look at anything: an OS it knows, or
+// packages of a language. A platform without either scans "clean" because
+// nothing was read (an OS Trivy does not detect: its packages cannot be
+// matched either).
+func (i ScanInventory) Analysed() bool {
+	if i.OS != "" {
+		return true
+	}
+	for _, n := range i.Packages {
+		if n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// String is "debian 12.5: debian 96, gobinary 3" (or "no OS detected, no packages").
+func (i ScanInventory) String() string {
+	os := i.OS
+	if os == "" {
+		os = "no OS detected"
+	}
+	var pkgs []string
+	for _, k := range slices.Sorted(maps.Keys(i.Packages)) {
+		pkgs = append(pkgs, fmt.Sprintf("%s %d", k, i.Packages[k]))
+	}
+	if len(pkgs) == 0 {
+		return os + ", no packages"
+	}
+	return os + ": " + strings.Join(pkgs, ", ")
+}
+
+// InventoryLines are the inventory's platforms, one line each:
+// "linux/amd64: debian 12.5: debian 96, gobinary 3".
+func InventoryLines(inventory []ScanInventory) []string {
+	var out []string
+	for _, i := range inventory {
+		out = append(out, cmp.Or(i.Platform, "image")+": "+i.String())
+	}
+	return out
+}
+
+// Unanalysed lists the platforms ("image" for a single one) of inventory
+// that the scan could not analyse at all.
+func Unanalysed(inventory []ScanInventory) []string {
+	var out []string
+	for _, i := range inventory {
+		if !i.Analysed() {
+			out = append(out, cmp.Or(i.Platform, "image"))
+		}
+	}
+	return out
 }
 
 // ScanSummary is what a scan returns to the workflow.
@@ -359,6 +430,8 @@ type ScanSummary struct {
 	// Reused is true when the image had a report from the same DB already:
 	// scanning again would find the same, so that report is the result.
 	Reused bool `json:"reused,omitempty"`
+	// Inventory is the report's: the OS and packages of each platform.
+	Inventory []ScanInventory `json:"inventory,omitempty"`
 }
 
 // SameDB says whether a and b are the same vulnerability DB (known by its

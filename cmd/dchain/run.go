@@ -256,6 +256,9 @@ func printStatus(w io.Writer, id string, st workflows.RunStatus) {
 			demo = " (DEMO DB)"
 		}
 		fmt.Fprintf(w, "Scan:     %d findings: %s%s; report %s\n", sc.Total, strings.Join(parts, ", "), demo, sc.Report)
+		for _, l := range workflows.InventoryLines(sc.Inventory) {
+			fmt.Fprintf(w, "Analysed: %s\n", l)
+		}
 	}
 	if d := st.Decision; d != nil {
 		fmt.Fprintf(w, "Policy:   %s\n", strings.Join(d.Reasons, "; "))

@@ -115,6 +115,9 @@ func printScanSummary(sum workflows.ScanSummary) {
 		parts = append(parts, fmt.Sprintf("%s %d", s, sum.Counts[s]))
 	}
 	fmt.Printf("Findings: %d (%s)\n", sum.Total, strings.Join(parts, ", "))
+	for _, l := range workflows.InventoryLines(sum.Inventory) {
+		fmt.Printf("Analysed: %s\n", l)
+	}
 	if len(sum.New) > 0 {
 		fmt.Printf("New:      %s\n", strings.Join(sum.New, ", "))
 	}
