@@ -119,7 +119,7 @@ func (s *Server) listRuns(c echo.Context) error {
 		}
 	}
 	f, err := runs.Filter{
-		Chain: c.QueryParam("chain"), Outcome: c.QueryParam("outcome"), Repository: c.QueryParam("repository"), Tag: c.QueryParam("tag"), Limit: limit,
+		Kind: c.QueryParam("kind"), Chain: c.QueryParam("chain"), Outcome: c.QueryParam("outcome"), Repository: c.QueryParam("repository"), Tag: c.QueryParam("tag"), Limit: limit,
 	}.Check(func(f string) string { return f })
 	if err != nil {
 		return badInput(c, err)

@@ -198,7 +198,7 @@ func TestNewRefAtABuiltCommitReusesTheImage(t *testing.T) {
 }
 
 // Referrer tags (the OCI 1.1 fallback the scan reports use) and dchain's
-// own repositories never start a run and are never scanned as images; a
+// own repositories never start a chain run and are never scanned as images; a
 // Harbor push by digest is accepted and ignored; a malformed digest is a
 // 400; GitHub's form-encoded delivery is accepted.
 func TestRegistryEventsThatAreNotImages(t *testing.T) {
@@ -209,14 +209,15 @@ func TestRegistryEventsThatAreNotImages(t *testing.T) {
 		t.Fatal(err)
 	}
 	hex := strings.TrimPrefix(digest, "sha256:")
-	for _, ev := range [][]byte{
-		distributionEvent("bound/notimg", "sha256-"+hex, digest),
-		distributionEvent("bound/notimg", "sha256-"+hex+".sig", digest),
-		distributionEvent("dchain-logs/bound/notimg", "release-0123456789ab", digest),
-	} {
-		code, ans, body := deliver(t, srv.URL, "registry", "distribution", "hook-secret", ev)
-		if code != http.StatusOK || len(ans.Runs) != 0 || len(ans.Ignored) != 1 {
-			t.Errorf("%s: %d %s", ev, code, body)
+	if code, ans, body := deliver(t, srv.URL, "registry", "distribution", "hook-secret", distributionEvent("dchain-logs/bound/notimg", "release-0123456789ab", digest)); code != http.StatusOK || len(ans.Runs) != 0 || len(ans.Ignored) != 1 {
+		t.Errorf("a build log: %d %s", code, body)
+	}
+	// A referrer tag is no image either: it follows the image's referrers
+	// to its destinations (a run of its own, never a chain run of it).
+	for _, tag := range []string{"sha256-" + hex, "sha256-" + hex + ".sig"} {
+		code, ans, body := deliver(t, srv.URL, "registry", "distribution", "hook-secret", distributionEvent("bound/notimg", tag, digest))
+		if code != http.StatusAccepted || len(ans.Runs) != 1 || !strings.HasPrefix(ans.Runs[0].WorkflowID, "referrers:") {
+			t.Errorf("%s: %d %s", tag, code, body)
 		}
 	}
 	for _, bad := range []string{"sha256:", "sha256:zz"} {

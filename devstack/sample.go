@@ -18,9 +18,10 @@ var sampleApp embed.FS
 var baseLine = regexp.MustCompile(`(?m)^ARG BASE=.*$`)
 
 // SampleRepo makes the sample app's Git repository at dir, unless it exists:
-// branch main, branch release-v1 one commit ahead (VERSION 1.0.0, clean),
-// and branch release-v2 one more ahead (VERSION 2.0.0, which vendors
-// lodash 4.17.11: known-vulnerable in the demo vulnerability DB).
+// branch main, branch release-v1 one commit ahead (VERSION 1.0.0, clean:
+// it vendors lodash 4.17.21, what the scan finds to analyse on a busybox
+// base), and branch release-v2 one more ahead (VERSION 2.0.0, which goes
+// back to lodash 4.17.11: known-vulnerable in the demo vulnerability DB).
 // Commit dates are fixed, so the commits are the same on every machine.
 // base, if set, is the Dockerfile's default base image (the dev stack's
 // seeded busybox, wherever its first registry listens).
@@ -93,7 +94,7 @@ func SampleRepo(ctx context.Context, dir, base string) error {
 		return err
 	}
 	const d3 = "2026-01-03T00:00:00Z"
-	for _, step := range [][]string{{"add", "."}, {"commit", "-q", "-m", "release 2.0.0: vendor lodash 4.17.11"}, {"checkout", "-q", "main"}} {
+	for _, step := range [][]string{{"add", "."}, {"commit", "-q", "-m", "release 2.0.0: lodash 4.17.11"}, {"checkout", "-q", "main"}} {
 		if err := git(d3, step...); err != nil {
 			return err
 		}

@@ -33,7 +33,9 @@ func SampleImage(version string) (v1.ImageIndex, error) {
 		if err != nil {
 			return nil, err
 		}
-		app, err := crane.Layer(map[string][]byte{"app/VERSION": []byte(version + "\n"), "app/README": []byte("dchain sample app " + version + " for " + arch + "\n")})
+		app, err := crane.Layer(map[string][]byte{"app/VERSION": []byte(version + "\n"), "app/README": []byte("dchain sample app " + version + " for " + arch + "\n"),
+			// a dependency, like any app's: what the scan finds to analyse (no OS it knows is here)
+			"app/node_modules/lodash/package.json": []byte(`{"name": "lodash", "version": "4.17.21", "license": "MIT"}` + "\n")})
 		if err != nil {
 			return nil, err
 		}

@@ -12,11 +12,15 @@ import (
 // quotes or backslashes never get near the query.
 func TestFilterCheck(t *testing.T) {
 	flag := func(f string) string { return "--" + f }
-	f, err := Filter{Chain: "demo", Outcome: "blocked", Repository: "demo/app", Tag: "v1", Limit: 10}.Check(flag)
-	if err != nil || f.Outcome != "Blocked" {
+	f, err := Filter{Kind: "Chain", Chain: "demo", Outcome: "blocked", Repository: "demo/app", Tag: "v1", Limit: 10}.Check(flag)
+	if err != nil || f.Outcome != "Blocked" || f.Kind != KindChain {
 		t.Fatalf("%+v %v", f, err)
 	}
-	if q := f.Query(); q != "WorkflowType = 'ChainRun' AND DchainChain = 'demo' AND DchainOutcome = 'Blocked' AND DchainRepository = 'demo/app' AND DchainTag = 'v1'" {
+	if q := f.Query(); q != "WorkflowType IN ('ChainRun') AND DchainChain = 'demo' AND DchainOutcome = 'Blocked' AND DchainRepository = 'demo/app' AND DchainTag = 'v1'" {
+		t.Fatalf("query %s", q)
+	}
+	// Every kind by default: chain runs, replications, syncs, scans.
+	if q := (Filter{}).Query(); q != "WorkflowType IN ('ChainRun', 'Replicate', 'ChainSync', 'ManualScan', 'ScanRepository')" {
 		t.Fatalf("query %s", q)
 	}
 	for _, bad := range []struct {
@@ -24,6 +28,7 @@ func TestFilterCheck(t *testing.T) {
 		field string
 	}{
 		{Filter{Outcome: "blockd"}, "--outcome"},
+		{Filter{Kind: "build"}, "--kind"},
 		{Filter{Chain: `demo' OR '1'='1`}, "--chain"},
 		{Filter{Repository: `demo/app\`}, "--repository"},
 		{Filter{Tag: "-v1"}, "--tag"},

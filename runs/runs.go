@@ -22,10 +22,41 @@ import (
 	"github.com/dchain-dev/dchain/workflows"
 )
 
+// Kinds of run, each a workflow type (two for scans): what `run list
+// --kind` and GET /api/v1/runs?kind= select.
+const (
+	KindChain       = "chain"       // a chain's run: build, scan, policy, copies, triggers
+	KindReplication = "replication" // `dchain replicate`, and a referrer followed after delivery
+	KindSync        = "sync"        // `dchain chain sync` and its schedules
+	KindScan        = "scan"        // `dchain scan` of an image or a repository
+)
+
+// Kinds are the kinds, in the order lists show them.
+var Kinds = []string{KindChain, KindReplication, KindSync, KindScan}
+
+// kindTypes are the workflow types of each kind.
+var kindTypes = map[string][]string{
+	KindChain:       {"ChainRun"},
+	KindReplication: {workflows.WorkflowReplicate},
+	KindSync:        {workflows.WorkflowChainSync},
+	KindScan:        {workflows.WorkflowScanImage, workflows.WorkflowScanRepository},
+}
+
+// kindOf is the kind of a workflow type ("" for none of dchain's).
+func kindOf(workflowType string) string {
+	for k, ts := range kindTypes {
+		if slices.Contains(ts, workflowType) {
+			return k
+		}
+	}
+	return ""
+}
+
 // Row is one run in a list.
 type Row struct {
 	WorkflowID string    `json:"workflowId"`
 	RunID      string    `json:"runId"`
+	Kind       string    `json:"kind"`
 	Chain      string    `json:"chain"`
 	Repository string    `json:"repository"`
 	Tag        string    `json:"tag"`
@@ -38,8 +69,8 @@ type Row struct {
 
 // Filter selects runs; empty fields match everything.
 type Filter struct {
-	Chain, Outcome, Repository, Tag string
-	Limit                           int
+	Kind, Chain, Outcome, Repository, Tag string
+	Limit                                 int
 }
 
 // Query is the visibility query for ChainRun workflows matching f. A run
@@ -47,7 +78,13 @@ type Filter struct {
 // Temporal's status Running too, and the outcomes only Temporal knows
 // (Terminated, TimedOut, ContinuedAsNew) are its execution statuses.
 func (f Filter) Query() string {
-	q := workflows.Query{}.Eq("WorkflowType", "ChainRun")
+	var types []string
+	for _, k := range Kinds {
+		if f.Kind == "" || f.Kind == k {
+			types = append(types, kindTypes[k]...)
+		}
+	}
+	q := workflows.Query{}.In("WorkflowType", types...)
 	outcome := f.Outcome
 	switch workflows.Outcome(outcome) {
 	case workflows.OutcomeRunning:
@@ -84,6 +121,18 @@ func endedOutside(status enumspb.WorkflowExecutionStatus) (workflows.Outcome, bo
 	return "", false
 }
 
+// statusOutcome is the outcome Temporal's status of an execution stands for.
+func statusOutcome(status enumspb.WorkflowExecutionStatus) workflows.Outcome {
+	switch status {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		return workflows.OutcomeRunning
+	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		return workflows.OutcomeSucceeded
+	}
+	o, _ := endedOutside(status)
+	return o
+}
+
 // List lists runs matching f, newest first.
 func List(ctx context.Context, c client.Client, f Filter) ([]Row, error) {
 	if f.Limit <= 0 {
@@ -106,15 +155,18 @@ func List(ctx context.Context, c client.Client, f Filter) ([]Row, error) {
 				return v
 			}
 			rows = append(rows, Row{
-				WorkflowID: e.GetExecution().GetWorkflowId(), RunID: e.GetExecution().GetRunId(),
+				WorkflowID: e.GetExecution().GetWorkflowId(), RunID: e.GetExecution().GetRunId(), Kind: kindOf(e.GetType().GetName()),
 				Chain: get(workflows.AttrChain), Repository: get(workflows.AttrRepository), Tag: get(workflows.AttrTag),
 				Commit: get(workflows.AttrCommit), Stage: get(workflows.AttrStage), Outcome: get(workflows.AttrOutcome),
 				Status: e.GetStatus().String(), Started: e.GetStartTime().AsTime(),
 			})
-			if r := &rows[len(rows)-1]; r.Outcome == string(workflows.OutcomeRunning) {
+			switch r := &rows[len(rows)-1]; {
+			case r.Outcome == string(workflows.OutcomeRunning):
 				if o, ok := endedOutside(e.GetStatus()); ok {
 					r.Outcome = string(o)
 				}
+			case r.Outcome == "": // a sync or a scan records none: Temporal's status says it
+				r.Outcome = string(statusOutcome(e.GetStatus()))
 			}
 		}
 		if token = resp.NextPageToken; len(token) == 0 {
@@ -179,11 +231,18 @@ var Outcomes = []workflows.Outcome{workflows.OutcomeRunning, workflows.OutcomeSu
 	workflows.OutcomeTerminated, workflows.OutcomeTimedOut, workflows.OutcomeContinuedAsNew}
 
 // Check checks a filter from outside (CLI flags, query parameters) with
-// the shared validator; name gives each field's outside name ("chain",
-// "outcome", "repository", "tag", "limit") for errors. The outcome is
+// the shared validator; name gives each field's outside name ("kind",
+// "chain", "outcome", "repository", "tag", "limit") for errors. The outcome is
 // matched in any case and comes out as the run records it.
 func (f Filter) Check(name func(field string) string) (Filter, error) {
 	var err error
+	if f.Kind != "" {
+		i := slices.IndexFunc(Kinds, func(k string) bool { return strings.EqualFold(k, f.Kind) })
+		if i < 0 {
+			return f, &chain.InputError{Field: name("kind"), Reason: fmt.Sprintf("%q is not a kind of run: one of %v", f.Kind, Kinds)}
+		}
+		f.Kind = Kinds[i]
+	}
 	if f.Chain != "" {
 		if f.Chain, err = chain.ParseName(name("chain"), f.Chain); err != nil {
 			return f, err

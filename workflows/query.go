@@ -17,6 +17,15 @@ func (q Query) Eq(attr, value string) Query { return append(q, attr+" = "+Quote(
 // Ne adds "attr != 'value'".
 func (q Query) Ne(attr, value string) Query { return append(q, attr+" != "+Quote(value)) }
 
+// In adds "attr IN ('a', 'b', …)".
+func (q Query) In(attr string, values ...string) Query {
+	quoted := make([]string, len(values))
+	for i, v := range values {
+		quoted[i] = Quote(v)
+	}
+	return append(q, attr+" IN ("+strings.Join(quoted, ", ")+")")
+}
+
 // Before adds "attr < 'time'" (RFC 3339, UTC).
 func (q Query) Before(attr string, t time.Time) Query {
 	return append(q, attr+" < "+Quote(t.UTC().Format(time.RFC3339Nano)))

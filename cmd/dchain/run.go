@@ -141,7 +141,7 @@ func runCancelCmd(g *globals) *cobra.Command {
 }
 
 func runListCmd(g *globals) *cobra.Command {
-	var chainName, outcome, repo, tag, output string
+	var kind, chainName, outcome, repo, tag, output string
 	var limit int
 	cmd := &cobra.Command{
 		Use:   "list",
@@ -151,7 +151,7 @@ func runListCmd(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			f, err := runs.Filter{Chain: chainName, Outcome: outcome, Repository: repo, Tag: tag, Limit: limit}.Check(func(f string) string { return "--" + f })
+			f, err := runs.Filter{Kind: kind, Chain: chainName, Outcome: outcome, Repository: repo, Tag: tag, Limit: limit}.Check(func(f string) string { return "--" + f })
 			if err != nil {
 				return err
 			}
@@ -164,13 +164,18 @@ func runListCmd(g *globals) *cobra.Command {
 			}
 			var rows [][]string
 			for _, r := range list {
-				rows = append(rows, []string{r.WorkflowID, r.Chain, r.Repository + ":" + r.Tag, r.Outcome, r.Stage, r.Started.Local().Format(time.DateTime)})
+				img := r.Repository
+				if r.Tag != "" {
+					img += ":" + r.Tag
+				}
+				rows = append(rows, []string{r.WorkflowID, r.Kind, r.Chain, img, r.Outcome, r.Stage, r.Started.Local().Format(time.DateTime)})
 			}
-			table(os.Stdout, "RUN\tCHAIN\tIMAGE\tOUTCOME\tSTAGE\tSTARTED", rows)
+			table(os.Stdout, "RUN\tKIND\tCHAIN\tIMAGE\tOUTCOME\tSTAGE\tSTARTED", rows)
 			g.printBacklog(cmd.Context(), c)
 			return nil
 		}),
 	}
+	cmd.Flags().StringVar(&kind, "kind", "", "only runs of this kind: chain, replication, sync or scan (default: every kind)")
 	cmd.Flags().StringVar(&chainName, "chain", "", "only runs of this chain")
 	cmd.Flags().StringVar(&outcome, "outcome", "", "only runs with this outcome (Running, Succeeded, Failed, Canceled, Blocked; any case)")
 	cmd.Flags().StringVar(&repo, "repository", "", "only runs of this repository (namespace/name)")
@@ -293,10 +298,14 @@ func printStatus(w io.Writer, id string, st workflows.RunStatus) {
 		fmt.Fprintln(w)
 		rows = nil
 		for _, d := range st.Destinations {
-			rows = append(rows, []string{d.Registry, d.Region, string(d.State), d.Digest, d.Duration.Round(time.Millisecond).String(),
+			took := "" // (a copy still going has taken nothing yet: its progress says how far it is)
+			if d.State != workflows.StateRunning && d.State != workflows.StatePending {
+				took = d.Duration.Round(time.Millisecond).String()
+			}
+			rows = append(rows, []string{d.Registry, d.Region, d.Reference, string(d.State), d.Digest, took,
 				copyProgress(d), strconv.Itoa(d.Referrers), destinationNote(d)})
 		}
-		table(w, "DESTINATION\tREGION\tSTATE\tDIGEST\tTOOK\tBLOBS\tREFERRERS\tNOTE", rows)
+		table(w, "DESTINATION\tREGION\tTARGET\tSTATE\tDIGEST\tTOOK\tBLOBS\tREFERRERS\tNOTE", rows)
 	}
 	if len(st.Triggers) > 0 {
 		fmt.Fprintln(w)
