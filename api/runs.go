@@ -32,6 +32,8 @@ type StartRequest struct {
 	Image  string `json:"image,omitempty"`
 	Ref    string `json:"ref,omitempty"`
 	Commit string `json:"commit,omitempty"`
+	// Rule, with ref, is the one build rule to run.
+	Rule   string `json:"rule,omitempty"`
 	AsPush bool   `json:"asPush,omitempty"`
 	Rerun  bool   `json:"rerun,omitempty"`
 }
@@ -52,8 +54,8 @@ func (s *Server) startRun(c echo.Context) error {
 	cause := workflows.Cause{Kind: "api", Actor: "api", At: time.Now().UTC()}
 	var started []starter.Started
 	if req.Image != "" {
-		if req.Commit != "" || req.AsPush {
-			return apiError(c, http.StatusBadRequest, "bad_request", "commit and asPush only apply with ref")
+		if req.Commit != "" || req.AsPush || req.Rule != "" {
+			return apiError(c, http.StatusBadRequest, "bad_request", "commit, rule and asPush only apply with ref")
 		}
 		repo, tag, perr := chain.ParseImage("image", req.Image)
 		if perr != nil {
@@ -64,6 +66,10 @@ func (s *Server) startRun(c echo.Context) error {
 		started = append(started, st)
 	} else {
 		push, perr := starter.ParsePushFields("ref", req.Ref, "commit", req.Commit)
+		if perr == nil && req.Rule != "" {
+			push.Rule, perr = chain.ParseName("rule", req.Rule)
+			push.RuleField = "rule"
+		}
 		if perr != nil {
 			return badInput(c, perr)
 		}

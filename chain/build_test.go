@@ -1,6 +1,7 @@
 package chain
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -18,7 +19,7 @@ func buildChain(rules ...BuildRule) Chain {
 func TestPlanBuildsNamedGroupsBothSpellings(t *testing.T) {
 	for _, match := range []string{`release-(?<imageTag>\w*)`, `release-(?P<imageTag>\w*)`} {
 		c := buildChain(BuildRule{Name: "rel", Type: RuleBranch, Match: match, Tags: []TagTemplate{{Tag: "${imageTag}"}}})
-		plans, err := PlanBuilds(c, push, false)
+		plans, err := PlanBuilds(c, push, false, "")
 		if err != nil || len(plans) != 1 || plans[0].Tags[0] != "v1" {
 			t.Fatalf("%s: %+v %v", match, plans, err)
 		}
@@ -88,15 +89,15 @@ func TestManualStart(t *testing.T) {
 		}
 	}
 	c := buildChain(plain, regex)
-	if _, err := PlanBuilds(c, push, true); err == nil || !strings.Contains(err.Error(), "rule rel cannot be started by hand") {
+	if _, err := PlanBuilds(c, push, true, ""); err == nil || !strings.Contains(err.Error(), "rule rel cannot be started by hand") {
 		t.Fatalf("manual start of a regex rule: %v", err)
 	}
-	if plans, err := PlanBuilds(c, push, false); err != nil || len(plans) != 1 {
+	if plans, err := PlanBuilds(c, push, false, ""); err != nil || len(plans) != 1 {
 		t.Fatalf("a push may start it: %v %v", plans, err)
 	}
 	main := push
 	main.Ref = "refs/heads/main"
-	if plans, err := PlanBuilds(c, main, true); err != nil || len(plans) != 1 || plans[0].Tags[0] != "latest" {
+	if plans, err := PlanBuilds(c, main, true, ""); err != nil || len(plans) != 1 || plans[0].Tags[0] != "latest" {
 		t.Fatalf("manual start of main: %v %v", plans, err)
 	}
 }
@@ -108,13 +109,13 @@ func TestPlanBuildsRefTypes(t *testing.T) {
 	)
 	tag := push
 	tag.Ref = "refs/tags/v1"
-	plans, err := PlanBuilds(c, tag, false)
+	plans, err := PlanBuilds(c, tag, false, "")
 	if err != nil || len(plans) != 1 || plans[0].Rule != "t" || plans[0].Tags[0] != "1" {
 		t.Fatalf("tag push: %+v %v", plans, err)
 	}
 	// A short ref never gets here: Push.Ref is a Ref, made by ParseRef (TestParseRef).
 	tag.Ref = "refs/tags/v1-rc" // the match must cover the whole name
-	if plans, _ := PlanBuilds(c, tag, false); len(plans) != 0 {
+	if plans, _ := PlanBuilds(c, tag, false, ""); len(plans) != 0 {
 		t.Fatalf("partial match built: %+v", plans)
 	}
 }
@@ -168,12 +169,12 @@ func TestLiteralMatchIsNotARegex(t *testing.T) {
 	c := buildChain(BuildRule{Name: "r", Type: RuleTag, Match: "v9.9.9", Tags: []TagTemplate{{Tag: "stable"}}})
 	tag := push
 	tag.Ref = "refs/tags/v9.9.9"
-	plans, err := PlanBuilds(c, tag, true)
+	plans, err := PlanBuilds(c, tag, true, "")
 	if err != nil || len(plans) != 1 {
 		t.Fatalf("manual start of a literal rule: %+v %v", plans, err)
 	}
 	tag.Ref = "refs/tags/v9x9x9" // a regex would match this
-	if plans, _ := PlanBuilds(c, tag, false); len(plans) != 0 {
+	if plans, _ := PlanBuilds(c, tag, false, ""); len(plans) != 0 {
 		t.Fatalf("a literal matched %s: %+v", tag.Ref, plans)
 	}
 	for match, regex := range map[string]bool{"v9.9.9": false, "release/v1_2-x": false, `v\d+`: true, "release-.*": true, "v(?<n>1)": true, "a|b": true, "v1.0+b": true} {
@@ -242,7 +243,7 @@ func TestBuildSourceURL(t *testing.T) {
 func TestPlanCarriesNetworkAndSecretRefs(t *testing.T) {
 	c := buildChain(BuildRule{Name: "r", Type: RuleBranch, Match: "release-v1", Tags: []TagTemplate{{Tag: "v1"}},
 		Network: NetworkNone, Secrets: map[string]SecretRef{"npmrc": "env:NPMRC"}})
-	plans, err := PlanBuilds(c, push, false)
+	plans, err := PlanBuilds(c, push, false, "")
 	if err != nil || len(plans) != 1 || plans[0].Network != NetworkNone || plans[0].Secrets["npmrc"] != "env:NPMRC" {
 		t.Fatalf("%+v %v", plans, err)
 	}
@@ -252,5 +253,40 @@ func TestPlanCarriesNetworkAndSecretRefs(t *testing.T) {
 	chains, ps := cfg.ParseChains("c.yaml", []byte(doc))
 	if len(ps) != 0 || len(chains) != 1 || chains[0].Build.Rules[0].Network != NetworkNone || chains[0].Build.Rules[0].Secrets["pip.conf"] != "file:/etc/dchain/pip.conf" {
 		t.Fatalf("a valid rule: %+v %v", chains, ps)
+	}
+}
+
+// A person may name the rule to build with: a literal rule that allows a
+// manual build is run although a push-only regex rule matches the ref too;
+// rules that only a push may trigger are left out of a manual build when
+// another rule matches; an unknown or non-matching rule is refused naming
+// the field.
+func TestPlanBuildsChosenRule(t *testing.T) {
+	c := Chain{Name: "demo", Build: &Build{Rules: []BuildRule{
+		{Name: "any-tag", Type: RuleTag, Match: `v(?<v>.*)`, Tags: []TagTemplate{{Tag: "${v}"}}},
+		{Name: "hotfix", Type: RuleTag, Match: "v9.9.9", Tags: []TagTemplate{{Tag: "hotfix"}}},
+	}}}
+	push := Push{Ref: "refs/tags/v9.9.9", Commit: Commit(strings.Repeat("a", 40))}
+	if plans, err := PlanBuilds(c, push, true, ""); err != nil || len(plans) != 1 || plans[0].Rule != "hotfix" {
+		t.Fatalf("manual without a rule: %+v %v", plans, err)
+	}
+	if plans, err := PlanBuilds(c, push, true, "hotfix"); err != nil || len(plans) != 1 || plans[0].Tags[0] != "hotfix" {
+		t.Fatalf("manual, rule hotfix: %+v %v", plans, err)
+	}
+	if plans, err := PlanBuilds(c, push, false, "any-tag"); err != nil || len(plans) != 1 || plans[0].Tags[0] != "9.9.9" {
+		t.Fatalf("push, rule any-tag: %+v %v", plans, err)
+	}
+	if _, err := PlanBuilds(c, push, true, "any-tag"); err == nil || !strings.Contains(err.Error(), "cannot be started by hand") {
+		t.Fatalf("manual, push-only rule: %v", err)
+	}
+	for _, rule := range []string{"nope", "hotfix"} {
+		p := push
+		if rule == "hotfix" {
+			p.Ref = "refs/tags/v1.0.0"
+		}
+		var in *InputError
+		if _, err := PlanBuilds(c, p, true, rule); !errors.As(err, &in) || in.Field != "rule" {
+			t.Errorf("rule %s on %s: %v, want a refused rule", rule, p.Ref, err)
+		}
 	}
 }

@@ -1,8 +1,10 @@
 package chain
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -54,16 +56,22 @@ func (r BuildRule) ManualAllowed() (bool, string) {
 }
 
 // PlanBuilds returns a plan for every build rule of c that the push matches,
-// with its tags computed. manual says a person (not a push) asks; rules that
-// only a push may trigger are then refused with an error naming them.
-func PlanBuilds(c Chain, p Push, manual bool) ([]BuildPlan, error) {
+// with its tags computed. manual says a person (not a push) asks: rules
+// that only a push may trigger are then left out, and refused with an
+// error naming them when they are all that match. only, when set, is the
+// one rule to plan (a person's choice): it must exist and match the ref.
+func PlanBuilds(c Chain, p Push, manual bool, only string) ([]BuildPlan, error) {
 	if c.Build == nil {
 		return nil, fmt.Errorf("chain %s has no build section", c.Name)
 	}
+	if only != "" && !slices.ContainsFunc(c.Build.Rules, func(r BuildRule) bool { return r.Name == only }) {
+		return nil, &InputError{Field: "rule", Reason: fmt.Sprintf("chain %s has no build rule %q", c.Name, only)}
+	}
 	typ, name := p.Ref.Split()
 	var plans []BuildPlan
+	var refused []string
 	for _, r := range c.Build.Rules {
-		if r.Type != typ {
+		if r.Type != typ || (only != "" && r.Name != only) {
 			continue
 		}
 		groups, ok, err := r.matchName(name)
@@ -74,7 +82,8 @@ func PlanBuilds(c Chain, p Push, manual bool) ([]BuildPlan, error) {
 			continue
 		}
 		if ok, why := r.ManualAllowed(); manual && !ok {
-			return nil, fmt.Errorf("rule %s cannot be started by hand: %s; only a push can trigger it", r.Name, why)
+			refused = append(refused, fmt.Sprintf("rule %s cannot be started by hand: %s; only a push can trigger it", r.Name, why))
+			continue
 		}
 		plan := BuildPlan{Rule: r.Name, Context: r.Context, Dockerfile: r.Dockerfile, Platforms: r.Platforms, BuildArgs: r.BuildArgs, NoCache: r.NoCache,
 			Network: r.Network, Secrets: r.Secrets}
@@ -92,6 +101,12 @@ func PlanBuilds(c Chain, p Push, manual bool) ([]BuildPlan, error) {
 			plan.Tags = append(plan.Tags, tag)
 		}
 		plans = append(plans, plan)
+	}
+	if len(plans) == 0 && len(refused) > 0 {
+		return nil, errors.New(strings.Join(refused, "; "))
+	}
+	if len(plans) == 0 && only != "" {
+		return nil, &InputError{Field: "rule", Reason: fmt.Sprintf("build rule %s does not match %s", only, p.Ref)}
 	}
 	return plans, nil
 }

@@ -58,7 +58,7 @@ func (s *Starter) deliverPushes(ctx context.Context, src chain.Source, ev Event,
 			if ch.Build == nil || !s.allowed(src, ch.Name) || !SameRepository(ch.Build.Source.URL, ev.Repository) {
 				continue
 			}
-			plans, err := chain.PlanBuilds(ch, push, false)
+			plans, err := chain.PlanBuilds(ch, push, false, "")
 			if err != nil {
 				d.Ignored = append(d.Ignored, fmt.Sprintf("chain %s: %v", ch.Name, err))
 				continue

@@ -176,8 +176,11 @@ type PushRequest struct {
 	// Manual is true when a person (CLI/API) asks rather than a push; rules
 	// with regular expressions, build time or commit id then refuse.
 	Manual bool
-	Cause  workflows.Cause
-	Rerun  bool
+	// Rule, when set, is the one build rule to run (a person's choice
+	// where several rules match the ref); RuleField names it in errors.
+	Rule, RuleField string
+	Cause           workflows.Cause
+	Rerun           bool
 }
 
 // ParsePushFields checks a person's ref and optional commit (a CLI flag, a
@@ -221,7 +224,10 @@ func (s *Starter) StartPush(ctx context.Context, req PushRequest) ([]Started, er
 		}
 	}
 	push := chain.Push{Ref: req.Ref, Commit: req.Commit, At: req.At, Pusher: req.Pusher}
-	plans, err := chain.PlanBuilds(ch, push, req.Manual)
+	plans, err := chain.PlanBuilds(ch, push, req.Manual, req.Rule)
+	if in := (*chain.InputError)(nil); errors.As(err, &in) && in.Field == "rule" && req.RuleField != "" {
+		in.Field = req.RuleField
+	}
 	if err != nil {
 		return nil, err
 	}

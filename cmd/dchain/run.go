@@ -32,7 +32,7 @@ func newRunCmd(g *globals) *cobra.Command {
 }
 
 func runStartCmd(g *globals) *cobra.Command {
-	var chainName, image, ref, commit, output string
+	var chainName, image, ref, commit, rule, output string
 	var rerun, watch, asPush bool
 	cmd := &cobra.Command{
 		Use:   "start --chain NAME (--image NAMESPACE/REPO:TAG | --ref REF [--commit SHA])",
@@ -56,9 +56,16 @@ func runStartCmd(g *globals) *cobra.Command {
 				repo, tag, err = chain.ParseImage("--image", image)
 			} else {
 				push, err = starter.ParsePushFields("--ref", ref, "--commit", commit)
+				if err == nil && rule != "" {
+					push.Rule, err = chain.ParseName("--rule", rule)
+					push.RuleField = "--rule"
+				}
 			}
 			if err != nil {
 				return err
+			}
+			if image != "" && rule != "" {
+				return errors.New("--rule only applies with --ref")
 			}
 			ctx := cmd.Context()
 			s, done, err := g.starter(ctx)
@@ -111,6 +118,7 @@ func runStartCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&image, "image", "", "image in the chain's source registry: namespace/repository:tag")
 	cmd.Flags().StringVar(&ref, "ref", "", "build the source at this ref: refs/heads/NAME or refs/tags/NAME")
 	cmd.Flags().StringVar(&commit, "commit", "", "with --ref: the commit to build (default: what the ref points at now)")
+	cmd.Flags().StringVar(&rule, "rule", "", "with --ref: build with this rule only (where several rules of the chain match the ref)")
 	cmd.Flags().BoolVar(&asPush, "as-push", false, "with --ref: deliver it as the source push event a webhook would, so push-only rules (regex, build time, commit id) run")
 	cmd.Flags().BoolVar(&rerun, "rerun", false, "run again even if this event already had a run")
 	cmd.Flags().BoolVar(&watch, "watch", false, "watch the run until it ends (exit code by outcome)")
