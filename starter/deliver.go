@@ -54,10 +54,12 @@ func (s *Starter) deliverPushes(ctx context.Context, src chain.Source, ev Event,
 	cause := workflows.Cause{Kind: src.Provider + "-push", Actor: src.Name}
 	for _, push := range ev.Pushes {
 		matched := false
+		var fromRepo []string // the chains built from the pushed repository
 		for _, ch := range s.Config.Chains {
 			if ch.Build == nil || !s.allowed(src, ch.Name) || !SameRepository(ch.Build.Source.URL, ev.Repository) {
 				continue
 			}
+			fromRepo = append(fromRepo, ch.Name)
 			plans, err := chain.PlanBuilds(ch, push, false, "")
 			if err != nil {
 				d.Ignored = append(d.Ignored, fmt.Sprintf("chain %s: %v", ch.Name, err))
@@ -75,8 +77,13 @@ func (s *Starter) deliverPushes(ctx context.Context, src chain.Source, ev Event,
 			}
 			d.Runs = append(d.Runs, runs...)
 		}
-		if !matched {
-			d.Ignored = append(d.Ignored, fmt.Sprintf("no build rule of a chain built from %s matches %s", ev.Repository.FullName, push.Ref))
+		switch {
+		case matched:
+		case len(fromRepo) == 0:
+			d.Ignored = append(d.Ignored, fmt.Sprintf("no chain this source may start is built from %s (the repository's URLs %v match no chain's build.source.url)",
+				ev.Repository.FullName, ev.Repository.URLs))
+		default:
+			d.Ignored = append(d.Ignored, fmt.Sprintf("no build rule of chain %s (built from %s) matches %s", strings.Join(fromRepo, ", "), ev.Repository.FullName, push.Ref))
 		}
 	}
 	return nil
