@@ -99,7 +99,9 @@ func (a *Activities) BuildImage(ctx context.Context, in workflows.BuildInput) (w
 
 	if buildErr != nil {
 		if ctx.Err() != nil {
-			return res, ctx.Err()
+			// Canceled: what was built so far is in the log, which the
+			// run keeps (it waits for this answer).
+			return res, temporal.NewCanceledError(res)
 		}
 		if errors.Is(buildErr, ErrBuildUnavailable) {
 			return res, temporal.NewApplicationError(fmt.Sprintf("build of %s at %s: %v (will retry)", in.Plan.Rule, in.Push.Commit.Short(), buildErr), ErrTransient)

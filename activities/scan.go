@@ -143,8 +143,7 @@ func scanPlatforms(desc *remote.Descriptor) ([]string, error) {
 // summarize keeps the counts and the ten most severe findings.
 func summarize(r workflows.ScanReport, reportRef string) workflows.ScanSummary {
 	top := slices.Clone(r.Findings)
-	rank := func(s string) int { return slices.Index(chain.Severities, strings.ToUpper(s)) }
-	slices.SortStableFunc(top, func(a, b chain.Finding) int { return rank(a.Severity) - rank(b.Severity) })
+	chain.SortFindings(top)
 	seen := map[string]bool{}
 	top = slices.DeleteFunc(top, func(f chain.Finding) bool {
 		k := f.ID + "\x00" + f.Package

@@ -1,6 +1,7 @@
 package chain
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -12,6 +13,16 @@ import (
 // its own level: a condition counts findings of exactly its severity, so
 // "High or worse" is two conditions (CRITICAL, HIGH) with logic OR.
 var Severities = []string{"CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN"}
+
+// SortFindings orders findings the way every view shows them: most severe
+// first, then by id, package and platform.
+func SortFindings(fs []Finding) {
+	rank := func(s string) int { return slices.Index(Severities, normSeverity(s)) }
+	slices.SortStableFunc(fs, func(a, b Finding) int {
+		return cmp.Or(cmp.Compare(rank(a.Severity), rank(b.Severity)), cmp.Compare(a.ID, b.ID),
+			cmp.Compare(a.Package, b.Package), cmp.Compare(a.Platform, b.Platform))
+	})
+}
 
 // Scan policy modes, logics and actions.
 const (

@@ -2,6 +2,7 @@ package chain
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -163,5 +164,18 @@ func TestEvaluateUnscannable(t *testing.T) {
 	}
 	if d := (Scan{Conditions: high}).EvaluateReport(nil, nil, now); d.Triggered {
 		t.Fatalf("all analysed: %+v", d)
+	}
+}
+
+// Every view orders findings the same way: most severe first, then by id.
+func TestSortFindings(t *testing.T) {
+	fs := []Finding{{ID: "CVE-3", Severity: "LOW"}, {ID: "CVE-2", Severity: "critical"}, {ID: "CVE-1", Severity: "LOW"}, {ID: "X", Severity: "weird"}, {ID: "CVE-9", Severity: "CRITICAL"}}
+	SortFindings(fs)
+	var got []string
+	for _, f := range fs {
+		got = append(got, f.ID)
+	}
+	if want := []string{"CVE-2", "CVE-9", "CVE-1", "CVE-3", "X"}; !slices.Equal(got, want) {
+		t.Fatalf("%v, want %v", got, want)
 	}
 }

@@ -219,8 +219,16 @@ func TestCancelStopsTheBuildkitdJob(t *testing.T) {
 	var st workflows.RunStatus
 	err = stack.Client.GetWorkflow(ctx, started.WorkflowID, "").Get(ctx, &st)
 	var canceled *temporal.CanceledError
-	if !errors.As(err, &canceled) {
-		t.Fatalf("want the run canceled, got %v", err)
+	if !errors.As(err, &canceled) || canceled.Details(&st) != nil {
+		t.Fatalf("want the run canceled with its status, got %v", err)
+	}
+	// What was built until then is in the log the run keeps.
+	if st.Build == nil || st.Build.Log == "" {
+		t.Fatalf("a canceled build left no log: %+v", st.Build)
+	}
+	srcReg, _ := testChainRegistry("src")
+	if b, err := (&activities.Activities{}).ReadBuildLog(context.Background(), srcReg, st.Build.Log); err != nil || !strings.Contains(string(b), "started") {
+		t.Fatalf("the canceled build's log %s: %v\n%s", st.Build.Log, err, b)
 	}
 	// buildkitd recorded the job as ended with an error (canceled), not finished.
 	for {

@@ -31,10 +31,14 @@ func (r *run) build(ctx workflow.Context) error {
 		fmt.Sprintf("build %s@%s → %s:%v (%v)", r.in.Build.Rule, r.in.Push.Commit.Short(), r.in.Image.Repository, r.in.Build.Tags, r.in.Build.Platforms),
 		time.Hour, 2*time.Hour)
 	opts.HeartbeatTimeout = heartbeatTimeout
+	// A canceled run waits for the build to stop and store its log (what
+	// was built so far), at most a heartbeat timeout for a worker that is
+	// gone. Runs recorded before did not wait.
+	opts.WaitForCancellation = workflow.GetVersion(ctx, "build-log-on-cancel", workflow.DefaultVersion, 1) == 1
 	var res BuildResult
 	if err := r.execute(workflow.WithActivityOptions(ctx, opts), ActivityBuildImage, in).Get(ctx, &res); err != nil {
 		if failed, ok := failureDetails[BuildResult](err); ok {
-			r.status.Build = &failed // keeps the log of a failed build
+			r.status.Build = &failed // keeps the log of a failed or canceled build
 		}
 		return err
 	}

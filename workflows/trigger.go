@@ -82,10 +82,14 @@ func (r *run) deliver(ctx workflow.Context, i int, in DeliverInput) {
 func failureDetails[T any](err error) (T, bool) {
 	var d T
 	var app *temporal.ApplicationError
-	if !errors.As(err, &app) || !app.HasDetails() || app.Details(&d) != nil {
-		return d, false
+	var canceled *temporal.CanceledError
+	switch {
+	case errors.As(err, &app) && app.HasDetails():
+		return d, app.Details(&d) == nil
+	case errors.As(err, &canceled) && canceled.HasDetails():
+		return d, canceled.Details(&d) == nil
 	}
-	return d, true
+	return d, false
 }
 
 func (r *run) triggerOutcome(ctx workflow.Context) error {

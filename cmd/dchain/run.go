@@ -275,6 +275,9 @@ func printStatus(w io.Writer, id string, st workflows.RunStatus) {
 	}
 	if d := st.Decision; d != nil {
 		fmt.Fprintf(w, "Policy:   %s\n", strings.Join(d.Reasons, "; "))
+		for _, ig := range d.Ignored { // allowlisted, or without a fix under onlyFixed
+			fmt.Fprintf(w, "Ignored:  %s\n", ig)
+		}
 	}
 	if b := st.Block; b != nil {
 		if len(b.BackedUp) > 0 {

@@ -179,7 +179,11 @@ func scanReportCmd(g *globals) *cobra.Command {
 			if r.DB.Demo {
 				fmt.Println("DB:       DEMO DATA, not a real vulnerability feed")
 			}
+			for _, l := range workflows.InventoryLines(r.Inventory) {
+				fmt.Printf("Analysed: %s\n", l)
+			}
 			fmt.Println()
+			chain.SortFindings(r.Findings) // the order of `dchain scan` and `run show`
 			printFindings(r.Findings)
 			return nil
 		},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -89,11 +90,26 @@ func printChanges(out io.Writer, st workflows.RunStatus, lines map[string]string
 		}
 	}
 	for _, d := range st.Destinations {
-		line := string(d.State) + " " + destinationNote(d)
+		// The previous attempt's error is said once, when the attempt
+		// starts; the progress lines of the attempt that follows carry
+		// only its number.
+		k := "dest/" + d.Reference
+		retry := k + "/attempt"
+		note := d.Message
+		if d.Attempt > 1 && d.LastError != "" && d.State == workflows.StateRunning {
+			if a := fmt.Sprint(d.Attempt); lines[retry] != a {
+				lines[retry] = a
+				fmt.Fprintf(out, "%s    → %-9s attempt %d; the previous one failed: %s\n", now, d.Registry, d.Attempt, d.LastError)
+			}
+			note = strings.TrimPrefix(note+fmt.Sprintf("; attempt %d", d.Attempt), "; ")
+		} else {
+			note = destinationNote(d)
+		}
+		line := string(d.State) + " " + note
 		if d.State == workflows.StateRunning && d.BlobsTotal > 0 {
 			line += " (" + copyProgress(d) + ")"
 		}
-		if k := "dest/" + d.Reference; d.State != workflows.StatePending && lines[k] != line {
+		if d.State != workflows.StatePending && lines[k] != line {
 			fmt.Fprintf(out, "%s    → %-9s %s\n", now, d.Registry, line)
 			lines[k] = line
 		}

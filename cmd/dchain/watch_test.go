@@ -95,3 +95,25 @@ func TestRunWatch(t *testing.T) {
 		t.Fatalf("run watch of no run: %v", err)
 	}
 }
+
+// While a copy retries, watch says the previous attempt's error once, when
+// the attempt starts; its progress lines carry the attempt, not the error.
+func TestWatchSaysAnAttemptsErrorOnce(t *testing.T) {
+	var b strings.Builder
+	lines := map[string]string{}
+	st := workflows.RunStatus{Destinations: []workflows.DestinationStatus{{Registry: "eu", Reference: "eu/app:v1", State: workflows.StateRunning,
+		Attempt: 2, LastError: "503 Service Unavailable", BlobsTotal: 4, BytesTotal: 4 << 20}}}
+	for i := range 3 {
+		st.Destinations[0].BlobsCopied, st.Destinations[0].BytesCopied = i, int64(i)<<20
+		printChanges(&b, st, lines)
+	}
+	st.Destinations[0].Attempt, st.Destinations[0].LastError = 3, "connection reset"
+	printChanges(&b, st, lines)
+	out := b.String()
+	if n := strings.Count(out, "503 Service Unavailable"); n != 1 {
+		t.Errorf("the error of attempt 1 said %d times:\n%s", n, out)
+	}
+	if n := strings.Count(out, "connection reset"); n != 1 || strings.Count(out, "attempt 2") < 3 {
+		t.Errorf("attempts:\n%s", out)
+	}
+}
