@@ -65,8 +65,12 @@ func (a *Activities) BuildImage(ctx context.Context, in workflows.BuildInput) (w
 	if a.Builder == nil {
 		return res, temporal.NewNonRetryableApplicationError("this worker has no BuildKit address (--buildkit-addr / BUILDKIT_HOST)", ErrRejected, nil)
 	}
-	if prev, ok := a.previousBuild(ctx, in); ok {
-		return a.reuseBuild(ctx, in, prev)
+	prev, prevLog, reuse := a.previousBuild(ctx, in)
+	if err := a.immutableTags(ctx, in, prev); err != nil {
+		return res, err
+	}
+	if reuse {
+		return a.reuseBuild(ctx, in, prev, prevLog)
 	}
 	start := time.Now()
 	dir, err := checkout(ctx, in.Source, in.Push.Commit, a.TempDir)
@@ -121,6 +125,38 @@ func (a *Activities) BuildImage(ctx context.Context, in workflows.BuildInput) (w
 		"steps", res.Steps, "cached", res.Cached, "checkout", checkedOut.Sub(start), "build", built.Sub(checkedOut),
 		"log", logged.Sub(built), "resolve", time.Since(logged))
 	return res, nil
+}
+
+// immutableTags refuses a build whose tags (but latest) exist already,
+// under the chain's immutableTags, unless they point at prev (the image an
+// earlier build of the same inputs pushed, which a retry tags again).
+func (a *Activities) immutableTags(ctx context.Context, in workflows.BuildInput, prev string) error {
+	if !in.ImmutableTags {
+		return nil
+	}
+	opts, err := a.remoteOptions(ctx, in.Registry)
+	if err != nil {
+		return err
+	}
+	for _, tag := range in.Plan.Tags {
+		if tag == "latest" {
+			continue
+		}
+		ref, err := reference(in.Registry, in.Repository, tag)
+		if err != nil {
+			return err
+		}
+		what := fmt.Sprintf("build of %s at %s: tag %s", in.Plan.Rule, in.Push.Commit.Short(), ref)
+		cur, err := digestAt(ctx, ref, opts, what)
+		if err != nil {
+			return err
+		}
+		if cur != "" && cur != prev {
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+				"%s exists with digest %s and is immutable (the chain's immutableTags: every tag but latest); nothing was built", what, cur), ErrTagConflict, nil)
+		}
+	}
+	return nil
 }
 
 // buildPaths are the real paths of the plan's context directory and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -37,6 +38,12 @@ func buildLogRef(in workflows.BuildInput) (name.Reference, error) {
 	return reference(in.Registry, chain.LogRepositoryPrefix+in.Repository, in.Plan.Rule+"-"+in.Push.Commit.Short())
 }
 
+// inputsLogRef is where a successful build's log is also found by its
+// inputs (buildInputs), whatever the rule: "inputs-<40 hex>".
+func inputsLogRef(in workflows.BuildInput) (name.Reference, error) {
+	return reference(in.Registry, chain.LogRepositoryPrefix+in.Repository, "inputs-"+strings.TrimPrefix(buildInputs(in), "sha256:")[:40])
+}
+
 // pushBuildLog stores a build's log as an OCI artifact in the source registry
 // (buildLogRef) and returns its reference; a successful build's artifact also
 // records the image's digest and the build's inputs (buildInputs). The log
@@ -57,6 +64,10 @@ func (a *Activities) pushBuildLog(ctx context.Context, in workflows.BuildInput, 
 		}
 		if err == nil {
 			err = remote.Write(ref, img, append(opts, remote.WithContext(context.WithoutCancel(ctx)))...)
+		}
+		if inputs, ierr := inputsLogRef(in); err == nil && digest != "" && ierr == nil {
+			// Found by its inputs too: another rule building the same gets it.
+			err = remote.Tag(inputs.(name.Tag), img, append(opts, remote.WithContext(context.WithoutCancel(ctx)))...)
 		}
 	}
 	if err != nil {

@@ -267,3 +267,46 @@ func TestTagWrittenDuringCopyIsNotOverwritten(t *testing.T) {
 		t.Fatalf("the tag points at %v (%v), want the other writer's %s", got, err, want)
 	}
 }
+
+// Under immutableTags a copy never moves an existing tag but latest, even
+// with overwrite on; latest it moves.
+func TestImmutableTagsAreNotMoved(t *testing.T) {
+	img, err := random.Image(1024, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := random.Image(1024, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHostile(t, img, func(*hostile, http.ResponseWriter, *http.Request) bool { return false })
+	dst := newDestination(t, nil)
+	for _, tag := range []string{"v1", "latest"} {
+		ref, _ := name.ParseReference(dst + "/demo/app:" + tag)
+		if err := remote.Write(ref, other); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, _ := img.Digest()
+	replicate := func(tag string) error {
+		env := (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
+		a := &Activities{TempDir: t.TempDir()}
+		env.RegisterActivity(a.ReplicateImage)
+		_, err := env.ExecuteActivity(workflows.ActivityReplicateImage, workflows.ReplicateInput{
+			Source: chain.Registry{Name: "src", Address: h.addr, Insecure: true}, Destination: chain.Registry{Name: "dst", Address: dst, Insecure: true},
+			Repository: "demo/app", Tag: tag, Digest: d.String(), Overwrite: true, ImmutableTags: true, SkipReferrers: true})
+		return err
+	}
+	wantFailure(t, replicate("v1"), ErrTagConflict, true, "is immutable")
+	if err := replicate("latest"); err != nil {
+		t.Fatalf("latest: %v", err)
+	}
+	for tag, want := range map[string]v1.Image{"v1": other, "latest": img} {
+		ref, _ := name.ParseReference(dst + "/demo/app:" + tag)
+		got, err := remote.Head(ref)
+		w, _ := want.Digest()
+		if err != nil || got.Digest != w {
+			t.Errorf("%s: %v %v, want %s", tag, got, err, w)
+		}
+	}
+}

@@ -63,6 +63,9 @@ func (a *Activities) ReplicateImage(ctx context.Context, in workflows.ReplicateI
 			return res, err
 		case cur == in.Digest:
 			continue
+		case cur != "" && in.ImmutableTags && tag != "latest":
+			return res, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("%s: tag %s exists with digest %s and is immutable (the chain's immutableTags: every tag but latest)", into, tag, cur), ErrTagConflict, nil)
 		case cur != "" && !in.Overwrite:
 			return res, temporal.NewNonRetryableApplicationError(
 				fmt.Sprintf("%s: tag %s exists with digest %s and the rule's overwrite is off", into, tag, cur), ErrTagConflict, nil)
@@ -169,7 +172,7 @@ func (a *Activities) copyImage(ctx context.Context, in workflows.ReplicateInput,
 		// is written: another writer may have made it during the copy.
 		// (The distribution API has no conditional manifest PUT; this
 		// leaves a window of one round trip instead of the whole copy.)
-		if !in.Overwrite {
+		if !in.Overwrite || (in.ImmutableTags && dst.Identifier() != "latest") {
 			cur, err := digestAt(ctx, dst, dstOpts, into)
 			switch {
 			case err != nil:
@@ -178,7 +181,7 @@ func (a *Activities) copyImage(ctx context.Context, in workflows.ReplicateInput,
 				continue
 			case cur != "":
 				return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
-					"%s: tag %s was written by someone else during the copy (now digest %s) and the rule's overwrite is off; it was left as it is",
+					"%s: tag %s was written by someone else during the copy (now digest %s) and the rule's overwrite is off (or the tag is immutable); it was left as it is",
 					into, dst.Identifier(), cur), ErrTagConflict, nil)
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"go.temporal.io/sdk/activity"
 
@@ -34,44 +35,49 @@ func buildInputs(in workflows.BuildInput) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// previousBuild returns the digest a successful earlier build of the same
-// rule at the same commit with the same inputs pushed, when that image is
-// still in the repository. A rule with noCache always builds.
-func (a *Activities) previousBuild(ctx context.Context, in workflows.BuildInput) (string, bool) {
+// previousBuild returns the digest a successful earlier build with the
+// same inputs pushed — of any rule: found by its inputs, or (a log stored
+// before those were kept) by this rule and commit — and that build's log,
+// when that image is still in the repository. A rule with noCache always
+// builds.
+func (a *Activities) previousBuild(ctx context.Context, in workflows.BuildInput) (digest, log string, ok bool) {
 	if in.Plan.NoCache {
-		return "", false
-	}
-	ref, err := buildLogRef(in)
-	if err != nil {
-		return "", false
+		return "", "", false
 	}
 	opts, err := a.remoteOptions(ctx, in.Registry)
 	if err != nil {
-		return "", false
+		return "", "", false
 	}
-	img, err := remote.Image(ref, opts...)
-	if err != nil {
-		return "", false
+	for _, at := range []func(workflows.BuildInput) (name.Reference, error){inputsLogRef, buildLogRef} {
+		ref, err := at(in)
+		if err != nil {
+			continue
+		}
+		img, err := remote.Image(ref, opts...)
+		if err != nil {
+			continue
+		}
+		m, err := img.Manifest()
+		if err != nil || m.Annotations[AnnotationBuildInputs] != buildInputs(in) {
+			continue
+		}
+		digest := m.Annotations[AnnotationBuildDigest]
+		built, err := reference(in.Registry, in.Repository, digest)
+		if err != nil {
+			continue
+		}
+		if _, err := remote.Head(built, opts...); err != nil {
+			continue
+		}
+		return digest, ref.String(), true
 	}
-	m, err := img.Manifest()
-	if err != nil || m.Annotations[AnnotationBuildInputs] != buildInputs(in) {
-		return "", false
-	}
-	digest := m.Annotations[AnnotationBuildDigest]
-	at, err := reference(in.Registry, in.Repository, digest)
-	if err != nil {
-		return "", false
-	}
-	if _, err := remote.Head(at, opts...); err != nil {
-		return "", false
-	}
-	return digest, true
+	return "", "", false
 }
 
 // reuseBuild tags the image an earlier build pushed with every tag of the
 // plan, instead of building it again.
-func (a *Activities) reuseBuild(ctx context.Context, in workflows.BuildInput, digest string) (workflows.BuildResult, error) {
-	res := workflows.BuildResult{Tags: in.Plan.Tags, Digest: digest, ReusedFrom: digest}
+func (a *Activities) reuseBuild(ctx context.Context, in workflows.BuildInput, digest, log string) (workflows.BuildResult, error) {
+	res := workflows.BuildResult{Tags: in.Plan.Tags, Digest: digest, ReusedFrom: digest, Log: log}
 	opts, err := a.remoteOptions(ctx, in.Registry)
 	if err != nil {
 		return res, err
@@ -93,10 +99,7 @@ func (a *Activities) reuseBuild(ctx context.Context, in workflows.BuildInput, di
 			return res, registryError(ctx, fmt.Sprintf("tag %s as %s", at, tag), err)
 		}
 	}
-	activity.GetLogger(ctx).Info("reused an earlier build", "rule", in.Plan.Rule, "commit", in.Push.Commit, "digest", digest, "tags", in.Plan.Tags)
-	if ref, err := buildLogRef(in); err == nil {
-		res.Log = ref.String()
-	}
+	activity.GetLogger(ctx).Info("reused an earlier build", "rule", in.Plan.Rule, "commit", in.Push.Commit, "digest", digest, "tags", in.Plan.Tags, "log", log)
 	info, err := a.ResolveImage(ctx, workflows.ResolveImageInput{Registry: in.Registry,
 		Image: workflows.ImageRef{Registry: in.Registry.Name, Repository: in.Repository, Tag: in.Plan.Tags[0], Digest: digest}})
 	if err != nil {

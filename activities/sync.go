@@ -102,6 +102,9 @@ func (a *Activities) PlanSync(ctx context.Context, in workflows.PlanSyncInput) (
 					}
 					item.Reason = fmt.Sprintf("already there, without %d of its referrers", missing)
 					plan.Copy = append(plan.Copy, item)
+				case cur != "" && ch.Immutable(tag):
+					item.Reason = fmt.Sprintf("%s has %s:%s at %s and the chain's tags are immutable (immutableTags)", dst.Name, repo, tag, cur)
+					plan.Refuse = append(plan.Refuse, item)
 				case cur != "" && !rule.Overwrite:
 					item.Reason = fmt.Sprintf("%s has %s:%s at %s and the rule's overwrite is off", dst.Name, repo, tag, cur)
 					plan.Refuse = append(plan.Refuse, item)

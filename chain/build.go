@@ -13,7 +13,13 @@ import (
 type Build struct {
 	Source BuildSource `yaml:"source" json:"source"`
 	Rules  []BuildRule `yaml:"rules" json:"rules"`
+	// AutoBuild off (false) pauses the builds a push starts, keeping the
+	// rules: a person still starts one (`dchain run start --ref`). Default on.
+	AutoBuild *bool `yaml:"autoBuild" json:"autoBuild,omitempty"`
 }
+
+// Automatic says whether a push starts builds (build.autoBuild, default on).
+func (b *Build) Automatic() bool { return b.AutoBuild == nil || *b.AutoBuild }
 
 // BuildSource is the Git repository the images are built from.
 type BuildSource struct {

@@ -67,11 +67,20 @@ type Chain struct {
 	// Sync, when set, replicates what already exists in the scope on a
 	// schedule (`dchain chain sync` does it once).
 	Sync *Sync `yaml:"sync" json:"sync,omitempty"`
+	// ImmutableTags makes every tag but latest of the chain's repositories
+	// immutable, in the source and every destination: a build or a copy
+	// that would point an existing tag at another image fails saying so
+	// (whatever a rule's overwrite says).
+	ImmutableTags bool `yaml:"immutableTags" json:"immutableTags,omitempty"`
 
 	// File and Line say where the chain was declared.
 	File string `yaml:"-" json:"-"`
 	Line int    `yaml:"-" json:"-"`
 }
+
+// Immutable says whether tag may not be moved once it exists (the chain's
+// immutableTags: every tag but latest).
+func (c Chain) Immutable(tag string) bool { return c.ImmutableTags && tag != "latest" }
 
 // Sync runs the chain's sync (every existing tag its rules cover that a
 // destination lacks) as a Temporal Schedule.

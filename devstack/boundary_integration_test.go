@@ -160,7 +160,9 @@ func TestRESTRefusesHostileAndUnknownCommits(t *testing.T) {
 
 // A new branch at a commit another branch already built gets its own run,
 // which reuses the image instead of building it, adds its tags everywhere,
-// and says so; its redelivery is still one run.
+// and says so; its redelivery is still one run. Another rule with the same
+// inputs reuses it too; under immutableTags a build that would move a tag
+// fails before building.
 func TestNewRefAtABuiltCommitReusesTheImage(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "sample-app")
 	if err := SampleRepo(context.Background(), src, ""); err != nil {
@@ -194,6 +196,27 @@ func TestNewRefAtABuiltCommitReusesTheImage(t *testing.T) {
 	}
 	if again := startPush(t, l, "refs/heads/release-v4", false); !again.Existing || again.WorkflowID != second.WorkflowID {
 		t.Fatalf("a redelivery started another run: %+v", again)
+	}
+
+	// Reuse is keyed on what is built, not on the rule: another rule with
+	// the same inputs (a tag rule here) reuses the image too.
+	gitIn(t, src, "tag", "hotfix-h1", "release-v1")
+	l.Chains[0].Build.Rules = append(l.Chains[0].Build.Rules, chain.BuildRule{Name: "hotfix", Type: chain.RuleTag, Match: `hotfix-(?<h>\w+)`,
+		Tags: []chain.TagTemplate{{Tag: "hotfix-${h}"}}, Platforms: []string{"linux/amd64", "linux/arm64"},
+		BuildArgs: map[string]string{"BASE": stack.Endpoints.BaseImage}})
+	c := waitRun(t, startPush(t, l, "refs/tags/hotfix-h1", false).WorkflowID, 3*time.Minute)
+	if c.Outcome != workflows.OutcomeSucceeded || c.Build.ReusedFrom != a.Image.Digest || c.Build.Log == "" {
+		t.Fatalf("another rule with the same inputs: %s %s %+v", c.Outcome, c.Message, c.Build)
+	}
+
+	// Immutable tags: a build that would move v1 (to main's commit) fails
+	// before building, saying so.
+	l.Chains[0].ImmutableTags = true
+	l.Chains[0].Build.Rules = append(l.Chains[0].Build.Rules, chain.BuildRule{Name: "main", Type: chain.RuleBranch, Match: "main",
+		Tags: []chain.TagTemplate{{Tag: "v1"}}, Platforms: []string{"linux/amd64"}, BuildArgs: map[string]string{"BASE": stack.Endpoints.BaseImage}})
+	st := waitFailed(t, startPush(t, l, "refs/heads/main", false).WorkflowID)
+	if st.FailedStage != workflows.StageBuild || !strings.Contains(st.Message, "is immutable") || digestAt(t, "src", "bound/reuse", "v1") != a.Image.Digest {
+		t.Fatalf("a build moving an immutable tag: %s at %s: %s", st.Outcome, st.FailedStage, st.Message)
 	}
 }
 

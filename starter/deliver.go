@@ -60,6 +60,12 @@ func (s *Starter) deliverPushes(ctx context.Context, src chain.Source, ev Event,
 				continue
 			}
 			fromRepo = append(fromRepo, ch.Name)
+			if !ch.Build.Automatic() {
+				matched = true // (it matched; it says why it did not start)
+				d.Ignored = append(d.Ignored, fmt.Sprintf("chain %s: automatic builds are off (build.autoBuild: false); start one with `dchain run start --chain %s --ref %s`",
+					ch.Name, ch.Name, push.Ref))
+				continue
+			}
 			plans, err := chain.PlanBuilds(ch, push, false, "")
 			if err != nil {
 				d.Ignored = append(d.Ignored, fmt.Sprintf("chain %s: %v", ch.Name, err))

@@ -31,3 +31,19 @@ func TestIgnoredPushSaysWhatDidNotMatch(t *testing.T) {
 		}
 	}
 }
+
+// With automatic builds off, a push starts nothing and says how to build.
+func TestAutoBuildOff(t *testing.T) {
+	off := false
+	ch := chain.Chain{Name: "app", Build: &chain.Build{AutoBuild: &off,
+		Source: chain.BuildSource{URL: "https://git.example.com/org/app.git"},
+		Rules:  []chain.BuildRule{{Name: "main", Type: chain.RuleBranch, Match: "main", Tags: []chain.TagTemplate{{Tag: "latest"}}}},
+	}}
+	s := &Starter{Config: &chain.Loaded{Config: &chain.Config{}, Chains: []chain.Chain{ch}}}
+	d, err := s.Deliver(context.Background(), chain.Source{Name: "gh", Provider: ProviderGitHub}, Event{Kind: EventPush,
+		Repository: GitRepository{FullName: "org/app", URLs: []string{"https://git.example.com/org/app.git"}},
+		Pushes:     []chain.Push{{Ref: "refs/heads/main", Commit: chain.Commit(strings.Repeat("a", 40))}}})
+	if err != nil || len(d.Runs) != 0 || len(d.Ignored) != 1 || !strings.Contains(d.Ignored[0], "automatic builds are off") {
+		t.Fatalf("%+v %v", d, err)
+	}
+}

@@ -25,7 +25,7 @@ func (r *run) build(ctx workflow.Context) error {
 	}
 	in := BuildInput{
 		Source: r.in.Chain.Build.Source, Push: *r.in.Push, Plan: *r.in.Build,
-		Registry: src, Repository: r.in.Image.Repository,
+		Registry: src, Repository: r.in.Image.Repository, ImmutableTags: r.in.Chain.ImmutableTags,
 	}
 	opts := r.activityOptions(r.in.TaskQueue,
 		fmt.Sprintf("build %s@%s → %s:%v (%v)", r.in.Build.Rule, r.in.Push.Commit.Short(), r.in.Image.Repository, r.in.Build.Tags, r.in.Build.Platforms),
@@ -45,8 +45,8 @@ func (r *run) build(ctx workflow.Context) error {
 	r.status.Build = &res
 	r.status.Image.Digest = res.Digest
 	if res.ReusedFrom != "" {
-		r.stageStatus(StageBuild).Message = fmt.Sprintf("reused %s: rule %s already built commit %s with the same inputs; tagged it %v, nothing rebuilt",
-			res.ReusedFrom, r.in.Build.Rule, r.in.Push.Commit.Short(), res.Tags)
+		r.stageStatus(StageBuild).Message = fmt.Sprintf("reused %s: commit %s was built with the same inputs (log %s); tagged it %v, nothing rebuilt",
+			res.ReusedFrom, r.in.Push.Commit.Short(), res.Log, res.Tags)
 	}
 	return nil
 }

@@ -156,7 +156,7 @@ func (r *run) syncCopy(ctx workflow.Context, req SyncRequest, item SyncItem) err
 	opts := r.replicationOptions(dst.Name, fmt.Sprintf("sync %s:%s → %s", item.Repository, item.Tag, dst.Name))
 	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), ActivityReplicateImage, ReplicateInput{
 		Source: src, Destination: dst, Repository: item.Repository, Tag: item.Tag, Digest: item.Digest,
-		Overwrite: item.Overwrite, SkipReferrers: item.SkipReferrers,
+		Overwrite: item.Overwrite, SkipReferrers: item.SkipReferrers, ImmutableTags: req.Chain.ImmutableTags,
 	}).Get(ctx, nil)
 }
 

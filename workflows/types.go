@@ -230,6 +230,9 @@ type ReplicateInput struct {
 	// SkipReferrers leaves the artifacts attached to the image (signatures,
 	// SBOMs, scan reports) behind; by default they are copied with it.
 	SkipReferrers bool `json:"skipReferrers,omitempty"`
+	// ImmutableTags: every destination tag but latest that exists may not
+	// be moved, whatever Overwrite says (the chain's immutableTags).
+	ImmutableTags bool `json:"immutableTags,omitempty"`
 	// ReferrersOnly copies only the artifacts attached to Digest, and only
 	// where the destination has the image (a signature added after
 	// delivery follows it); no tag is read or written (Tag is empty).
@@ -299,6 +302,9 @@ type BuildInput struct {
 	Plan       chain.BuildPlan   `json:"plan"`
 	Registry   chain.Registry    `json:"registry"`
 	Repository string            `json:"repository"`
+	// ImmutableTags: a plan tag but latest that exists may not be moved
+	// to a new image (the chain's immutableTags).
+	ImmutableTags bool `json:"immutableTags,omitempty"`
 }
 
 // BuildResult is what a build pushed.
