@@ -186,7 +186,10 @@ func TestChainSyncSchedules(t *testing.T) {
 	if got := desc.Schedule.Spec.CronExpressions; len(got) != 1 && len(desc.Schedule.Spec.Calendars) == 0 {
 		t.Fatalf("spec %+v", desc.Schedule.Spec)
 	}
-	if a, ok := desc.Schedule.Action.(*client.ScheduleWorkflowAction); !ok || a.Workflow != workflows.WorkflowChainSync {
+	// A scheduled sync that cannot finish ends, rather than skipping every
+	// later one for ever.
+	if a, ok := desc.Schedule.Action.(*client.ScheduleWorkflowAction); !ok || a.Workflow != workflows.WorkflowChainSync ||
+		a.WorkflowExecutionTimeout != starter.SyncTimeout(l.Config.Retry) || a.TaskQueue != workflows.DefaultTaskQueue {
 		t.Fatalf("action %+v", desc.Schedule.Action)
 	}
 	l.Chains[0].Sync.Schedule = "@hourly"

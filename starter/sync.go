@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
@@ -45,9 +46,17 @@ func (s *Starter) StartSync(ctx context.Context, chainName string, dryRun bool) 
 		fmt.Sprintf("%s of chain %s", what, ch.Name), "")
 }
 
+// SyncTimeout bounds a scheduled sync: the config's replication timeout
+// (how long one copy may keep retrying, default 24h) and an hour to plan.
+func SyncTimeout(r chain.RetrySettings) time.Duration {
+	return r.ReplicationTimeout.Or(24*time.Hour) + time.Hour
+}
+
 // SyncSchedules makes the Temporal Schedules of the chains' `sync.schedule`
 // what the config says: created, updated (cron and chain snapshot), or
-// deleted when the chain no longer has one. It returns what it did.
+// deleted when the chain no longer has one. It returns what it did. One
+// owner calls it — `dchain setup` (and `dchain dev`), never a worker — so
+// workers started with other configs cannot undo each other's schedules.
 func (s *Starter) SyncSchedules(ctx context.Context) ([]string, error) {
 	sc := s.Client.ScheduleClient()
 	want := map[string]chain.Chain{}
@@ -83,8 +92,11 @@ func (s *Starter) SyncSchedules(ctx context.Context) ([]string, error) {
 		if err != nil {
 			return did, err
 		}
+		// A scheduled sync that cannot finish (no worker polls its queue, a
+		// destination down for good) ends TimedOut instead of holding the
+		// schedule: while it runs, the next ones are skipped.
 		action := &client.ScheduleWorkflowAction{ID: workflows.SyncWorkflowID(ch.Name, false), Workflow: workflows.WorkflowChainSync,
-			TaskQueue: s.taskQueue(), Args: []any{req}}
+			TaskQueue: s.taskQueue(), Args: []any{req}, WorkflowExecutionTimeout: SyncTimeout(s.Config.Config.Retry)}
 		spec := client.ScheduleSpec{CronExpressions: []string{ch.Sync.Schedule}}
 		if existing[id] {
 			// Updated in place: the schedule keeps its state (recent and next runs).

@@ -18,9 +18,10 @@ func newSetupCmd(g *globals) *cobra.Command {
 	var retention time.Duration
 	cmd := &cobra.Command{
 		Use:   "setup",
-		Short: "Prepare a Temporal cluster for dchain: create the namespace if missing and register dchain's search attributes",
+		Short: "Prepare a Temporal cluster for dchain: create the namespace if missing, register dchain's search attributes, and make the chains' sync schedules what the config says",
 		Long: "setup is idempotent: it says what it changed, and nothing when the cluster is ready.\n" +
-			"Workers refuse a namespace without dchain's search attributes; run this once per cluster and namespace.",
+			"Workers refuse a namespace without dchain's search attributes; run this once per cluster and namespace,\n" +
+			"and again after a chain's sync schedule changes (workers never touch the schedules).",
 		Args: cobra.NoArgs,
 		RunE: g.withClient(func(cmd *cobra.Command, c client.Client, _ []string) error {
 			ctx, ns, out := cmd.Context(), g.namespace(), cmd.OutOrStdout()
@@ -41,7 +42,8 @@ func newSetupCmd(g *globals) *cobra.Command {
 			if !created && len(added) == 0 {
 				fmt.Fprintf(out, "namespace %s: ready (nothing to change)\n", ns)
 			}
-			return nil
+			// The chains' sync schedules: this command is their one owner.
+			return syncSchedules(ctx, c, g)
 		}),
 	}
 	cmd.Flags().DurationVar(&retention, "retention", 30*24*time.Hour, "how long a new namespace keeps closed runs' histories")

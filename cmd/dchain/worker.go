@@ -97,11 +97,6 @@ func newWorkerCmd(g *globals) *cobra.Command {
 			if err := searchAttributes(ctx, cmd.OutOrStdout(), c, g.namespace(), register); err != nil {
 				return err
 			}
-			if o.Chains {
-				if err := syncSchedules(ctx, c, g); err != nil {
-					return err
-				}
-			}
 			fmt.Printf("worker serving task queue %s (chains: %v) and replication into %v\n", o.TaskQueue, o.Chains, o.Regions)
 			go reloadOnHUP(ctx, func() error { return reloadWorker(ctx, g, c, o, metrics) })
 			return worker.Run(ctx, c, o)
@@ -152,8 +147,8 @@ func searchAttributes(ctx context.Context, out io.Writer, c client.Client, names
 }
 
 // reloadWorker reads the config again (SIGHUP): the registries BuildKit
-// signs in to, the metrics' label bounds and (on the chain queue) the sync
-// schedules follow it. Runs carry their own snapshot of the config, so
+// signs in to and the metrics' label bounds follow it (the sync schedules
+// are `dchain setup`'s). Runs carry their own snapshot of the config, so
 // runs under way are not affected; the queues a worker serves are fixed.
 func reloadWorker(ctx context.Context, g *globals, c client.Client, o worker.Options, m *worker.Metrics) error {
 	l, err := g.load()
@@ -162,8 +157,5 @@ func reloadWorker(ctx context.Context, g *globals, c client.Client, o worker.Opt
 	}
 	o.Activities.SetRegistries(l.Config.Registries)
 	m.SetBounds(l)
-	if o.Chains {
-		return syncSchedules(ctx, c, g)
-	}
 	return nil
 }
