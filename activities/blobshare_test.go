@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"go.temporal.io/sdk/testsuite"
@@ -50,39 +52,7 @@ func TestFanOutReadsEachSourceBlobOnce(t *testing.T) {
 	mu.Unlock()
 
 	a := &Activities{TempDir: t.TempDir()}
-	var dsts []string
-	for range 3 {
-		s := httptest.NewServer(registry.New())
-		defer s.Close()
-		dsts = append(dsts, strings.TrimPrefix(s.URL, "http://"))
-	}
-	var wg sync.WaitGroup
-	errs := make([]error, len(dsts))
-	for i, dst := range dsts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			env := (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
-			env.RegisterActivity(a.ReplicateImage)
-			_, errs[i] = env.ExecuteActivity(workflows.ActivityReplicateImage, workflows.ReplicateInput{
-				Source: chain.Registry{Name: "src", Address: srcAddr, Insecure: true}, Destination: chain.Registry{Name: dst, Address: dst, Insecure: true},
-				Repository: "demo/app", Tag: "v1", Digest: d.String(), SkipReferrers: true,
-			})
-		}()
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("copy into %s: %v", dsts[i], err)
-		}
-	}
-	for _, dst := range dsts {
-		r, _ := name.ParseReference(dst + "/demo/app:v1")
-		got, err := remote.Head(r)
-		if err != nil || got.Digest != d {
-			t.Fatalf("%s: %v %v", dst, got, err)
-		}
-	}
+	fanOut(t, a, srcAddr, d, 3)
 	mu.Lock()
 	defer mu.Unlock()
 	if len(gets) != 6 { // 2 platforms × (config + 2 layers)
@@ -95,5 +65,41 @@ func TestFanOutReadsEachSourceBlobOnce(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(a.TempDir); len(left) != 0 {
 		t.Errorf("spool files left behind: %v", left)
+	}
+}
+
+// fanOut copies srcAddr/demo/app@d into n new registries at once with a,
+// as a chain's fan-out does, and checks each got it.
+func fanOut(t *testing.T, a *Activities, srcAddr string, d v1.Hash, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	dsts := make([]string, n)
+	errs := make([]error, n)
+	for i := range dsts {
+		s := httptest.NewServer(registry.New())
+		defer s.Close()
+		dsts[i] = strings.TrimPrefix(s.URL, "http://")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			env := (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
+			env.SetTestTimeout(2 * time.Minute)
+			env.RegisterActivity(a.ReplicateImage)
+			_, errs[i] = env.ExecuteActivity(workflows.ActivityReplicateImage, workflows.ReplicateInput{
+				Source: chain.Registry{Name: "src", Address: srcAddr, Insecure: true}, Destination: chain.Registry{Name: dsts[i], Address: dsts[i], Insecure: true},
+				Repository: "demo/app", Tag: "v1", Digest: d.String(), SkipReferrers: true,
+			})
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	for _, dst := range dsts {
+		r, _ := name.ParseReference(dst + "/demo/app:v1")
+		got, err := remote.Head(r)
+		if err != nil || got.Digest != d {
+			t.Fatalf("%s: %v %v", dst, got, err)
+		}
 	}
 }

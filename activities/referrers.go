@@ -54,15 +54,11 @@ func walkReferrers(repo name.Repository, digest string, opts []remote.Option, vi
 	if err != nil || !desc.MediaType.IsIndex() {
 		return err
 	}
-	idx, err := desc.ImageIndex()
+	_, children, err := indexChildren(desc)
 	if err != nil {
 		return err
 	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return err
-	}
-	for _, c := range im.Manifests {
+	for _, c := range children {
 		if seen[c.Digest.String()] || !(c.MediaType.IsImage() || c.MediaType.IsIndex()) {
 			continue
 		}

@@ -248,15 +248,11 @@ func eachImage(desc *remote.Descriptor, f func(m *v1.Manifest, p *v1.Platform) e
 		}
 		return f(m, nil)
 	}
-	idx, err := desc.ImageIndex()
+	idx, children, err := indexChildren(desc)
 	if err != nil {
 		return err
 	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return err
-	}
-	for _, c := range im.Manifests {
+	for _, c := range children {
 		if !c.MediaType.IsImage() {
 			continue
 		}
@@ -273,6 +269,19 @@ func eachImage(desc *remote.Descriptor, f func(m *v1.Manifest, p *v1.Platform) e
 		}
 	}
 	return nil
+}
+
+// indexChildren is the index desc and the descriptors of its manifests.
+func indexChildren(desc *remote.Descriptor) (v1.ImageIndex, []v1.Descriptor, error) {
+	idx, err := desc.ImageIndex()
+	if err != nil {
+		return nil, nil, err
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, nil, err
+	}
+	return idx, im.Manifests, nil
 }
 
 // counter counts what a replication actually uploads.

@@ -120,17 +120,13 @@ func scanPlatforms(desc *remote.Descriptor) ([]string, error) {
 	if !desc.MediaType.IsIndex() {
 		return []string{""}, nil
 	}
-	idx, err := desc.ImageIndex()
-	if err != nil {
-		return nil, err
-	}
-	m, err := idx.IndexManifest()
+	_, children, err := indexChildren(desc)
 	if err != nil {
 		return nil, err
 	}
 	seen := map[v1.Hash]bool{}
 	var ps []string
-	for _, c := range m.Manifests {
+	for _, c := range children {
 		if !c.MediaType.IsImage() || c.Platform == nil || c.Platform.OS == "unknown" || seen[c.Digest] {
 			continue
 		}

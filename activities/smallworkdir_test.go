@@ -1,12 +1,10 @@
 package activities
 
 import (
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -15,10 +13,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"go.temporal.io/sdk/testsuite"
-
-	"github.com/dchain-dev/dchain/chain"
-	"github.com/dchain-dev/dchain/workflows"
 )
 
 // A work dir smaller than the blobs a fan-out would spool at once (a 7 MiB
@@ -51,37 +45,7 @@ func TestSmallWorkDirStillCopies(t *testing.T) {
 	}
 	d, _ := img.Digest()
 
-	a := &Activities{TempDir: work}
-	var wg sync.WaitGroup
-	dsts := make([]string, 3)
-	errs := make([]error, len(dsts))
-	for i := range dsts {
-		s := httptest.NewServer(registry.New())
-		defer s.Close()
-		dsts[i] = strings.TrimPrefix(s.URL, "http://")
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			env := (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
-			env.SetTestTimeout(2 * time.Minute)
-			env.RegisterActivity(a.ReplicateImage)
-			_, errs[i] = env.ExecuteActivity(workflows.ActivityReplicateImage, workflows.ReplicateInput{
-				Source: chain.Registry{Name: "src", Address: srcAddr, Insecure: true}, Destination: chain.Registry{Name: dsts[i], Address: dsts[i], Insecure: true},
-				Repository: "demo/app", Tag: "v1", Digest: d.String(), SkipReferrers: true,
-			})
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
-	}
-	for _, dst := range dsts {
-		r, _ := name.ParseReference(dst + "/demo/app:v1")
-		got, err := remote.Head(r)
-		if err != nil || got.Digest != d {
-			t.Fatalf("%s: %v %v", dst, got, err)
-		}
-	}
+	fanOut(t, &Activities{TempDir: work}, srcAddr, d, 3)
 	noSpoolLeft(t, work)
 }
 

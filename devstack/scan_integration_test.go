@@ -6,6 +6,7 @@ import (
 	"errors"
 	"maps"
 	"net/url"
+	"path"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -35,15 +36,27 @@ import (
 func vulnerableImage(t *testing.T) v1.Image {
 	t.Helper()
 	apk := "P:openssl\nV:3.1.0-r0\nA:x86_64\no:openssl\n\nP:busybox\nV:1.36.1-r2\nA:x86_64\no:busybox\n\n"
-	files := map[string][]byte{
+	return filesImage(t, map[string][]byte{
 		"etc/alpine-release":                   []byte("3.18.4\n"),
 		"etc/os-release":                       []byte("NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.18.4\n"),
 		"lib/apk/db/installed":                 []byte(apk),
 		"app/node_modules/lodash/package.json": []byte(`{"name":"lodash","version":"4.17.11"}`),
 		"app/node_modules/qs/package.json":     []byte(`{"name":"qs","version":"6.10.1"}`),
+	})
+}
+
+// filesImage is a linux/amd64 image of one layer holding files (and the
+// directories above them).
+func filesImage(t *testing.T, files map[string][]byte) v1.Image {
+	t.Helper()
+	dirs := map[string]bool{}
+	for f := range files {
+		for d := path.Dir(f); d != "."; d = path.Dir(d) {
+			dirs[d+"/"] = true
+		}
 	}
 	var hs []*tar.Header
-	for _, d := range []string{"etc/", "lib/", "lib/apk/", "lib/apk/db/", "app/", "app/node_modules/", "app/node_modules/lodash/", "app/node_modules/qs/"} {
+	for _, d := range slices.Sorted(maps.Keys(dirs)) {
 		hs = append(hs, &tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: 0o755})
 	}
 	for _, f := range slices.Sorted(maps.Keys(files)) {
@@ -60,8 +73,7 @@ func vulnerableImage(t *testing.T) v1.Image {
 	cf, _ := img.ConfigFile()
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", "amd64"
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		t.Fatal(err)
 	}
 	return img
@@ -405,32 +417,10 @@ func TestScanReusesAReportOfTheSameDB(t *testing.T) {
 // cannot be matched, and it scans "clean" for want of anything analysed.
 func debianWithoutVersion(t *testing.T) v1.Image {
 	t.Helper()
-	files := map[string][]byte{
+	return filesImage(t, map[string][]byte{
 		"etc/os-release":      []byte("PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n"),
 		"var/lib/dpkg/status": []byte("Package: openssl\nStatus: install ok installed\nVersion: 3.0.11-1~deb12u1\nArchitecture: amd64\n\n"),
-	}
-	var hs []*tar.Header
-	for _, d := range []string{"etc/", "var/", "var/lib/", "var/lib/dpkg/"} {
-		hs = append(hs, &tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: 0o755})
-	}
-	for _, f := range slices.Sorted(maps.Keys(files)) {
-		hs = append(hs, &tar.Header{Typeflag: tar.TypeReg, Name: f, Mode: 0o644})
-	}
-	layer, err := tarLayer(hs, files)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), layer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, _ := img.ConfigFile()
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
-	return img
+	})
 }
 
 // An image the scanner can analyse nothing of is not a clean image: under
