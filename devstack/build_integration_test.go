@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	controlapi "github.com/moby/buildkit/api/services/control"
 	bk "github.com/moby/buildkit/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/dchain-dev/dchain/activities"
@@ -211,6 +212,14 @@ func TestCancelStopsTheBuildkitdJob(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// ... and the RUN step is under way (the build's heartbeat says so), so
+	// its log has something to keep.
+	for !strings.Contains(buildHeartbeat(t, started.WorkflowID).Current, "sleep 120") {
+		if time.Now().After(deadline) {
+			t.Fatal("the RUN step never started")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	if err := stack.Client.CancelWorkflow(context.Background(), started.WorkflowID, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +236,7 @@ func TestCancelStopsTheBuildkitdJob(t *testing.T) {
 		t.Fatalf("a canceled build left no log: %+v", st.Build)
 	}
 	srcReg, _ := testChainRegistry("src")
-	if b, err := (&activities.Activities{}).ReadBuildLog(context.Background(), srcReg, st.Build.Log); err != nil || !strings.Contains(string(b), "started") {
+	if b, err := (&activities.Activities{}).ReadBuildLog(context.Background(), srcReg, st.Build.Log); err != nil || !strings.Contains(string(b), "sleep 120") {
 		t.Fatalf("the canceled build's log %s: %v\n%s", st.Build.Log, err, b)
 	}
 	// buildkitd recorded the job as ended with an error (canceled), not finished.
@@ -247,6 +256,23 @@ func TestCancelStopsTheBuildkitdJob(t *testing.T) {
 	if a := activeBuild(t, c); a == ref {
 		t.Fatal("build still active in buildkitd")
 	}
+}
+
+// buildHeartbeat is the progress the run's build last heartbeated (zero
+// before its first).
+func buildHeartbeat(t *testing.T, id string) workflows.BuildProgress {
+	t.Helper()
+	var p workflows.BuildProgress
+	desc, err := stack.Client.DescribeWorkflowExecution(context.Background(), id, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pa := range desc.GetPendingActivities() {
+		if pa.GetActivityType().GetName() == workflows.ActivityBuildImage && pa.GetHeartbeatDetails() != nil {
+			_ = converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &p)
+		}
+	}
+	return p
 }
 
 // waitFailed waits for a run that must fail and returns its status.
