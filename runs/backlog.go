@@ -56,7 +56,7 @@ func Backlogs(ctx context.Context, c client.Client, namespace, base string, regi
 			kind = "activity"
 		}
 		out = append(out, Backlog{Queue: tq.name, Kind: kind, Tasks: resp.GetStats().GetApproximateBacklogCount(),
-			Oldest: resp.GetStats().GetApproximateBacklogAge().AsDuration(), Pollers: len(resp.GetPollers())})
+			Oldest: resp.GetStats().GetApproximateBacklogAge().AsDuration(), Pollers: livePollers(resp.GetPollers(), time.Now())})
 	}
 	return out, nil
 }

@@ -3,6 +3,10 @@ package runs
 import (
 	"errors"
 	"testing"
+	"time"
+
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/dchain-dev/dchain/chain"
 )
@@ -39,5 +43,19 @@ func TestFilterCheck(t *testing.T) {
 		if !errors.As(err, &in) || in.Field != bad.field {
 			t.Errorf("%+v: %v, want a refused %s", bad.f, err, bad.field)
 		}
+	}
+}
+
+// A poller that has not polled for longer than a long poll lasts is gone,
+// although Temporal lists it for minutes more.
+func TestLivePollers(t *testing.T) {
+	now := time.Now()
+	ps := []*taskqueuepb.PollerInfo{
+		{LastAccessTime: timestamppb.New(now.Add(-10 * time.Second))},
+		{LastAccessTime: timestamppb.New(now.Add(-4 * time.Minute))},
+		{},
+	}
+	if n := livePollers(ps, now); n != 2 {
+		t.Fatalf("%d live pollers, want 2", n)
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
@@ -54,10 +56,27 @@ func addLiveReplication(ctx context.Context, c client.Client, id string, st *wor
 		}
 		queue := workflows.ReplicationQueue(base, d.Registry)
 		tq, err := c.DescribeTaskQueue(ctx, queue, enumspb.TASK_QUEUE_TYPE_ACTIVITY)
-		if err == nil && len(tq.GetPollers()) == 0 {
+		if err == nil && livePollers(tq.GetPollers(), time.Now()) == 0 {
 			d.Message = fmt.Sprintf("no worker is polling %s: start `dchain worker --region %s`", queue, d.Registry)
 		}
 	}
+}
+
+// pollerTTL is how long after its last poll a poller still counts as
+// there: a long poll lasts up to about 70 s, so a live worker polls again
+// within it. Temporal keeps a gone poller in DescribeTaskQueue for 5
+// minutes, which alone would say "polling" for that long.
+const pollerTTL = 2 * time.Minute
+
+// livePollers counts the pollers that polled within pollerTTL of now.
+func livePollers(ps []*taskqueuepb.PollerInfo, now time.Time) int {
+	n := 0
+	for _, p := range ps {
+		if at := p.GetLastAccessTime(); at == nil || now.Sub(at.AsTime()) < pollerTTL {
+			n++
+		}
+	}
+	return n
 }
 
 // destination finds the destination of registry whose reference is ref
