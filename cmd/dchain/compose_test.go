@@ -363,3 +363,30 @@ func registryNames(t *testing.T) []string {
 	}
 	return names
 }
+
+// No container gets the deployment CA's private key: a registry mounts its
+// own certificate and key, dchain's services the CA certificate only.
+func TestComposeKeepsTheCAKeyOut(t *testing.T) {
+	p := loadCompose(t)
+	certs, err := filepath.Abs(filepath.Join(repoRoot, "deploy", "certs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range p.Services {
+		for _, v := range s.Volumes {
+			if v.Type != types.VolumeTypeBind {
+				continue
+			}
+			src, err := filepath.Abs(v.Source)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if src == certs || strings.HasSuffix(src, "ca-key.pem") || (strings.HasPrefix(src, certs+string(filepath.Separator)) && !slices.Contains([]string{"ca.pem", "registry.pem", "registry-key.pem"}, filepath.Base(src))) {
+				t.Errorf("service %s mounts %s", s.Name, v.Source)
+			}
+			if filepath.Base(src) == "registry-key.pem" && !slices.Contains(registryNames(t), s.Name) {
+				t.Errorf("service %s, not a registry, mounts the registries' key", s.Name)
+			}
+		}
+	}
+}
