@@ -390,3 +390,22 @@ func TestComposeKeepsTheCAKeyOut(t *testing.T) {
 		}
 	}
 }
+
+// Start-up order holds up: PostgreSQL is healthy only once it accepts TCP
+// (what Temporal uses), the schema job is retried when it fails, and
+// dchain's processes run under an init that reaps their git/ssh children.
+func TestComposeStartOrder(t *testing.T) {
+	p := loadCompose(t)
+	pg, err := p.GetService("postgresql")
+	if err != nil || pg.HealthCheck == nil || !strings.Contains(strings.Join(pg.HealthCheck.Test, " "), "pg_isready -h 127.0.0.1") {
+		t.Errorf("postgresql health check: %+v %v", pg.HealthCheck, err)
+	}
+	if s, err := p.GetService("temporal-schema"); err != nil || s.Restart != "on-failure" {
+		t.Errorf("temporal-schema restart %q %v", s.Restart, err)
+	}
+	for _, s := range p.Services {
+		if s.Image == "dchain:0.1.0" && (s.Init == nil || !*s.Init) {
+			t.Errorf("dchain service %s runs without init", s.Name)
+		}
+	}
+}
