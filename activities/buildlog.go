@@ -66,8 +66,11 @@ func (a *Activities) pushBuildLog(ctx context.Context, in workflows.BuildInput, 
 			err = remote.Write(ref, img, append(opts, remote.WithContext(context.WithoutCancel(ctx)))...)
 		}
 		if inputs, ierr := inputsLogRef(in); err == nil && digest != "" && ierr == nil {
-			// Found by its inputs too: another rule building the same gets it.
-			err = remote.Tag(inputs.(name.Tag), img, append(opts, remote.WithContext(context.WithoutCancel(ctx)))...)
+			// Found by its inputs too: another rule building the same gets it
+			// (without, it only builds again).
+			if terr := remote.Tag(inputs.(name.Tag), img, append(opts, remote.WithContext(context.WithoutCancel(ctx)))...); terr != nil {
+				activity.GetLogger(ctx).Warn("could not tag the build log by its inputs", "ref", inputs.String(), "error", terr)
+			}
 		}
 	}
 	if err != nil {

@@ -145,7 +145,10 @@ func checkout(ctx context.Context, src chain.BuildSource, commit chain.Commit, t
 	}
 	if _, err := gitCmd(ctx, src, dir, "-c", "advice.detachedHead=false", "switch", "-q", "--detach", "--end-of-options", string(commit)); err != nil {
 		os.RemoveAll(dir)
-		if why := whyNotARepository(ctx, src); why != nil { // (git's dumb protocol fetches "nothing" from a web page)
+		switch why := whyNotARepository(ctx, src); { // (git's dumb protocol fetches "nothing" from a web page)
+		case errors.Is(why, errSourceDenied):
+			return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("fetch %s: %v", src.URL, why), ErrAccessDenied, nil)
+		case why != nil:
 			return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("fetch %s: %v", src.URL, why), ErrNotFound, nil)
 		}
 		return "", temporal.NewNonRetryableApplicationError(

@@ -2,6 +2,7 @@ package activities
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -70,11 +71,38 @@ func walkReferrers(repo name.Repository, digest string, opts []remote.Option, vi
 	return nil
 }
 
+// cosignSuffixes are the tags of cosign's tag scheme (its default before
+// OCI 1.1 referrers): "sha256-<hex>.sig" (signatures), ".att"
+// (attestations), ".sbom" — manifests without a subject, which no
+// referrers listing names.
+var cosignSuffixes = []string{".sig", ".att", ".sbom"}
+
+// cosignTags calls visit with each cosign tag-scheme tag of digest in from
+// that exists there, with what it points at.
+func cosignTags(from name.Repository, digest string, opts []remote.Option, visit func(tag string, d v1.Hash) error) error {
+	for _, sfx := range cosignSuffixes {
+		tag := strings.Replace(digest, ":", "-", 1) + sfx
+		desc, err := remote.Head(from.Tag(tag), opts...)
+		if isNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("look up %s:%s: %w", from, tag, err)
+		}
+		if err := visit(tag, desc.Digest); err != nil {
+			return fmt.Errorf("%s:%s: %w", from, tag, err)
+		}
+	}
+	return nil
+}
+
 // copyReferrers copies every referrer walkReferrers finds for digest in
 // from into to, each by digest, so the copies are byte for byte the
 // originals; go-containerregistry writes to the destination's referrers
 // API where it has one and keeps the fallback tag's index up to date
-// where it does not. It returns how many referrers it copied.
+// where it does not. The image's cosign tag-scheme tags follow too (moved
+// at the destination when cosign re-pushed them with a new signature). It
+// returns how many referrers it copied.
 func copyReferrers(from, to name.Repository, digest string, srcOpts, dstOpts []remote.Option) (int, error) {
 	n := 0
 	err := walkReferrers(from, digest, srcOpts, func(d v1.Descriptor) error {
@@ -84,29 +112,47 @@ func copyReferrers(from, to name.Repository, digest string, srcOpts, dstOpts []r
 		n++
 		return nil
 	})
-	return n, err
-}
-
-// missingReferrers counts the referrers walkReferrers finds for digest in
-// from that to does not have.
-func missingReferrers(from, to name.Repository, digest string, srcOpts, dstOpts []remote.Option) (int, error) {
-	n := 0
-	err := walkReferrers(from, digest, srcOpts, func(d v1.Descriptor) error {
-		_, err := remote.Head(to.Digest(d.Digest.String()), dstOpts...)
-		switch {
-		case isNotFound(err):
-			n++
-		case err != nil:
+	if err != nil {
+		return n, err
+	}
+	err = cosignTags(from, digest, srcOpts, func(tag string, d v1.Hash) error {
+		if cur, err := remote.Head(to.Tag(tag), dstOpts...); err == nil && cur.Digest == d {
+			return nil
+		}
+		if err := copyManifest(from.Digest(d.String()), to.Tag(tag), srcOpts, dstOpts); err != nil {
 			return err
 		}
+		n++
 		return nil
 	})
 	return n, err
 }
 
+// missingReferrers counts the referrers walkReferrers finds for digest in
+// from that to does not have, and the cosign tags to lacks or has older.
+func missingReferrers(from, to name.Repository, digest string, srcOpts, dstOpts []remote.Option) (int, error) {
+	n := 0
+	missing := func(ref name.Reference, want v1.Hash) error {
+		cur, err := remote.Head(ref, dstOpts...)
+		switch {
+		case isNotFound(err) || (err == nil && cur.Digest != want):
+			n++
+		case err != nil:
+			return err
+		}
+		return nil
+	}
+	err := walkReferrers(from, digest, srcOpts, func(d v1.Descriptor) error { return missing(to.Digest(d.Digest.String()), d.Digest) })
+	if err != nil {
+		return n, err
+	}
+	err = cosignTags(from, digest, srcOpts, func(tag string, d v1.Hash) error { return missing(to.Tag(tag), d) })
+	return n, err
+}
+
 // copyManifest copies one manifest (an image, an artifact or an index) with
-// everything it references, keeping its bytes.
-func copyManifest(src, dst name.Digest, srcOpts, dstOpts []remote.Option) error {
+// everything it references, keeping its bytes, to dst (a digest or a tag).
+func copyManifest(src name.Digest, dst name.Reference, srcOpts, dstOpts []remote.Option) error {
 	desc, err := remote.Get(src, srcOpts...)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -133,7 +134,7 @@ func (a *Activities) copyImage(ctx context.Context, in workflows.ReplicateInput,
 	// retry starts again.
 	ctx, stopWatch := watchStall(ctx, a.stallTimeout(), c.bytes.Load)
 	defer stopWatch()
-	srcOpts = append(srcOpts[:len(srcOpts):len(srcOpts)], remote.WithContext(ctx))
+	srcOpts = append(slices.Clip(srcOpts), remote.WithContext(ctx))
 	// Heartbeats report progress (`dchain run show` and the Web UI's pending
 	// activities read them); they are also how a canceled run reaches this
 	// activity: the context ends.
@@ -312,7 +313,8 @@ func (s *sharedSource) open(l v1.Layer) (io.ReadCloser, error) {
 		return nil, err
 	}
 	fetch := func(ctx context.Context) (io.ReadCloser, error) {
-		layer, err := remote.Layer(s.repo.Digest(d.String()), append(s.opts, remote.WithContext(ctx))...)
+		// (Clip: concurrent downloads must not append into one array.)
+		layer, err := remote.Layer(s.repo.Digest(d.String()), append(slices.Clip(s.opts), remote.WithContext(ctx))...)
 		if err != nil {
 			return nil, err
 		}

@@ -236,6 +236,31 @@ func TestPlatformAndLateReferrersFollow(t *testing.T) {
 	if code, again, _ := deliver(t, srv.URL, "registry", "distribution", "hook-secret", ev); code != http.StatusOK || !again.Runs[0].Existing {
 		t.Errorf("the same notification again: %d %+v", code, again)
 	}
+
+	// cosign's tag scheme (its default before OCI 1.1): a manifest without
+	// a subject under "sha256-<hex>.sig" follows the image too.
+	sigTag := fallback + ".sig"
+	sig, err := mutate.Append(mutate.MediaType(empty.Image, types.OCIManifestSchema1), mutate.Addendum{
+		Layer: static.NewLayer([]byte(`{"critical":{"image":{"docker-manifest-digest":"`+digest+`"}}}`), "application/vnd.dev.cosign.simplesigning.v1+json")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(src.Tag(sigTag), sig); err != nil {
+		t.Fatal(err)
+	}
+	sigDigest, _ := sig.Digest()
+	_, ans, body = deliver(t, srv.URL, "registry", "distribution", "hook-secret", distributionEvent("late/app", sigTag, sigDigest.String()))
+	if len(ans.Runs) != 1 {
+		t.Fatalf("notification of a cosign .sig tag: %s", body)
+	}
+	if st := waitRun(t, ans.Runs[0].WorkflowID, time.Minute); st.Outcome != workflows.OutcomeSucceeded {
+		t.Fatalf("following the .sig tag: %s %s", st.Outcome, st.Message)
+	}
+	for _, reg := range []string{"eu", "us"} {
+		if got, err := remote.Head(repoIn(t, stack.Endpoints.Registries[reg], "late/app").Tag(sigTag)); err != nil || got.Digest != sigDigest {
+			t.Errorf("%s: %s is %v (%v), want %s", reg, sigTag, got, err, sigDigest)
+		}
+	}
 	// An image no destination has yet: nothing to follow, said so.
 	other, err := PushSample(context.Background(), stack.Endpoints.Registries["src"], "late/app", "v2")
 	if err != nil {

@@ -23,6 +23,10 @@ func TestFilterCheck(t *testing.T) {
 	if q := f.Query(); q != "WorkflowType IN ('ChainRun') AND DchainChain = 'demo' AND DchainOutcome = 'Blocked' AND DchainRepository = 'demo/app' AND DchainTag = 'v1'" {
 		t.Fatalf("query %s", q)
 	}
+	// A sync's outcome is its execution status.
+	if q := (Filter{Kind: KindSync, Outcome: "Failed"}).Query(); q != "WorkflowType IN ('ChainSync') AND ExecutionStatus = 'Failed'" {
+		t.Fatalf("query %s", q)
+	}
 	// Every kind by default: chain runs, replications, syncs, scans.
 	if q := (Filter{}).Query(); q != "WorkflowType IN ('ChainRun', 'Replicate', 'ChainSync', 'ManualScan', 'ScanRepository')" {
 		t.Fatalf("query %s", q)

@@ -92,6 +92,10 @@ func (f Filter) Query() string {
 	case workflows.OutcomeTerminated, workflows.OutcomeTimedOut, workflows.OutcomeContinuedAsNew:
 		q, outcome = q.Eq("ExecutionStatus", outcome), ""
 	}
+	// Syncs and scans record no outcome of their own: Temporal's status is it.
+	if status, ok := recordsNoOutcome[workflows.Outcome(outcome)]; ok && (f.Kind == KindSync || f.Kind == KindScan) {
+		q, outcome = q.Eq("ExecutionStatus", status), ""
+	}
 	for _, kv := range []struct{ key, value string }{
 		{workflows.AttrChain.GetName(), f.Chain}, {workflows.AttrOutcome.GetName(), outcome},
 		{workflows.AttrRepository.GetName(), f.Repository}, {workflows.AttrTag.GetName(), f.Tag},
@@ -119,6 +123,12 @@ func endedOutside(status enumspb.WorkflowExecutionStatus) (workflows.Outcome, bo
 		return workflows.OutcomeFailed, true
 	}
 	return "", false
+}
+
+// recordsNoOutcome is the execution status an outcome is, for the kinds
+// of run that record none (syncs and scans).
+var recordsNoOutcome = map[workflows.Outcome]string{
+	workflows.OutcomeSucceeded: "Completed", workflows.OutcomeFailed: "Failed", workflows.OutcomeCanceled: "Canceled",
 }
 
 // statusOutcome is the outcome Temporal's status of an execution stands for.
