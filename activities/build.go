@@ -65,11 +65,11 @@ func (a *Activities) BuildImage(ctx context.Context, in workflows.BuildInput) (w
 	if a.Builder == nil {
 		return res, temporal.NewNonRetryableApplicationError("this worker has no BuildKit address (--buildkit-addr / BUILDKIT_HOST)", ErrRejected, nil)
 	}
-	prev, prevLog, reuse := a.previousBuild(ctx, in)
+	prev, prevLog, builtBefore := a.previousBuild(ctx, in)
 	if err := a.immutableTags(ctx, in, prev); err != nil {
 		return res, err
 	}
-	if reuse {
+	if builtBefore && !in.Plan.NoCache {
 		return a.reuseBuild(ctx, in, prev, prevLog)
 	}
 	start := time.Now()

@@ -38,12 +38,9 @@ func buildInputs(in workflows.BuildInput) string {
 // previousBuild returns the digest a successful earlier build with the
 // same inputs pushed — of any rule: found by its inputs, or (a log stored
 // before those were kept) by this rule and commit — and that build's log,
-// when that image is still in the repository. A rule with noCache always
-// builds.
+// when that image is still in the repository. (A rule with noCache does
+// not reuse it, but an earlier attempt's image is still its own.)
 func (a *Activities) previousBuild(ctx context.Context, in workflows.BuildInput) (digest, log string, ok bool) {
-	if in.Plan.NoCache {
-		return "", "", false
-	}
 	opts, err := a.remoteOptions(ctx, in.Registry)
 	if err != nil {
 		return "", "", false
