@@ -409,3 +409,20 @@ func TestComposeStartOrder(t *testing.T) {
 		}
 	}
 }
+
+// Temporal's frontend (plaintext, no authorization here) and its Web UI
+// (which cancels and terminates runs) are published on the loopback only.
+func TestComposeKeepsTemporalLocal(t *testing.T) {
+	p := loadCompose(t)
+	for _, name := range []string{"temporal", "temporal-ui"} {
+		s, err := p.GetService(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, port := range s.Ports {
+			if port.HostIP != "127.0.0.1" {
+				t.Errorf("%s publishes %s on %q, want 127.0.0.1 only", name, port.Published, port.HostIP)
+			}
+		}
+	}
+}
