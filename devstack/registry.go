@@ -55,6 +55,9 @@ type RegistryOptions struct {
 	Users  map[string]string
 	// Htpasswd is an htpasswd file of bcrypt lines, instead of Users.
 	Htpasswd string
+	// Notifications are the registry's push notifications, as distribution
+	// reads them (configuration.Parse of a config file and REGISTRY_* env).
+	Notifications configuration.Notifications
 }
 
 // StartRegistry serves a distribution registry at addr with storage in
@@ -84,6 +87,9 @@ func StartRegistry(name, addr, rootDir string, o ...RegistryOptions) (*Registry,
 		}
 		if file != "" {
 			cfg.Auth = configuration.Auth{"htpasswd": configuration.Parameters{"realm": "dchain-" + name, "path": file}}
+		}
+		if len(o.Notifications.Endpoints) > 0 {
+			cfg.Notifications = o.Notifications
 		}
 	}
 	cfg.Catalog.MaxEntries = 1000 // what distribution's own config loader defaults to (0 refuses every page)

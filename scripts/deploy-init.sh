@@ -4,7 +4,9 @@
 #    certificate (names hangzhou, frankfurt, virginia, localhost);
 #  - deploy/htpasswd: the registries' user "dchain" (bcrypt);
 #  - deploy/dchain.env and deploy/postgres.env from their .example files,
-#    every secret replaced by a random value.
+#    every secret replaced by a random value;
+#  - deploy/registry-notify.env: the source registry's notifications to
+#    dchain's API, with the webhook secret of dchain.env.
 # Keeps what exists (delete a file to make it again). Needs openssl, and
 # htpasswd (apache2-utils) or docker for the bcrypt line.
 set -euo pipefail
@@ -42,9 +44,16 @@ if [ ! -f htpasswd ]; then
   fi
   chmod 0644 htpasswd
 fi
+if [ ! -f registry-notify.env ]; then
+  # The source registry (hangzhou) tells dchain's API about every push (not
+  # pulls), signed with the webhook secret of dchain.yaml's source
+  # hangzhou-registry; only that registry's container gets this file.
+  secret=$(sed -n 's/^DCHAIN_REGISTRY_WEBHOOK_SECRET=//p' dchain.env)
+  printf 'REGISTRY_NOTIFICATIONS_ENDPOINTS=[{name: dchain, url: "http://dchain-api:8080/webhooks/hangzhou-registry", headers: {Authorization: ["Bearer %s"]}, timeout: 5s, threshold: 5, backoff: 10s, ignore: {actions: [pull]}}]\n' "$secret" > registry-notify.env
+fi
 if [ ! -f postgres.env ]; then
   password=$(rand)
   sed -e "s/=change-me$/=$password/" postgres.env.example > postgres.env
 fi
-echo "deploy/ is ready: certs/ (CA: deploy/certs/ca.pem), htpasswd, dchain.env, postgres.env"
+echo "deploy/ is ready: certs/ (CA: deploy/certs/ca.pem), htpasswd, dchain.env, postgres.env, registry-notify.env"
 echo "next: docker compose up -d --build"

@@ -3,7 +3,10 @@ package main
 import (
 	"bufio"
 	"context"
+	"io"
 	"maps"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,9 +15,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/distribution/distribution/v3/configuration"
 	"github.com/google/go-containerregistry/pkg/name"
 	bkconfig "github.com/moby/buildkit/cmd/buildkitd/config"
 
@@ -22,6 +27,7 @@ import (
 	"github.com/dchain-dev/dchain/buildnet"
 	"github.com/dchain-dev/dchain/chain"
 	"github.com/dchain-dev/dchain/devstack"
+	"github.com/dchain-dev/dchain/starter"
 	"github.com/dchain-dev/dchain/workflows"
 )
 
@@ -266,6 +272,62 @@ func TestDeployInit(t *testing.T) {
 	hz.Credentials = ""
 	if _, err := a.ResolveImage(context.Background(), workflows.ResolveImageInput{Registry: hz, Image: workflows.ImageRef{Repository: "apps/web", Tag: "v1"}}); err == nil || !strings.Contains(err.Error(), "access denied") {
 		t.Fatalf("without credentials: %v, want access denied", err)
+	}
+	registryNotifies(t, deploy, env["DCHAIN_REGISTRY_WEBHOOK_SECRET"])
+}
+
+// registryNotifies checks deploy/registry-notify.env as distribution reads
+// it (its own config parser, REGISTRY_* overrides): pushes, not pulls, go
+// to dchain-api's webhook of source hangzhou-registry; a registry with
+// those notifications delivers a push that dchain's verifier and parser
+// accept.
+func registryNotifies(t *testing.T, deploy, secret string) {
+	t.Helper()
+	fi, err := os.Stat(filepath.Join(deploy, "registry-notify.env"))
+	if err != nil || fi.Mode().Perm()&0o077 != 0 {
+		t.Fatalf("registry-notify.env: %v %v", fi, err)
+	}
+	b, _ := os.ReadFile(filepath.Join(deploy, "registry-notify.env"))
+	k, v, _ := strings.Cut(strings.TrimSpace(string(b)), "=")
+	t.Setenv(k, v)
+	cfg, err := configuration.Parse(strings.NewReader("version: 0.1\nstorage: {inmemory: {}}\n"))
+	if err != nil {
+		t.Fatalf("distribution's parser: %v", err)
+	}
+	eps := cfg.Notifications.Endpoints
+	if len(eps) != 1 || eps[0].URL != "http://dchain-api:8080/webhooks/hangzhou-registry" ||
+		eps[0].Headers.Get("Authorization") != "Bearer "+secret || !slices.Contains(eps[0].Ignore.Actions, "pull") {
+		t.Fatalf("notifications %+v", eps)
+	}
+	// Delivered for real, to a receiver standing in for the API.
+	got := make(chan starter.Event, 4)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := starter.Verify(starter.ProviderDistribution, secret, r.Header, body); err != nil {
+			t.Errorf("delivery refused: %v", err)
+		}
+		if ev, err := starter.Parse(starter.ProviderDistribution, r.Header, body); err == nil && ev.Kind == starter.EventImage {
+			got <- ev
+		}
+	}))
+	defer recv.Close()
+	eps[0].URL = recv.URL + "/webhooks/hangzhou-registry"
+	reg, err := devstack.StartRegistry("notifying", "127.0.0.1:0", filepath.Join(t.TempDir(), "data"), devstack.RegistryOptions{Notifications: cfg.Notifications})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Stop()
+	digest, err := devstack.PushSample(context.Background(), reg.Addr, "apps/web", "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-got:
+		if len(ev.Images) == 0 || ev.Images[0].Repository != "apps/web" {
+			t.Fatalf("event %+v", ev)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no notification of the push of %s", digest)
 	}
 }
 
