@@ -38,7 +38,12 @@ type Metrics struct {
 	Handler client.MetricsHandler
 	meters  *sdkmetric.MeterProvider
 	allow   atomic.Pointer[map[string]map[string]bool]
+	health  atomic.Pointer[func(context.Context) error]
 }
+
+// SetHealth makes f answer /healthz: nil is healthy (200), an error says
+// why not (503). Until it is set, /healthz answers 503 "starting".
+func (m *Metrics) SetHealth(f func(context.Context) error) { m.health.Store(&f) }
 
 // NewMetrics makes the registry (with Go and process collectors) and the
 // SDK metrics handler, bounded by the names in cfg.
@@ -108,10 +113,22 @@ func (b bounded) WithTags(tags map[string]string) client.MetricsHandler {
 // Unwrap lets the SDK's contrib find the OpenTelemetry handler.
 func (b bounded) Unwrap() client.MetricsHandler { return b.MetricsHandler }
 
-// Serve serves /metrics on ln until ctx ends.
+// Serve serves /metrics and /healthz (SetHealth) on ln until ctx ends.
 func (m *Metrics) Serve(ctx context.Context, ln net.Listener) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		f := m.health.Load()
+		if f == nil {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		if err := (*f)(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()

@@ -488,3 +488,24 @@ func TestComposeKeepsTemporalLocal(t *testing.T) {
 		}
 	}
 }
+
+// Every worker serves its metrics, and compose checks its health there.
+func TestComposeWorkersHealth(t *testing.T) {
+	p := loadCompose(t)
+	n := 0
+	for _, s := range p.Services {
+		if len(s.Command) == 0 || s.Command[0] != "worker" {
+			continue
+		}
+		n++
+		if !slices.Contains(s.Command, "--metrics-listen") {
+			t.Errorf("%s serves no metrics", s.Name)
+		}
+		if s.HealthCheck == nil || !strings.Contains(strings.Join(s.HealthCheck.Test, " "), "/healthz") {
+			t.Errorf("%s has no health check on /healthz", s.Name)
+		}
+	}
+	if n != 1+len(registryNames(t)) {
+		t.Errorf("%d workers", n)
+	}
+}

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -97,6 +98,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 			if err := searchAttributes(ctx, cmd.OutOrStdout(), c, g.namespace(), register); err != nil {
 				return err
 			}
+			metrics.SetHealth(workerHealth(c, o.Activities, cfg, o.Regions))
 			fmt.Printf("worker serving task queue %s (chains: %v) and replication into %v\n", o.TaskQueue, o.Chains, o.Regions)
 			go reloadOnHUP(ctx, func() error { return reloadWorker(ctx, g, c, o, metrics) })
 			return worker.Run(ctx, c, o)
@@ -104,7 +106,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&workDir, "work-dir", envOr("DCHAIN_WORK_DIR", ""), "temporary work (source checkouts); what a killed worker left there is removed at start (default: <temp dir>/dchain-work)")
 	cmd.Flags().BoolVar(&register, "register-search-attributes", false, "add dchain's search attributes to the namespace when missing (else a worker refuses to start without them; see `dchain setup`)")
-	cmd.Flags().StringVar(&metricsListen, "metrics-listen", envOr("DCHAIN_METRICS_LISTEN", ""), "serve Prometheus metrics (the SDK's and dchain's) at http://HOST:PORT/metrics")
+	cmd.Flags().StringVar(&metricsListen, "metrics-listen", envOr("DCHAIN_METRICS_LISTEN", ""), "serve Prometheus metrics (the SDK's and dchain's) at http://HOST:PORT/metrics, and /healthz: 200 when Temporal and the registries this worker copies into answer, else 503 saying which")
 	cmd.Flags().IntVar(&conc.ChainActivities, "max-concurrent-activities", worker.DefaultConcurrency.ChainActivities, "on the chain queue: builds, scans, resolves and triggers at once")
 	cmd.Flags().IntVar(&conc.WorkflowTasks, "max-concurrent-workflow-tasks", worker.DefaultConcurrency.WorkflowTasks, "on the chain queue: workflow tasks at once")
 	cmd.Flags().IntVar(&conc.Copies, "max-concurrent-copies", worker.DefaultConcurrency.Copies, "copies at once into each region this worker serves (each streams several blobs at once)")
@@ -144,6 +146,23 @@ func searchAttributes(ctx context.Context, out io.Writer, c client.Client, names
 		fmt.Fprintf(out, "namespace %s: registered search attributes %s\n", namespace, strings.Join(added, ", "))
 	}
 	return err
+}
+
+// workerHealth is what /healthz of a worker checks: Temporal answers, and
+// every registry whose copies it serves answers its API root.
+func workerHealth(c client.Client, a *activities.Activities, cfg *chain.Config, regions []string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+			return fmt.Errorf("temporal: %w", err)
+		}
+		var errs []error
+		for _, r := range regions {
+			if reg, ok := cfg.Registry(r); ok {
+				errs = append(errs, a.Reachable(ctx, reg))
+			}
+		}
+		return errors.Join(errs...)
+	}
 }
 
 // reloadWorker reads the config again (SIGHUP): the registries BuildKit
