@@ -2,6 +2,7 @@ package activities
 
 import (
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,6 +40,9 @@ type Activities struct {
 
 	// blobs lets concurrent copies read each source blob once.
 	blobs blobShare
+	// tagLocks serialize the check and the write of one destination tag
+	// (by reference) among this worker's copies.
+	tagLocks sync.Map
 	// registries are the worker's configured registries (SetRegistries).
 	registries atomic.Pointer[[]chain.Registry]
 }

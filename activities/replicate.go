@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -169,25 +170,8 @@ func (a *Activities) copyImage(ctx context.Context, in workflows.ReplicateInput,
 		return err
 	}
 	for _, dst := range todo {
-		// Without overwrite, the tag is looked at again right before it
-		// is written: another writer may have made it during the copy.
-		// (The distribution API has no conditional manifest PUT; this
-		// leaves a window of one round trip instead of the whole copy.)
-		if !in.Overwrite || (in.ImmutableTags && dst.Identifier() != "latest") {
-			cur, err := digestAt(ctx, dst, dstOpts, into)
-			switch {
-			case err != nil:
-				return err
-			case cur == in.Digest:
-				continue
-			case cur != "":
-				return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
-					"%s: tag %s was written by someone else during the copy (now digest %s) and the rule's overwrite is off (or the tag is immutable); it was left as it is",
-					into, dst.Identifier(), cur), ErrTagConflict, nil)
-			}
-		}
-		if err := remote.Tag(dst.(name.Tag), desc, dstOpts...); err != nil {
-			return registryError(ctx, into, err)
+		if err := a.writeTag(ctx, in, dst.(name.Tag), desc, dstOpts, into); err != nil {
+			return err
 		}
 	}
 	for _, dst := range todo {
@@ -203,6 +187,33 @@ func (a *Activities) copyImage(ctx context.Context, in workflows.ReplicateInput,
 	copied := int(c.blobs.Load())
 	res.BytesCopied, res.BlobsCopied, res.BlobsSkipped, res.BytesTotal = c.bytes.Load(), copied, max(total-copied, 0), totalBytes
 	return nil
+}
+
+// writeTag points dst at the image. Without overwrite (or for an
+// immutable tag) the tag is looked at again right before it is written:
+// another writer may have made it during the copy. Copies in this worker
+// check and write one tag one at a time, so two of them cannot both find
+// it free; against other processes a window of one round trip remains
+// (the distribution API has no conditional manifest PUT).
+func (a *Activities) writeTag(ctx context.Context, in workflows.ReplicateInput, dst name.Tag, desc *remote.Descriptor, dstOpts []remote.Option, into string) error {
+	if in.Overwrite && !(in.ImmutableTags && dst.TagStr() != "latest") {
+		return registryError(ctx, into, remote.Tag(dst, desc, dstOpts...))
+	}
+	mu, _ := a.tagLocks.LoadOrStore(dst.String(), &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
+	cur, err := digestAt(ctx, dst, dstOpts, into)
+	switch {
+	case err != nil:
+		return err
+	case cur == in.Digest:
+		return nil
+	case cur != "":
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"%s: tag %s was written by someone else during the copy (now digest %s) and the rule's overwrite is off (or the tag is immutable); it was left as it is",
+			into, dst.TagStr(), cur), ErrTagConflict, nil)
+	}
+	return registryError(ctx, into, remote.Tag(dst, desc, dstOpts...))
 }
 
 func (a *Activities) jobs() int {
