@@ -290,3 +290,21 @@ func TestPlanBuildsChosenRule(t *testing.T) {
 		}
 	}
 }
+
+// A build platform is one images are made for: a known OS and
+// architecture, and a variant only where the architecture has it.
+func TestCheckPlatform(t *testing.T) {
+	for _, ok := range []string{"linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm64/v8", "linux/amd64/v3", "windows/amd64", "linux/riscv64", "linux/s390x"} {
+		if why := checkPlatform(ok); why != "" {
+			t.Errorf("%s: %s", ok, why)
+		}
+	}
+	for bad, want := range map[string]string{
+		"windows/arm99": "not an architecture", "linux/amd64/v9": "not a variant of amd64", "linux/s390x/v2": "has no variants",
+		"templeos/amd64": "not an operating system", "linux": "not a platform", "linux/amd64/v3/x": "not a platform", "Linux/amd64": "not an operating system",
+	} {
+		if why := checkPlatform(bad); !strings.Contains(why, want) {
+			t.Errorf("%s: %q, want %q", bad, why, want)
+		}
+	}
+}

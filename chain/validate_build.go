@@ -8,7 +8,6 @@ import (
 )
 
 var (
-	platformRe = regexp.MustCompile(`^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$`)
 	buildArgRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	secretIDRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`)
 	// tagLiteralRe is what a tag template's literal part may hold besides ${group} references.
@@ -67,8 +66,8 @@ func (v *validator) buildRule(f string, r *BuildRule, seen map[string]string) {
 		v.tagTemplate(f+".tags["+strconv.Itoa(i)+"]", t, groups)
 	}
 	for i, p := range r.Platforms {
-		if !platformRe.MatchString(p) {
-			v.add(f+".platforms["+strconv.Itoa(i)+"]", "%q is not a platform (os/arch[/variant], e.g. linux/arm64)", p)
+		if why := checkPlatform(p); why != "" {
+			v.add(f+".platforms["+strconv.Itoa(i)+"]", "%s", why)
 		}
 	}
 	v.max(f+".buildArgs", len(r.BuildArgs), MaxBuildArgs)
