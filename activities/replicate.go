@@ -122,10 +122,7 @@ func (a *Activities) copyImage(ctx context.Context, in workflows.ReplicateInput,
 	if err != nil {
 		return registryError(ctx, fmt.Sprintf("read %s from registry %s", src, in.Source.Name), err)
 	}
-	if err := refuseForeign(desc); err != nil {
-		return registryError(ctx, into, err)
-	}
-	total, totalBytes, err := countBlobs(desc)
+	total, totalBytes, err := countBlobs(desc) // (refuses a foreign layer on the way)
 	if err != nil {
 		return registryError(ctx, into, err)
 	}
@@ -229,10 +226,14 @@ func isNotFound(err error) bool {
 }
 
 // countBlobs counts the distinct blobs (layers and configs) below desc
-// and their bytes.
+// and their bytes; an image with a foreign layer fails it (foreignLayer),
+// in the same walk of the manifests.
 func countBlobs(desc *remote.Descriptor) (int, int64, error) {
 	seen := map[v1.Hash]int64{}
-	err := eachImage(desc, func(m *v1.Manifest, _ *v1.Platform) error {
+	err := eachImage(desc, func(m *v1.Manifest, p *v1.Platform) error {
+		if err := foreignLayer(m, p); err != nil {
+			return err
+		}
 		seen[m.Config.Digest] = m.Config.Size
 		for _, l := range m.Layers {
 			seen[l.Digest] = l.Size
