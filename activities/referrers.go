@@ -96,58 +96,80 @@ func cosignTags(from name.Repository, digest string, opts []remote.Option, visit
 	return nil
 }
 
-// copyReferrers copies every referrer walkReferrers finds for digest in
-// from into to, each by digest, so the copies are byte for byte the
-// originals; go-containerregistry writes to the destination's referrers
-// API where it has one and keeps the fallback tag's index up to date
-// where it does not. The image's cosign tag-scheme tags follow too (moved
-// at the destination when cosign re-pushed them with a new signature). It
-// returns how many referrers it copied.
-func copyReferrers(from, to name.Repository, digest string, srcOpts, dstOpts []remote.Option) (int, error) {
-	n := 0
-	err := walkReferrers(from, digest, srcOpts, func(d v1.Descriptor) error {
-		if err := copyManifest(from.Digest(d.Digest.String()), to.Digest(d.Digest.String()), srcOpts, dstOpts); err != nil {
-			return err
-		}
-		n++
-		return nil
-	})
-	if err != nil {
-		return n, err
-	}
-	err = cosignTags(from, digest, srcOpts, func(tag string, d v1.Hash) error {
-		if cur, err := remote.Head(to.Tag(tag), dstOpts...); err == nil && cur.Digest == d {
-			return nil
-		}
-		if err := copyManifest(from.Digest(d.String()), to.Tag(tag), srcOpts, dstOpts); err != nil {
-			return err
-		}
-		n++
-		return nil
-	})
-	return n, err
+// attachment is one artifact attached to an image: a referrer (by its
+// digest) or a cosign tag-scheme tag (Tag set) and what it points at.
+type attachment struct {
+	Digest v1.Hash
+	Tag    string
 }
 
-// missingReferrers counts the referrers walkReferrers finds for digest in
-// from that to does not have, and the cosign tags to lacks or has older.
-func missingReferrers(from, to name.Repository, digest string, srcOpts, dstOpts []remote.Option) (int, error) {
+// attachments lists what is attached to digest in from: every referrer
+// walkReferrers finds, in its order (a referrer before its own), then the
+// image's cosign tag-scheme tags.
+func attachments(from name.Repository, digest string, opts []remote.Option) ([]attachment, error) {
+	var out []attachment
+	err := walkReferrers(from, digest, opts, func(d v1.Descriptor) error {
+		out = append(out, attachment{Digest: d.Digest})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = cosignTags(from, digest, opts, func(tag string, d v1.Hash) error {
+		out = append(out, attachment{Digest: d, Tag: tag})
+		return nil
+	})
+	return out, err
+}
+
+// at is where the attachment goes in repo: its tag, or its digest.
+func (at attachment) at(repo name.Repository) name.Reference {
+	if at.Tag != "" {
+		return repo.Tag(at.Tag)
+	}
+	return repo.Digest(at.Digest.String())
+}
+
+// copyReferrers copies what is attached to digest in from (attachments)
+// into to, each byte for byte; go-containerregistry writes to the
+// destination's referrers API where it has one and keeps the fallback
+// tag's index up to date where it does not. A cosign tag is moved at the
+// destination when cosign re-pushed it with a new signature, and left when
+// it is there already. It returns how many it copied.
+func copyReferrers(from, to name.Repository, digest string, srcOpts, dstOpts []remote.Option) (int, error) {
+	list, err := attachments(from, digest, srcOpts)
+	if err != nil {
+		return 0, err
+	}
 	n := 0
-	missing := func(ref name.Reference, want v1.Hash) error {
-		cur, err := remote.Head(ref, dstOpts...)
+	for _, at := range list {
+		if at.Tag != "" {
+			if cur, err := remote.Head(at.at(to), dstOpts...); err == nil && cur.Digest == at.Digest {
+				continue
+			}
+		}
+		if err := copyManifest(from.Digest(at.Digest.String()), at.at(to), srcOpts, dstOpts); err != nil {
+			return n, fmt.Errorf("copy %s attached to %s@%s: %w", at.at(from), from, digest, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// missingAttachments counts what of list (attachments) to lacks, or has
+// at another digest.
+func missingAttachments(to name.Repository, list []attachment, dstOpts []remote.Option) (int, error) {
+	n := 0
+	for _, at := range list {
+		cur, err := remote.Head(at.at(to), dstOpts...)
 		switch {
-		case isNotFound(err) || (err == nil && cur.Digest != want):
+		case isNotFound(err) || (err == nil && cur.Digest != at.Digest):
 			n++
 		case err != nil:
-			return err
+			return n, err
 		}
-		return nil
 	}
-	err := walkReferrers(from, digest, srcOpts, func(d v1.Descriptor) error { return missing(to.Digest(d.Digest.String()), d.Digest) })
-	if err != nil {
-		return n, err
-	}
-	err = cosignTags(from, digest, srcOpts, func(tag string, d v1.Hash) error { return missing(to.Tag(tag), d) })
-	return n, err
+	return n, nil
 }
 
 // copyManifest copies one manifest (an image, an artifact or an index) with

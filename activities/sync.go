@@ -74,6 +74,8 @@ func (a *Activities) PlanSync(ctx context.Context, in workflows.PlanSyncInput) (
 				continue
 			}
 			plan.Scanned++
+			var attached []attachment // the image's referrers at the source, once listed
+			listed := false
 			for _, rule := range ch.Replication {
 				item := img
 				item.Rule, item.Destination, item.Overwrite, item.SkipReferrers = rule.Name, rule.Destination, rule.Overwrite, !rule.CopiesReferrers()
@@ -91,7 +93,14 @@ func (a *Activities) PlanSync(ctx context.Context, in workflows.PlanSyncInput) (
 					return plan, err
 				case cur == item.Digest:
 					// There, but a signature or SBOM attached since may not be.
-					missing, err := a.referrersMissing(ctx, src, dst, repo, item)
+					if !listed && !item.SkipReferrers {
+						// What is attached at the source: listed once per image, whatever the destinations.
+						if attached, err = attachments(ref.Context(), item.Digest, srcOpts); err != nil {
+							return plan, registryError(ctx, "list the referrers of "+ref.String(), err)
+						}
+						listed = true
+					}
+					missing, err := a.referrersMissing(ctx, dst, repo, item, attached)
 					if err != nil {
 						return plan, err
 					}
@@ -176,21 +185,14 @@ func (a *Activities) scanGate(ctx context.Context, reg chain.Registry, ch chain.
 	return "", nil
 }
 
-// referrersMissing counts the referrers of the image item names in src
-// that dst lacks (0 when the rule does not copy referrers).
-func (a *Activities) referrersMissing(ctx context.Context, src, dst chain.Registry, repo string, item workflows.SyncItem) (int, error) {
+// referrersMissing counts what of list (the attachments of the image
+// item names in the source) dst lacks (0 when the rule does not copy
+// referrers).
+func (a *Activities) referrersMissing(ctx context.Context, dst chain.Registry, repo string, item workflows.SyncItem, list []attachment) (int, error) {
 	if item.SkipReferrers {
 		return 0, nil
 	}
-	from, err := reference(src, repo, item.Digest)
-	if err != nil {
-		return 0, err
-	}
 	to, err := reference(dst, repo, item.Digest)
-	if err != nil {
-		return 0, err
-	}
-	srcOpts, err := a.remoteOptions(ctx, src)
 	if err != nil {
 		return 0, err
 	}
@@ -198,8 +200,8 @@ func (a *Activities) referrersMissing(ctx context.Context, src, dst chain.Regist
 	if err != nil {
 		return 0, err
 	}
-	n, err := missingReferrers(from.Context(), to.Context(), item.Digest, srcOpts, dstOpts)
-	return n, registryError(ctx, "compare the referrers of "+from.String()+" in "+dst.Name, err)
+	n, err := missingAttachments(to.Context(), list, dstOpts)
+	return n, registryError(ctx, "compare the referrers of "+repo+"@"+item.Digest+" in "+dst.Name, err)
 }
 
 // tagDigest is the digest repo:tag points at in reg, "" when there is no such tag.
