@@ -4,7 +4,7 @@
 export GOEXPERIMENT := jsonv2
 export DCHAIN_BIN_DIR := $(CURDIR)/bin
 
-.PHONY: build deps test fuzz demo dev vet bench bench-peers chaos
+.PHONY: build deps test fuzz demo dev vet bench bench-peers chaos deploy-test
 
 # Two builds of cmd/dchain: bin/dchain-server, everything; bin/dchain, the
 # client build (starts in ~25 ms, not ~130 ms), which hands `dev` and
@@ -33,6 +33,15 @@ test: deps
 # server are killed mid-run (docs/reliability.md).
 chaos:
 	go test -count=1 -v -timeout 15m ./chaos/
+
+# The deployment test alone (also part of `make test`): README's Deploy
+# topology for real on this machine (root: network namespaces as hosts):
+# Temporal on PostgreSQL 15 with mTLS, TLS registries with sign-in and
+# notifications, region workers on hosts of their own; an image push to
+# every region, a replicate, a link cut for 60 s mid-copy and a SIGKILLed
+# Temporal server mid-run (deploy/deploy_test.go).
+deploy-test: deps
+	go test -count=1 -v -timeout 20m ./deploy/
 
 # Every fuzz target (webhook payloads, refs, commits, digests, images, chain
 # files, visibility queries) for FUZZTIME each (default 20000x) over its corpus.

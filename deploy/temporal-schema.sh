@@ -3,7 +3,7 @@
 # this admin-tools version; safe to run again (what exists is kept).
 set -eu
 export SQL_PLUGIN=postgres12 SQL_HOST="${SQL_HOST:-postgresql}" SQL_PORT="${SQL_PORT:-5432}"
-schema=/etc/temporal/schema/postgresql/v12
+schema="${TEMPORAL_SCHEMA_DIR:-/etc/temporal/schema}/postgresql/v12"   # the admin-tools image's copy
 for db in temporal temporal_visibility; do
   # An existing database is fine (PostgreSQL says "already exists"); any
   # other failure (sign-in, connection) is shown as it is and stops here.

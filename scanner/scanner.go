@@ -153,6 +153,11 @@ func (s *Scanner) Update(ctx context.Context) error {
 	meta, _ := metadata.NewClient(dir).Get()
 	_, demoErr := os.Stat(filepath.Join(dir, DemoMarker))
 	s.info = workflows.ScanDB{Repository: s.opts.DBRepository, UpdatedAt: meta.UpdatedAt, DownloadedAt: meta.DownloadedAt, Demo: demoErr == nil}
+	if s.opts.Offline {
+		// Never downloaded here: where it came from is not the repository
+		// this worker would have used.
+		s.info.Repository, s.info.Offline = "", dir
+	}
 	return nil
 }
 

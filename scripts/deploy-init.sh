@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Prepares the compose deployment (docker-compose.yml) on a fresh host:
-#  - deploy/certs: a CA of the deployment's own and the registries'
-#    certificate (names hangzhou, frankfurt, virginia, localhost);
+#  - deploy/certs: a CA of the deployment's own; the registries'
+#    certificate (names hangzhou, frankfurt, virginia, localhost); Temporal's
+#    (name temporal: its frontend serves it and requires client certificates
+#    of this CA, mTLS); the client certificates of dchain's processes and of
+#    the Temporal Web UI;
 #  - deploy/htpasswd: the registries' user "dchain" (bcrypt);
 #  - deploy/dchain.env and deploy/postgres.env from their .example files,
-#    every secret replaced by a random value;
+#    every secret replaced by a random value; dchain.env holds them all and
+#    no container reads it: each dchain role gets an env file of the secrets
+#    it uses and no other (deploy/roles/*.env, below);
 #  - deploy/registry-notify.env: the source registry's notifications to
 #    dchain's API, with the webhook secret of dchain.env.
 # Keeps what exists (delete a file to make it again). Needs openssl, and
@@ -19,15 +24,25 @@ if [ ! -f certs/ca.pem ]; then
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
     -subj "/CN=dchain deployment CA" -keyout certs/ca-key.pem -out certs/ca.pem 2>/dev/null
 fi
-if [ ! -f certs/registry.pem ]; then
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=dchain registries" \
-    -keyout certs/registry-key.pem -out certs/registry.csr 2>/dev/null
-  printf 'subjectAltName=DNS:hangzhou,DNS:frankfurt,DNS:virginia,DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > certs/registry.ext
-  openssl x509 -req -in certs/registry.csr -CA certs/ca.pem -CAkey certs/ca-key.pem -CAcreateserial \
-    -days 825 -extfile certs/registry.ext -out certs/registry.pem 2>/dev/null
-  rm -f certs/registry.csr certs/registry.ext certs/ca.srl
-fi
-chmod 0644 certs/ca.pem certs/registry.pem certs/registry-key.pem  # read by the registry and dchain containers' users
+# cert NAME CN EXTENSIONS: certs/NAME.pem and certs/NAME-key.pem, signed by the CA.
+cert() {
+  [ -f "certs/$1.pem" ] && return
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$2" \
+    -keyout "certs/$1-key.pem" -out "certs/$1.csr" 2>/dev/null
+  printf '%b' "$3" > "certs/$1.ext"
+  openssl x509 -req -in "certs/$1.csr" -CA certs/ca.pem -CAkey certs/ca-key.pem -CAcreateserial \
+    -days 825 -extfile "certs/$1.ext" -out "certs/$1.pem" 2>/dev/null
+  rm -f "certs/$1.csr" "certs/$1.ext" certs/ca.srl
+}
+cert registry "dchain registries" 'subjectAltName=DNS:hangzhou,DNS:frankfurt,DNS:virginia,DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n'
+# Temporal's frontend and its nodes (which also dial each other with it).
+cert temporal "temporal" 'subjectAltName=DNS:temporal,DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n'
+cert dchain-client "dchain" 'extendedKeyUsage=clientAuth\n'
+cert temporal-ui-client "temporal-ui" 'extendedKeyUsage=clientAuth\n'
+# Read by the containers' users (registry, temporal, dchain: not root); the
+# CA's key stays on this host, in no container.
+chmod 0644 certs/*.pem
+chmod 0600 certs/ca-key.pem
 
 if [ ! -f dchain.env ]; then
   password=$(rand)
@@ -51,9 +66,30 @@ if [ ! -f registry-notify.env ]; then
   secret=$(sed -n 's/^DCHAIN_REGISTRY_WEBHOOK_SECRET=//p' dchain.env)
   printf 'REGISTRY_NOTIFICATIONS_ENDPOINTS=[{name: dchain, url: "http://dchain-api:8080/webhooks/hangzhou-registry", headers: {Authorization: ["Bearer %s"]}, timeout: 5s, threshold: 5, backoff: 10s, ignore: {actions: [pull]}}]\n' "$secret" > registry-notify.env
 fi
+# Each dchain role reads only the secrets it uses (docker-compose.yml):
+#  - api: its bearer token, the webhook secrets it verifies, and the
+#    registries' credentials: it resolves the image a run starts from and
+#    checks a replication's destinations before it starts one;
+#  - worker (the chain worker): the source registry it builds into, scans
+#    and deletes from (hangzhou);
+#  - worker-REGION: the source registry it copies from and its own;
+#  - setup: none.
+mkdir -p roles
+role() {
+  f="roles/$1.env"; shift
+  [ -f "$f" ] && return
+  { echo "# written by scripts/deploy-init.sh from deploy/dchain.env"
+    for k in "$@"; do grep "^$k=" dchain.env; done; } > "$f"
+}
+role api DCHAIN_API_TOKEN DCHAIN_REGISTRY_WEBHOOK_SECRET DCHAIN_GITHUB_WEBHOOK_SECRET \
+  DCHAIN_HANGZHOU_CREDENTIALS DCHAIN_FRANKFURT_CREDENTIALS DCHAIN_VIRGINIA_CREDENTIALS
+role worker DCHAIN_HANGZHOU_CREDENTIALS
+role worker-hangzhou DCHAIN_HANGZHOU_CREDENTIALS
+role worker-frankfurt DCHAIN_HANGZHOU_CREDENTIALS DCHAIN_FRANKFURT_CREDENTIALS
+role worker-virginia DCHAIN_HANGZHOU_CREDENTIALS DCHAIN_VIRGINIA_CREDENTIALS
 if [ ! -f postgres.env ]; then
   password=$(rand)
   sed -e "s/=change-me$/=$password/" postgres.env.example > postgres.env
 fi
-echo "deploy/ is ready: certs/ (CA: deploy/certs/ca.pem), htpasswd, dchain.env, postgres.env, registry-notify.env"
+echo "deploy/ is ready: certs/ (CA: deploy/certs/ca.pem), htpasswd, dchain.env, roles/*.env, postgres.env, registry-notify.env"
 echo "next: docker compose up -d --build"

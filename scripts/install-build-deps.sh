@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the build stage needs on a fresh machine, idempotently:
 #  - runc, git, busybox-static, qemu-user-static, openssl, apache2-utils, the CNI plugins and
-#    iptables that give build RUN steps a network of their own, and chromium, the real browser
-#    the tests look at the Web UI with (Debian packages);
+#    iptables that give build RUN steps a network of their own, chromium, the real browser
+#    the tests look at the Web UI with, and PostgreSQL 15, wget and curl for the deployment
+#    test (Debian packages);
 #  - the arm64 busybox binary (bin/arm64/busybox), for the offline base image;
 #  - qemu-aarch64 registered in binfmt_misc, so RUN steps of arm64 builds run;
 #  - buildkitd and buildctl, built from tools/buildkit into bin/ (~3 min the first time).
@@ -21,6 +22,9 @@ command -v htpasswd >/dev/null || missing+=(apache2-utils) # its bcrypt htpasswd
 command -v iptables >/dev/null || missing+=(iptables)      # the build network's rules (package buildnet)
 command -v ip >/dev/null || missing+=(iproute2)            # the isolation tests' network namespaces
 command -v chromium >/dev/null || missing+=(chromium)      # the tests that look at the Web UI in a real browser
+[ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15) # the deployment test's Temporal database
+command -v wget >/dev/null || missing+=(wget)              # the registries' compose health check, run by the deployment test
+command -v curl >/dev/null || missing+=(curl)              # the workers' and the API's
 if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -q && $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi

@@ -2,12 +2,16 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/envconfig"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Connection says how to reach Temporal, the way the temporal CLI does:
@@ -157,7 +161,21 @@ func (c Connection) Dial(ctx context.Context) (client.Client, error) {
 		if o.Credentials != nil {
 			how += " + API key"
 		}
+		if how == "TLS" && Unavailable(err) {
+			// A frontend that requires client certificates ends the
+			// handshake of a client without one: all the client sees is
+			// its connection closed ("broken pipe", "EOF").
+			how += "; if the server requires client certificates (mTLS), give --tls-cert-path and --tls-key-path"
+		}
 		return nil, fmt.Errorf("connect to Temporal at %s (namespace %s, %s): %w", o.HostPort, o.Namespace, how, err)
 	}
 	return cl, nil
+}
+
+// Unavailable says whether err is Temporal's frontend not answering
+// (refused, closed, not serving yet): the SDK's typed error, or a gRPC
+// status beneath.
+func Unavailable(err error) bool {
+	var u *serviceerror.Unavailable
+	return errors.As(err, &u) || status.Code(err) == codes.Unavailable
 }

@@ -334,6 +334,9 @@ type ScanDB struct {
 	Demo bool `json:"demo,omitempty"`
 	// Server is the trivy server's address in client/server mode.
 	Server string `json:"server,omitempty"`
+	// Offline is the DB's directory on a worker that never downloads it
+	// (--trivy-offline); Repository is empty then.
+	Offline string `json:"offline,omitempty"`
 }
 
 // ScanInput scans Registry/Repository@Digest (every platform of an index).

@@ -31,7 +31,9 @@ func newAPICmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "api",
 		Short: "Serve the webhook receiver (/webhooks/<source>) and the HTTP API (/api/v1, /healthz, /readyz, /metrics)",
-		Args:  cobra.NoArgs,
+		Long: "api serves plain HTTP: webhook secrets and the API token travel in its requests, so anything beyond\n" +
+			"this host must reach it through a TLS-terminating proxy or Ingress (README: Deploy).",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := g.load()
 			if err != nil {

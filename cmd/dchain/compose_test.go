@@ -3,10 +3,15 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +27,8 @@ import (
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/google/go-containerregistry/pkg/name"
 	bkconfig "github.com/moby/buildkit/cmd/buildkitd/config"
+	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
 
 	"github.com/dchain-dev/dchain/activities"
 	"github.com/dchain-dev/dchain/buildnet"
@@ -38,8 +45,10 @@ const repoRoot = "../.."
 // command parses with the CLI's real flags and arguments; there is one
 // chain worker, one worker per configured registry, an API and the setup
 // that registers the search attributes, which every other dchain service
-// waits for; no secret is written in the file, dchain's secrets come from
-// deploy/dchain.env only (and every reference the config makes is in its
+// waits for; no secret is written in the file, each dchain service reads
+// the env file of its role (deploy/roles/ROLE.env, which
+// scripts/deploy-init.sh cuts from deploy/dchain.env: TestDeployInit) and
+// setup none (every reference the config makes is in dchain.env's
 // template), PostgreSQL's and Temporal's from deploy/postgres.env only.
 func TestComposeDeployment(t *testing.T) {
 	p := loadCompose(t)
@@ -82,16 +91,23 @@ func TestComposeDeployment(t *testing.T) {
 				}
 			}
 		}
+		var roleFiles []string
+		for _, f := range s.EnvFiles {
+			if filepath.Base(filepath.Dir(f.Path)) == "roles" || filepath.Base(f.Path) == "dchain.env" {
+				roleFiles = append(roleFiles, filepath.Base(f.Path))
+			}
+		}
 		if s.Build == nil {
-			if envFiles["dchain.env"] {
-				t.Errorf("%s is not dchain but reads dchain's secrets", s.Name)
+			if len(roleFiles) > 0 {
+				t.Errorf("%s is not dchain but reads dchain's secrets %v", s.Name, roleFiles)
 			}
 			continue
 		}
 
-		// A dchain service: its command is a dchain command line.
-		if envFiles["postgres.env"] || !envFiles["dchain.env"] {
-			t.Errorf("%s: env files %v, want deploy/dchain.env only", s.Name, s.EnvFiles)
+		// A dchain service: its command is a dchain command line, its
+		// secrets its role's (below, once the role is known).
+		if envFiles["postgres.env"] || envFiles["dchain.env"] {
+			t.Errorf("%s: env files %v: dchain.env and postgres.env are for no dchain container", s.Name, s.EnvFiles)
 		}
 		root := newRoot()
 		cmd, rest, err := root.Find(s.Command)
@@ -105,6 +121,9 @@ func TestComposeDeployment(t *testing.T) {
 		}
 		if err := cmd.ValidateArgs(cmd.Flags().Args()); err != nil {
 			t.Errorf("%s: %q: %v", s.Name, s.Command, err)
+		}
+		if want := composeRoleFile(cmd); !slices.Equal(roleFiles, want) {
+			t.Errorf("%s: role env files %v, want %v", s.Name, roleFiles, want)
 		}
 		switch cmd.Name() {
 		case "worker":
@@ -187,6 +206,21 @@ func TestComposeDeployment(t *testing.T) {
 	if !slices.Contains(p.ServiceNames(), "temporal-schema") {
 		t.Error("no service sets up Temporal's schema")
 	}
+}
+
+// composeRoleFile is the env file of secrets a dchain command's role
+// reads in docker-compose.yml (none for setup).
+func composeRoleFile(cmd *cobra.Command) []string {
+	switch cmd.Name() {
+	case "worker":
+		if regions, _ := cmd.Flags().GetStringSlice("region"); len(regions) == 1 {
+			return []string{"worker-" + regions[0] + ".env"}
+		}
+		return []string{"worker.env"}
+	case "api":
+		return []string{"api.env"}
+	}
+	return nil
 }
 
 // envKeys are the variable names an env file sets.
@@ -274,6 +308,124 @@ func TestDeployInit(t *testing.T) {
 		t.Fatalf("without credentials: %v, want access denied", err)
 	}
 	registryNotifies(t, deploy, env["DCHAIN_REGISTRY_WEBHOOK_SECRET"])
+	roleSecretsAreTheirs(t, deploy, env)
+	certificatesChain(t, certs)
+}
+
+// roleSecretsAreTheirs checks deploy/roles/*.env, what compose hands each
+// dchain role: the secrets its role resolves (from deploy/dchain.yaml, as
+// the code paths that resolve them decide) with dchain.env's values, and
+// no other, readable by the owner alone.
+func roleSecretsAreTheirs(t *testing.T, deploy string, env map[string]string) {
+	t.Helper()
+	l, err := chain.Load(filepath.Join(repoRoot, "deploy", "dchain.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roles := map[string][]chain.SecretRef{"api": {l.Config.API.Token}, "worker": nil}
+	for _, src := range l.Config.Sources {
+		roles["api"] = append(roles["api"], src.Secret)
+	}
+	creds := func(registry string) chain.SecretRef {
+		r, _ := l.Config.Registry(registry)
+		return r.Credentials
+	}
+	for _, r := range l.Config.Registries {
+		roles["worker-"+r.Name] = []chain.SecretRef{r.Credentials}
+		// The API (its starter) resolves the image a run starts from, and
+		// a replication's destinations, in any registry.
+		roles["api"] = append(roles["api"], r.Credentials)
+	}
+	for _, ch := range l.Chains {
+		// The chain worker builds into, scans and blocks at the scope's
+		// registry, clones the build source and fires the triggers.
+		roles["worker"] = append(roles["worker"], creds(ch.Scope.Registry))
+		if ch.Build != nil {
+			roles["worker"] = append(roles["worker"], ch.Build.Source.Credentials)
+			for _, rule := range ch.Build.Rules {
+				roles["worker"] = append(roles["worker"], slices.Collect(maps.Values(rule.Secrets))...)
+			}
+		}
+		for _, tr := range ch.Triggers {
+			roles["worker"] = append(roles["worker"], tr.Secret)
+		}
+		// A region's worker reads from the scope's registry.
+		for _, rule := range ch.Replication {
+			roles["worker-"+rule.Destination] = append(roles["worker-"+rule.Destination], creds(ch.Scope.Registry))
+		}
+	}
+	for role, refs := range roles {
+		want := map[string]string{}
+		for _, r := range refs {
+			if name, ok := strings.CutPrefix(string(r), "env:"); ok {
+				want[name] = env[name]
+			}
+		}
+		path := filepath.Join(deploy, "roles", role+".env")
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Errorf("role %s: %v", role, err)
+			continue
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s is readable by others (%v)", path, fi.Mode())
+		}
+		b, _ := os.ReadFile(path)
+		got := map[string]string{}
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+				got[k] = v
+			}
+		}
+		if !maps.Equal(got, want) {
+			t.Errorf("roles/%s.env sets %v, want %v", role, slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
+		}
+	}
+}
+
+// certificatesChain checks the certificates deploy-init.sh made: each
+// chains to its CA for the use and names its users verify.
+func certificatesChain(t *testing.T, certs string) {
+	t.Helper()
+	read := func(name string) *x509.Certificate {
+		b, err := os.ReadFile(filepath.Join(certs, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		block, _ := pem.Decode(b)
+		if block == nil {
+			t.Fatalf("%s holds no PEM block", name)
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return c
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(read("ca.pem"))
+	for _, c := range []struct {
+		file, name string
+		usage      []x509.ExtKeyUsage
+	}{
+		{"registry.pem", "frankfurt", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}},
+		{"temporal.pem", "temporal", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}},
+		{"temporal.pem", "", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, // its nodes dial each other with it
+		{"dchain-client.pem", "", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}},
+		{"temporal-ui-client.pem", "", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}},
+	} {
+		if _, err := read(c.file).Verify(x509.VerifyOptions{Roots: roots, DNSName: c.name, KeyUsages: c.usage}); err != nil {
+			t.Errorf("%s for %q %v: %v", c.file, c.name, c.usage, err)
+		}
+	}
+	for _, key := range []string{"registry-key.pem", "temporal-key.pem", "dchain-client-key.pem", "temporal-ui-client-key.pem"} {
+		if _, err := tls.LoadX509KeyPair(filepath.Join(certs, strings.TrimSuffix(key, "-key.pem")+".pem"), filepath.Join(certs, key)); err != nil {
+			t.Errorf("%s: %v", key, err)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(certs, "ca-key.pem")); err != nil || fi.Mode().Perm()&0o077 != 0 {
+		t.Errorf("ca-key.pem: %v %v, want the owner's alone", fi.Mode(), err)
+	}
 }
 
 // registryNotifies checks deploy/registry-notify.env as distribution reads
@@ -443,11 +595,19 @@ func TestComposeKeepsTheCAKeyOut(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if src == certs || strings.HasSuffix(src, "ca-key.pem") || (strings.HasPrefix(src, certs+string(filepath.Separator)) && !slices.Contains([]string{"ca.pem", "registry.pem", "registry-key.pem"}, filepath.Base(src))) {
+			base := filepath.Base(src)
+			if src == certs || base == "ca-key.pem" || (strings.HasPrefix(src, certs+string(filepath.Separator)) && !strings.HasSuffix(base, ".pem")) {
 				t.Errorf("service %s mounts %s", s.Name, v.Source)
 			}
-			if filepath.Base(src) == "registry-key.pem" && !slices.Contains(registryNames(t), s.Name) {
-				t.Errorf("service %s, not a registry, mounts the registries' key", s.Name)
+			// A private key is mounted by the services it is of, and no other.
+			owner := map[string]func(string) bool{
+				"registry-key.pem":           func(n string) bool { return slices.Contains(registryNames(t), n) },
+				"temporal-key.pem":           func(n string) bool { return n == "temporal" },
+				"dchain-client-key.pem":      func(n string) bool { return strings.HasPrefix(n, "dchain-") },
+				"temporal-ui-client-key.pem": func(n string) bool { return n == "temporal-ui" },
+			}
+			if strings.HasSuffix(base, "-key.pem") && (owner[base] == nil || !owner[base](s.Name)) {
+				t.Errorf("service %s mounts the private key %s, not its own", s.Name, base)
 			}
 		}
 	}
@@ -472,10 +632,59 @@ func TestComposeStartOrder(t *testing.T) {
 	}
 }
 
-// Temporal's frontend (plaintext, no authorization here) and its Web UI
-// (which cancels and terminates runs) are published on the loopback only.
-func TestComposeKeepsTemporalLocal(t *testing.T) {
+// Temporal's frontend requires a client certificate of the deployment's
+// CA (mTLS) and serves the certificate deploy-init.sh made for the name
+// its clients verify; every client of it (dchain's services, the Web UI)
+// presents one and verifies the server. Temporal and its Web UI (which has
+// no sign-in and cancels and terminates runs) are published on the
+// loopback only. (The deployment test runs this configuration for real.)
+func TestComposeTemporalMTLS(t *testing.T) {
 	p := loadCompose(t)
+	tmp, err := p.GetService("temporal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := func(s types.ServiceConfig, k string) string {
+		if v := s.Environment[k]; v != nil {
+			return *v
+		}
+		return ""
+	}
+	mounted := func(s types.ServiceConfig, target, file string) bool {
+		for _, v := range s.Volumes {
+			if v.Target == target && filepath.Base(v.Source) == file && v.ReadOnly {
+				return true
+			}
+		}
+		return false
+	}
+	if env(tmp, "TEMPORAL_TLS_REQUIRE_CLIENT_AUTH") != "true" {
+		t.Error("Temporal does not require client certificates")
+	}
+	for k, file := range map[string]string{"TEMPORAL_TLS_FRONTEND_CERT": "temporal.pem", "TEMPORAL_TLS_FRONTEND_KEY": "temporal-key.pem",
+		"TEMPORAL_TLS_SERVER_CERT": "temporal.pem", "TEMPORAL_TLS_SERVER_KEY": "temporal-key.pem",
+		"TEMPORAL_TLS_CLIENT1_CA_CERT": "ca.pem", "TEMPORAL_TLS_SERVER_CA_CERT": "ca.pem"} {
+		if !mounted(tmp, env(tmp, k), file) {
+			t.Errorf("temporal: %s=%q is not deploy/certs/%s mounted read-only", k, env(tmp, k), file)
+		}
+	}
+	for _, s := range p.Services {
+		if env(s, "TEMPORAL_ADDRESS") == "" {
+			continue
+		}
+		if env(s, "TEMPORAL_TLS_SERVER_NAME") != env(tmp, "TEMPORAL_TLS_FRONTEND_SERVER_NAME") || env(s, "TEMPORAL_TLS_SERVER_NAME") == "" {
+			t.Errorf("%s verifies Temporal as %q, the server is %q", s.Name, env(s, "TEMPORAL_TLS_SERVER_NAME"), env(tmp, "TEMPORAL_TLS_FRONTEND_SERVER_NAME"))
+		}
+		cert := "dchain-client"
+		if s.Name == "temporal-ui" {
+			cert = "temporal-ui-client"
+		}
+		for k, file := range map[string]string{"TEMPORAL_TLS_CA": "ca.pem", "TEMPORAL_TLS_CERT": cert + ".pem", "TEMPORAL_TLS_KEY": cert + "-key.pem"} {
+			if !mounted(s, env(s, k), file) {
+				t.Errorf("%s: %s=%q is not deploy/certs/%s mounted read-only", s.Name, k, env(s, k), file)
+			}
+		}
+	}
 	for _, name := range []string{"temporal", "temporal-ui"} {
 		s, err := p.GetService(name)
 		if err != nil {
@@ -507,5 +716,92 @@ func TestComposeWorkersHealth(t *testing.T) {
 	}
 	if n != 1+len(registryNames(t)) {
 		t.Errorf("%d workers", n)
+	}
+}
+
+// Observability is on out of the box: Prometheus (deploy/prometheus.yml)
+// scrapes every process that serves metrics (each worker's
+// --metrics-listen, the API's /metrics, Temporal's PROMETHEUS_ENDPOINT,
+// every registry's debug server), and every dchain service exports its
+// traces over OTLP to the collector service under its own name. Temporal
+// is waited for by `dchain setup --wait`, which every dchain service waits
+// for in turn.
+func TestComposeObservability(t *testing.T) {
+	p := loadCompose(t)
+	b, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "prometheus.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prom struct {
+		ScrapeConfigs []struct {
+			StaticConfigs []struct {
+				Targets []string `yaml:"targets"`
+			} `yaml:"static_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	if err := yaml.Unmarshal(b, &prom); err != nil {
+		t.Fatalf("deploy/prometheus.yml: %v", err)
+	}
+	targets := map[string]bool{}
+	for _, sc := range prom.ScrapeConfigs {
+		for _, st := range sc.StaticConfigs {
+			for _, tg := range st.Targets {
+				targets[tg] = true
+			}
+		}
+	}
+	port := func(hostport string) string {
+		_, port, err := net.SplitHostPort(hostport)
+		if err != nil {
+			t.Errorf("%q: %v", hostport, err)
+		}
+		return port
+	}
+	want := map[string]bool{}
+	for _, s := range p.Services {
+		env := func(k string) string {
+			if v := s.Environment[k]; v != nil {
+				return *v
+			}
+			return ""
+		}
+		switch {
+		case s.Build != nil: // dchain
+			if env("OTEL_SERVICE_NAME") != s.Name {
+				t.Errorf("%s: OTEL_SERVICE_NAME %q, want its name", s.Name, env("OTEL_SERVICE_NAME"))
+			}
+			u, err := url.Parse(env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+			if err != nil || u.Hostname() == "" {
+				t.Errorf("%s: OTEL_EXPORTER_OTLP_ENDPOINT %q", s.Name, env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+			} else if _, err := p.GetService(u.Hostname()); err != nil {
+				t.Errorf("%s exports traces to %s, which is no service", s.Name, u.Host)
+			}
+			if i := slices.Index(s.Command, "--metrics-listen"); i >= 0 {
+				want[s.Name+":"+port(s.Command[i+1])] = true
+			}
+			if i := slices.Index(s.Command, "--listen"); i >= 0 && s.Command[0] == "api" {
+				want[s.Name+":"+port(s.Command[i+1])] = true
+			}
+			if s.Command[0] == "setup" && !slices.Contains(s.Command, "--wait") {
+				t.Errorf("%s does not wait for Temporal (setup --wait)", s.Name)
+			}
+		case s.Name == "temporal":
+			want[s.Name+":"+port(env("PROMETHEUS_ENDPOINT"))] = true
+		case slices.Contains(registryNames(t), s.Name):
+			if env("REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED") != "true" {
+				t.Errorf("registry %s serves no metrics", s.Name)
+			}
+			want[s.Name+":"+port(env("REGISTRY_HTTP_DEBUG_ADDR"))] = true
+		}
+	}
+	for tg := range want {
+		if !targets[tg] {
+			t.Errorf("Prometheus does not scrape %s", tg)
+		}
+	}
+	for tg := range targets {
+		if !want[tg] {
+			t.Errorf("Prometheus scrapes %s, which serves no metrics", tg)
+		}
 	}
 }

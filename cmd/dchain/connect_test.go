@@ -103,7 +103,7 @@ func TestMTLSTemporal(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no client certificate", []string{"run", "list"}, "TLS"},
+		{"no client certificate", []string{"run", "list"}, "if the server requires client certificates (mTLS), give --tls-cert-path and --tls-key-path"},
 		{"plaintext", []string{"--tls=false", "run", "list"}, "plaintext"},
 		{"wrong server name", []string{"--tls-cert-path", cl.CertFile, "--tls-key-path", cl.KeyFile, "--tls-server-name", "other.test", "run", "list"}, "other.test"},
 	} {
@@ -136,4 +136,46 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// `dchain setup --wait` waits for a Temporal that is not up yet (as in a
+// deployment starting: compose's dchain-setup), saying so, and sets it up
+// once it answers; without --wait, or past it, it fails at once.
+func TestSetupWaitsForTemporal(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	cfg := filepath.Join(dir, "dchain.yaml")
+	if err := os.WriteFile(cfg, []byte("registries: [{name: hz, address: '127.0.0.1:5999', insecure: true}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := dchain(t, "--config", cfg, "--address", addr, "setup"); err == nil || !strings.Contains(err.Error(), "connect to Temporal at "+addr) || time.Since(start) > 20*time.Second {
+		t.Fatalf("setup without --wait and without Temporal: %v after %s", err, time.Since(start))
+	}
+
+	up := make(chan *devstack.Temporal, 1)
+	go func() {
+		time.Sleep(4 * time.Second)
+		tmp, err := devstack.StartTemporal(devstack.TemporalOptions{Port: port, DataDir: filepath.Join(dir, "temporal"), LogLevel: "error"})
+		if err != nil {
+			t.Error(err)
+		}
+		up <- tmp
+	}()
+	root := newRoot()
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs([]string{"--config", cfg, "--address", addr, "setup", "--wait", "2m"})
+	err := root.Execute()
+	if tmp := <-up; tmp != nil {
+		defer tmp.Stop()
+	}
+	if err != nil || !strings.Contains(out.String(), "namespace default: ") {
+		t.Fatalf("setup --wait: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(errOut.String(), "waiting for Temporal (") {
+		t.Errorf("setup --wait did not say it was waiting:\n%s", errOut.String())
+	}
 }

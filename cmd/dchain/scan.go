@@ -106,6 +106,12 @@ func printScanSummary(sum workflows.ScanSummary) {
 	if sum.DB.Server != "" {
 		db = "trivy server " + sum.DB.Server
 	}
+	if sum.DB.Offline != "" {
+		db = fmt.Sprintf("offline copy in %s on the worker (updated %s; the worker never downloads it)", sum.DB.Offline, sum.DB.UpdatedAt.Local().Format(time.DateTime))
+		if sum.DB.Demo {
+			db += " — DEMO DATA, not a real vulnerability feed"
+		}
+	}
 	fmt.Printf("Image:    %s\nDB:       %s\nReport:   %s\n", sum.Digest, db, sum.Report)
 	if sum.Reused {
 		fmt.Printf("Reused:   the report of %s (this image was scanned against the same DB)\n", sum.ScannedAt.Local().Format(time.DateTime))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 )
 
 func newSetupCmd(g *globals) *cobra.Command {
-	var retention time.Duration
+	var retention, wait time.Duration
 	cmd := &cobra.Command{
 		Use:   "setup",
 		Short: "Prepare a Temporal cluster for dchain: create the namespace if missing, register dchain's search attributes, and make the chains' sync schedules what the config says",
@@ -23,7 +24,12 @@ func newSetupCmd(g *globals) *cobra.Command {
 			"Workers refuse a namespace without dchain's search attributes; run this once per cluster and namespace,\n" +
 			"and again after a chain's sync schedule changes (workers never touch the schedules).",
 		Args: cobra.NoArgs,
-		RunE: g.withClient(func(cmd *cobra.Command, c client.Client, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := dialWaiting(cmd.Context(), g, wait, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
 			ctx, ns, out := cmd.Context(), g.namespace(), cmd.OutOrStdout()
 			created, err := worker.EnsureNamespace(ctx, c, ns, retention)
 			if err != nil {
@@ -44,10 +50,30 @@ func newSetupCmd(g *globals) *cobra.Command {
 			}
 			// The chains' sync schedules: this command is their one owner.
 			return syncSchedules(ctx, c, g)
-		}),
+		},
 	}
 	cmd.Flags().DurationVar(&retention, "retention", 30*24*time.Hour, "how long a new namespace keeps closed runs' histories")
+	cmd.Flags().DurationVar(&wait, "wait", 0, "wait up to this long for Temporal's frontend to answer (a deployment starting up), instead of failing at once")
 	return cmd
+}
+
+// dialWaiting dials Temporal; while the frontend is unavailable (not up
+// yet: refused, or not serving), it tries again every few seconds, saying
+// so on log, until wait has passed.
+func dialWaiting(ctx context.Context, g *globals, wait time.Duration, log io.Writer) (client.Client, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		c, err := g.dial(ctx)
+		if err == nil || !worker.Unavailable(err) || time.Now().After(deadline) {
+			return c, err
+		}
+		fmt.Fprintf(log, "waiting for Temporal (%s left): %v\n", time.Until(deadline).Round(time.Second), err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(3 * time.Second):
+		}
+	}
 }
 
 // registerWhenVisible registers the search attributes, waiting for a new

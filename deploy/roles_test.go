@@ -1,0 +1,154 @@
+package deploy
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/distribution/distribution/v3/registry"
+	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/dchain-dev/dchain/devstack"
+)
+
+// The test binary plays three more parts inside the hosts' namespaces,
+// chosen by DCHAIN_DEPLOY_ROLE:
+//   - registry: distribution's registry server as the registry image runs
+//     it (`serve` of its config-dev.yml, then the REGISTRY_* variables);
+//   - push: a user pushing an image (DCHAIN_DEPLOY_SIZE bytes of random
+//     layer over the sample's linux/amd64 image, or the two-platform sample
+//     when 0) to DCHAIN_DEPLOY_REF;
+//   - digest: reading the digest DCHAIN_DEPLOY_REF names.
+//
+// Push and digest sign in with DCHAIN_DEPLOY_CREDENTIALS (user:password)
+// and trust DCHAIN_DEPLOY_CA; they print the digest.
+const roleEnv = "DCHAIN_DEPLOY_ROLE"
+
+// playRole runs the part the environment names; false when it names none.
+func playRole() bool {
+	role := os.Getenv(roleEnv)
+	if role == "" {
+		return false
+	}
+	var err error
+	switch role {
+	case "registry":
+		err = serveRegistry()
+	case "push":
+		err = push()
+	case "digest":
+		err = digest()
+	default:
+		err = fmt.Errorf("unknown role %q", role)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", role, err)
+		os.Exit(1)
+	}
+	return true
+}
+
+// serveRegistry is the registry image's command: `registry serve
+// CONFIG` (distribution's own serve command, debug server included).
+func serveRegistry() error {
+	registry.RootCmd.SetArgs([]string{"serve", os.Getenv("DCHAIN_DEPLOY_REGISTRY_CONFIG")})
+	return registry.RootCmd.Execute()
+}
+
+// remoteOptions sign in and trust the deployment's CA.
+func remoteOptions() ([]remote.Option, error) {
+	pem, err := os.ReadFile(os.Getenv("DCHAIN_DEPLOY_CA"))
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, errors.New("no certificate in the CA file")
+	}
+	user, pass, _ := strings.Cut(os.Getenv("DCHAIN_DEPLOY_CREDENTIALS"), ":")
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return []remote.Option{remote.WithTransport(tr), remote.WithAuth(&authn.Basic{Username: user, Password: pass})}, nil
+}
+
+func push() error {
+	opts, err := remoteOptions()
+	if err != nil {
+		return err
+	}
+	ref, err := name.ParseReference(os.Getenv("DCHAIN_DEPLOY_REF"))
+	if err != nil {
+		return err
+	}
+	size, _ := strconv.ParseInt(os.Getenv("DCHAIN_DEPLOY_SIZE"), 10, 64)
+	if size == 0 {
+		idx, err := devstack.SampleImage(ref.Identifier())
+		if err != nil {
+			return err
+		}
+		if err := remote.WriteIndex(ref, idx, opts...); err != nil {
+			return err
+		}
+		d, err := idx.Digest()
+		fmt.Println(d)
+		return err
+	}
+	// The sample's linux/amd64 image (an OS the scanner knows) with a
+	// layer of size random bytes on top.
+	idx, err := devstack.SampleImage("big")
+	if err != nil {
+		return err
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return err
+	}
+	base, err := idx.Image(m.Manifests[0].Digest)
+	if err != nil {
+		return err
+	}
+	layer, err := random.Layer(size, types.OCILayer)
+	if err != nil {
+		return err
+	}
+	img, err := mutate.AppendLayers(base, layer)
+	if err != nil {
+		return err
+	}
+	if err := remote.Write(ref, img, opts...); err != nil {
+		return err
+	}
+	d, err := img.Digest()
+	fmt.Println(d)
+	return err
+}
+
+func digest() error {
+	opts, err := remoteOptions()
+	if err != nil {
+		return err
+	}
+	ref, err := name.ParseReference(os.Getenv("DCHAIN_DEPLOY_REF"))
+	if err != nil {
+		return err
+	}
+	d, err := remote.Head(ref, opts...)
+	if err != nil {
+		return err
+	}
+	fmt.Println(d.Digest)
+	return nil
+}
