@@ -147,6 +147,15 @@ func (a *Activities) copyImage(ctx context.Context, in workflows.ReplicateInput,
 	// still wants them, so a canceled run writes no tag.
 	byDigest := todo[0].Context().Digest(in.Digest)
 	c.src = &sharedSource{a: a, ctx: ctx, repo: src.Context(), opts: srcOpts}
+	// A rename or a promotion (another repository than the source's) asks
+	// the destination registry to mount each blob it lacks here from the
+	// source's repository name there (where the chain delivers it, or the
+	// source itself within one registry): a blob already held moves no
+	// byte. Where it is not there, the registry says so and the blob is
+	// uploaded as usual.
+	if from := byDigest.Context().Registry.Repo(src.Context().RepositoryStr()); from.String() != byDigest.Context().String() {
+		c.mountFrom = &from
+	}
 	if desc.MediaType.IsIndex() {
 		idx, err := desc.ImageIndex()
 		if err != nil {
@@ -303,6 +312,23 @@ type counter struct {
 	blobs atomic.Int64
 	// src, when set, reads the blobs through the worker's blob share.
 	src *sharedSource
+	// mountFrom, when set, is a repository of the destination registry to
+	// mount blobs from (a cross-repository mount) before uploading them.
+	mountFrom *name.Repository
+}
+
+// layer wraps l to count its upload, and to be mounted from mountFrom
+// when set.
+func (c *counter) layer(l v1.Layer) (v1.Layer, error) {
+	cl := &countingLayer{l, c}
+	if c.mountFrom == nil {
+		return cl, nil
+	}
+	d, err := l.Digest()
+	if err != nil {
+		return nil, err
+	}
+	return &remote.MountableLayer{Layer: cl, Reference: c.mountFrom.Digest(d.String())}, nil
 }
 
 // sharedSource opens a source repository's blobs through the worker's
@@ -383,7 +409,9 @@ func (i *countingImage) Layers() ([]v1.Layer, error) {
 	}
 	out := make([]v1.Layer, len(ls))
 	for j, l := range ls {
-		out[j] = &countingLayer{l, i.c}
+		if out[j], err = i.c.layer(l); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
@@ -394,7 +422,7 @@ func (i *countingImage) ConfigLayer() (v1.Layer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &countingLayer{l, i.c}, nil
+	return i.c.layer(l)
 }
 
 func (i *countingImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
@@ -402,7 +430,7 @@ func (i *countingImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &countingLayer{l, i.c}, nil
+	return i.c.layer(l)
 }
 
 type countingLayer struct {
