@@ -16,6 +16,7 @@ import (
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -94,46 +95,42 @@ func push() error {
 		return err
 	}
 	size, _ := strconv.ParseInt(os.Getenv("DCHAIN_DEPLOY_SIZE"), 10, 64)
-	if size == 0 {
-		idx, err := devstack.SampleImage(ref.Identifier())
-		if err != nil {
-			return err
-		}
-		if err := remote.WriteIndex(ref, idx, opts...); err != nil {
-			return err
-		}
-		d, err := idx.Digest()
-		fmt.Println(d)
-		return err
-	}
-	// The sample's linux/amd64 image (an OS the scanner knows) with a
-	// layer of size random bytes on top.
-	idx, err := devstack.SampleImage("big")
+	img, err := pushed(ref.Identifier(), size)
 	if err != nil {
 		return err
 	}
-	m, err := idx.IndexManifest()
-	if err != nil {
-		return err
-	}
-	base, err := idx.Image(m.Manifests[0].Digest)
-	if err != nil {
-		return err
-	}
-	layer, err := random.Layer(size, types.OCILayer)
-	if err != nil {
-		return err
-	}
-	img, err := mutate.AppendLayers(base, layer)
-	if err != nil {
-		return err
-	}
-	if err := remote.Write(ref, img, opts...); err != nil {
+	if err := remote.Push(ref, img, opts...); err != nil {
 		return err
 	}
 	d, err := img.Digest()
 	fmt.Println(d)
 	return err
+}
+
+// pushed is what push pushes: the two-platform sample (size 0), or its
+// linux/amd64 image (an OS the scanner knows) with a layer of size random
+// bytes on top.
+func pushed(version string, size int64) (interface {
+	remote.Taggable
+	Digest() (v1.Hash, error)
+}, error) {
+	idx, err := devstack.SampleImage(version)
+	if err != nil || size == 0 {
+		return idx, err
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	base, err := idx.Image(m.Manifests[0].Digest)
+	if err != nil {
+		return nil, err
+	}
+	layer, err := random.Layer(size, types.OCILayer)
+	if err != nil {
+		return nil, err
+	}
+	return mutate.AppendLayers(base, layer)
 }
 
 func digest() error {
