@@ -134,6 +134,7 @@ type helmRelease struct {
 	values      helmValues
 	appVersion  string
 	namespace   string
+	notes       string
 	hooks       []*release.Hook
 	configMaps  map[string]*corev1.ConfigMap
 	services    map[string]*corev1.Service
@@ -177,7 +178,7 @@ func renderHelmValues(t *testing.T, vals map[string]any) *helmRelease {
 	if !ok {
 		t.Fatalf("release of type %T", r)
 	}
-	h := &helmRelease{appVersion: ch.Metadata.AppVersion, namespace: inst.Namespace, hooks: rel.Hooks,
+	h := &helmRelease{appVersion: ch.Metadata.AppVersion, namespace: inst.Namespace, notes: rel.Info.Notes, hooks: rel.Hooks,
 		configMaps: map[string]*corev1.ConfigMap{}, services: map[string]*corev1.Service{}, deployments: map[string]*appsv1.Deployment{},
 		jobs: map[string]*batchv1.Job{}, pdbs: map[string]*policyv1.PodDisruptionBudget{}, netpols: map[string]*networkingv1.NetworkPolicy{},
 		ingresses: map[string]*networkingv1.Ingress{}, monitors: map[string]*serviceMonitor{}}
@@ -577,6 +578,21 @@ func (h *helmRelease) loadConfig(t *testing.T) *chain.Loaded {
 	if err != nil {
 		t.Fatalf("the rendered dchain.yaml: %v", err)
 	}
+	// Every chain file of the values is one the config's globs find.
+	var files, found []string
+	for _, cm := range h.configMaps {
+		for k := range cm.Data {
+			if f, ok := strings.CutPrefix(k, "chain."); ok {
+				files = append(files, f)
+			}
+		}
+	}
+	for _, ch := range l.Chains {
+		found = append(found, filepath.Base(ch.File))
+	}
+	if files, found = slices.Sorted(slices.Values(files)), slices.Compact(slices.Sorted(slices.Values(found))); !slices.Equal(files, found) {
+		t.Errorf("chain files %v, the config loads chains from %v", files, found)
+	}
 	return l
 }
 
@@ -861,6 +877,43 @@ func checkHelmSecrets(t *testing.T, h *helmRelease, full bool) {
 			}
 		}
 	}
+	checkHelmNotes(t, h)
+}
+
+// checkHelmNotes: the install notes name, under each role's Secret, every
+// variable the config and the chains reference that the role resolves
+// (as deploy/dchain.env.example lists compose's).
+func checkHelmNotes(t *testing.T, h *helmRelease) {
+	t.Helper()
+	v, l := h.values, h.loadConfig(t)
+	listed := map[string][]string{}
+	line := regexp.MustCompile(`^  (\S+) \([^)]*\): (.*)$`)
+	for _, ln := range strings.Split(h.notes, "\n") {
+		if m := line.FindStringSubmatch(ln); m != nil {
+			listed[m[1]] = append(listed[m[1]], strings.Split(m[2], ", ")...)
+		}
+	}
+	need := func(secret string, ref chain.SecretRef, what string) {
+		if env, ok := strings.CutPrefix(string(ref), "env:"); ok && !slices.Contains(listed[secret], env) {
+			t.Errorf("the notes do not list %s (%s) under Secret %s: %v", env, what, secret, listed[secret])
+		}
+	}
+	need(v.API.SecretName, l.Config.API.Token, "api.token")
+	for _, src := range l.Config.Sources {
+		need(v.API.SecretName, src.Secret, "source "+src.Name)
+	}
+	for _, ch := range l.Chains {
+		for _, tr := range ch.Triggers {
+			need(v.ChainWorker.SecretName, tr.Secret, "trigger "+tr.Name)
+		}
+	}
+	for _, r := range l.Config.Registries {
+		for _, ref := range slices.Concat(v.SourceRegistries, v.Regions) {
+			if ref.Name == r.Name {
+				need(ref.SecretName, r.Credentials, "credentials of "+r.Name)
+			}
+		}
+	}
 }
 
 // envSecrets are the Secrets a pod's environment comes from (envFrom and
@@ -1099,7 +1152,7 @@ func TestHelmChartBuildIsolation(t *testing.T) {
 	var script strings.Builder
 	cmd := newBuildNetworkCmd()
 	cmd.SetOut(&script)
-	cmd.SetArgs(nil)
+	cmd.SetArgs([]string{}) // not nil: cobra would read the test binary's arguments
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
@@ -1351,14 +1404,19 @@ func TestHelmChartLint(t *testing.T) {
 		{"a chain into a region without a worker", `regions: [{name: primary, secretName: p}]
 chains: {a.yaml: {name: a, scope: {registry: primary, namespace: x, allRepositories: true}, replication: [{name: r, destination: replica, level: namespace}]}}`, "no regions entry serves"},
 		{"an Ingress without TLS", `ingress: {enabled: true}`, "ingress.tls.secretName"},
-		{"the latest image", `image: {tag: latest}`, "not latest"},
+		{"the latest image", `image: {tag: latest}`, "/image/tag"},
 		{"Temporal TLS without its Secret", `temporal: {tls: {enabled: true}}`, "temporal.tls.secretName"},
+		// values.schema.json
+		{"a misspelt key", `region: [{name: primary, secretName: p}]`, "additional properties 'region'"},
+		{"a region without its Secret", `regions: [{name: primary}]`, "missing property 'secretName'"},
+		{"a Secret's value instead of its name", `api: {secretName: "s3cr3t:value"}`, "/api/secretName"},
 	} {
 		var vals map[string]any
 		if err := yaml.Unmarshal([]byte(c.values), &vals); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := helmInstall(t).Run(ch, vals); err == nil || !strings.Contains(err.Error(), c.want) {
+		_, err := helmInstall(t).Run(ch, vals)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want an error saying %q", c.name, err, c.want)
 		}
 	}
