@@ -106,8 +106,9 @@ type helmValues struct {
 
 // helmRegion is an entry of the values' regions or sourceRegistries.
 type helmRegion struct {
-	Name       string `json:"name"`
-	SecretName string `json:"secretName"`
+	Name       string   `json:"name"`
+	SecretName string   `json:"secretName"`
+	ExtraArgs  []string `json:"extraArgs"` // regions: over regionWorker's
 }
 
 // serviceMonitor is monitoring.coreos.com/v1 ServiceMonitor, the fields the
@@ -453,6 +454,10 @@ func TestHelmChartRoles(t *testing.T) {
 				extra := v.ChainWorker.ExtraArgs
 				if dc.role == "region" {
 					extra = v.RegionWorker.ExtraArgs
+					r, _ := dc.cmd.Flags().GetStringSlice("region")
+					if i := slices.IndexFunc(v.Regions, func(x helmRegion) bool { return x.Name == r[0] }); i >= 0 && v.Regions[i].ExtraArgs != nil {
+						extra = v.Regions[i].ExtraArgs
+					}
 				}
 				want = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(want), extraFlags(extra)...))))
 				if !slices.Equal(dc.set, want) {
@@ -975,6 +980,9 @@ func TestHelmChartPods(t *testing.T) {
 				}
 				if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
 					t.Errorf("%s mounts a service account token", dc.owner)
+				}
+				if spec.EnableServiceLinks == nil || *spec.EnableServiceLinks {
+					t.Errorf("%s gets service links: variables named after the release's Services (DCHAIN_…) in dchain's environment", dc.owner)
 				}
 				psc, sc := spec.SecurityContext, dc.c.SecurityContext
 				if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser == 0 {

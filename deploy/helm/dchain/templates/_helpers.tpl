@@ -184,6 +184,8 @@ spec:
   shareProcessNamespace: true
   # dchain never calls the Kubernetes API.
   automountServiceAccountToken: false
+  # Service links would add variables named after the release's Services
+  # (DCHAIN_API_PORT, …) to an environment dchain reads DCHAIN_* from.
   enableServiceLinks: false
   {{- with $c.serviceAccountName }}
   serviceAccountName: {{ . }}
