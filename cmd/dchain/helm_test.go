@@ -99,7 +99,6 @@ type helmValues struct {
 	Buildkitd     struct{ Port int }
 	NetworkPolicy struct {
 		Enabled              bool
-		PrivateRanges        []string                               `json:"privateRanges"`
 		BuildkitdExtraEgress []networkingv1.NetworkPolicyEgressRule `json:"buildkitdExtraEgress"`
 	} `json:"networkPolicy"`
 }
