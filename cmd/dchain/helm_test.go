@@ -77,6 +77,9 @@ type helmValues struct {
 		SecretName string   `json:"secretName"`
 		ExtraArgs  []string `json:"extraArgs"`
 	} `json:"api"`
+	Setup struct {
+		Retention string
+	}
 	Ingress struct {
 		Enabled bool
 		Host    string
@@ -349,13 +352,13 @@ func flagsSet(cmd *cobra.Command) []string {
 }
 
 // composeFlags are the flags compose's dchain service of the role gives
-// (the same for every region worker).
+// (chains, region, api or setup; the same for every region worker).
 func composeFlags(t *testing.T, role string) []string {
 	t.Helper()
 	var got []string
 	for _, s := range loadCompose(t).Services {
-		if len(s.Command) == 0 || s.Command[0] != "worker" {
-			continue
+		if s.Build == nil || len(s.Command) == 0 {
+			continue // not dchain
 		}
 		root := newRoot()
 		cmd, rest, err := root.Find(s.Command)
@@ -365,17 +368,24 @@ func composeFlags(t *testing.T, role string) []string {
 		if err := cmd.ParseFlags(rest); err != nil {
 			t.Fatal(err)
 		}
-		if chainsOnly, _ := cmd.Flags().GetBool("chains-only"); chainsOnly != (role == "chains") {
+		r := cmd.Name()
+		if r == "worker" {
+			r = "region"
+			if chainsOnly, _ := cmd.Flags().GetBool("chains-only"); chainsOnly {
+				r = "chains"
+			}
+		}
+		if r != role {
 			continue
 		}
 		set := flagsSet(cmd)
 		if got != nil && !slices.Equal(got, set) {
-			t.Fatalf("compose's %s workers differ in flags: %v and %v", role, got, set)
+			t.Fatalf("compose's %s services differ in flags: %v and %v", role, got, set)
 		}
 		got = set
 	}
 	if got == nil {
-		t.Fatalf("compose has no %s worker", role)
+		t.Fatalf("compose has no %s service", role)
 	}
 	return got
 }
@@ -392,10 +402,10 @@ func extraFlags(args []string) []string {
 	return names
 }
 
-// The chart's roles are compose's: one chain worker with the compose chain
-// worker's flags, exactly one region worker per values region (each a
-// registry of the rendered dchain.yaml, with compose's region-worker
-// flags), one API and `dchain setup` as a post-install/post-upgrade hook;
+// The chart's roles are compose's: one chain worker, exactly one region
+// worker per values region (each a registry of the rendered dchain.yaml),
+// one API and `dchain setup` as a post-install/post-upgrade hook, each
+// with the flags of compose's service of that role (and the values' own);
 // every dchain command line parses with the CLI's flags; every chain's
 // source registry has its credentials' Secret and every registry a chain
 // replicates into has its worker; images are pinned; every container has
@@ -447,20 +457,30 @@ func TestHelmChartRoles(t *testing.T) {
 				}
 			}
 
-			// The worker roles give compose's flags, and the values' extra ones.
-			for _, dc := range slices.Concat(roles["chains"], roles["region"]) {
+			// Every role gives the flags of compose's service of that role,
+			// and those the values add.
+			for _, dc := range slices.Concat(roles["chains"], roles["region"], roles["api"], roles["setup"]) {
 				want := composeFlags(t, dc.role)
-				extra := v.ChainWorker.ExtraArgs
-				if dc.role == "region" {
+				var extra []string
+				switch dc.role {
+				case "chains":
+					extra = v.ChainWorker.ExtraArgs
+				case "region":
 					extra = v.RegionWorker.ExtraArgs
 					r, _ := dc.cmd.Flags().GetStringSlice("region")
 					if i := slices.IndexFunc(v.Regions, func(x helmRegion) bool { return x.Name == r[0] }); i >= 0 && v.Regions[i].ExtraArgs != nil {
 						extra = v.Regions[i].ExtraArgs
 					}
+				case "api":
+					extra = v.API.ExtraArgs
+				case "setup":
+					if v.Setup.Retention != "" {
+						extra = []string{"--retention"}
+					}
 				}
 				want = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(want), extraFlags(extra)...))))
 				if !slices.Equal(dc.set, want) {
-					t.Errorf("%s: flags %v, want compose's %s worker's and the values' (%v)", dc.owner, dc.set, dc.role, want)
+					t.Errorf("%s: flags %v, want compose's %s service's and the values' (%v)", dc.owner, dc.set, dc.role, want)
 				}
 			}
 			for _, dc := range roles["chains"] {
