@@ -790,9 +790,11 @@ func containerPort(spec corev1.PodSpec, portName string) int32 {
 // Secrets are never in the chart, and each role reads its own: no Secret
 // object is rendered, no literal environment value is or looks like a
 // secret, and the Secrets a pod's environment comes from (envFrom,
-// secretKeyRef) are exactly its role's: the API its own; the chain worker
-// its own and the source registries'; a region worker its registry's and
-// the source registries'; setup, buildkitd and Trivy none. Temporal's
+// secretKeyRef) are exactly those of what its role uses (as
+// scripts/deploy-init.sh splits compose's roles/*.env): the API its own
+// and every registry's (it resolves images and checks destinations); the
+// chain worker its own and the source registries'; a region worker its
+// registry's and the source registries'; setup, buildkitd and Trivy none. Temporal's
 // client certificate is mounted as files, never put in the environment,
 // and its API key is read by key as TEMPORAL_API_KEY. With the full
 // values the roles' Secrets are distinct, so no role can get another's.
@@ -823,7 +825,12 @@ func checkHelmSecrets(t *testing.T, h *helmRelease, full bool) {
 	for _, dc := range h.dchainContainers(t) {
 		switch dc.role {
 		case "api":
-			want[dc.owner] = own(v.API.SecretName)
+			// Its starter resolves images in, and checks, every registry.
+			registries := slices.Clone(sources)
+			for _, r := range v.Regions {
+				registries = append(registries, r.SecretName)
+			}
+			want[dc.owner] = own(append([]string{v.API.SecretName}, registries...)...)
 		case "chains":
 			want[dc.owner] = own(append([]string{v.ChainWorker.SecretName}, sources...)...)
 		case "region":
@@ -932,10 +939,15 @@ func checkHelmNotes(t *testing.T, h *helmRelease) {
 		}
 	}
 	for _, r := range l.Config.Registries {
+		held := false
 		for _, ref := range slices.Concat(v.SourceRegistries, v.Regions) {
 			if ref.Name == r.Name {
 				need(ref.SecretName, r.Credentials, "credentials of "+r.Name)
+				held = true
 			}
+		}
+		if !held && r.Credentials != "" {
+			t.Errorf("registry %s has credentials (%s) but no Secret: it is neither a source registry nor a region", r.Name, r.Credentials)
 		}
 	}
 }
