@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"os/user"
@@ -37,7 +38,7 @@ const pgBin = "/usr/lib/postgresql/15/bin"
 // (its registry and its region worker). A service's name resolves to its
 // host everywhere, as on compose's network.
 var hosts = map[string][]string{
-	"control":   {"postgresql", "temporal", "dchain-api", "dchain-worker", "hangzhou", "dchain-worker-hangzhou"},
+	"control":   {"postgresql", "temporal", "dchain-api", "dchain-worker", "hangzhou", "dchain-worker-hangzhou", "jaeger"},
 	"frankfurt": {"dchain-worker-frankfurt"},
 	"virginia":  {"dchain-worker-virginia"},
 }
@@ -89,6 +90,7 @@ func TestDeployment(t *testing.T) {
 	d.setUpSchema(t)
 	d.startTemporal(t)
 	d.runToEnd(t, "control", "dchain-setup", 6*time.Minute)
+	d.startCollector(t)
 	d.startRegistry(t, "control", "hangzhou")
 	d.startRegistry(t, "frankfurt", "frankfurt")
 	d.startRegistry(t, "virginia", "virginia")
@@ -111,6 +113,8 @@ func TestDeployment(t *testing.T) {
 				t.Errorf("%s holds apps/web:v1 at %s, pushed %s", r, got, digest)
 			}
 		}
+		// One trace spans the processes of the run, on three hosts.
+		d.traced(t, []string{"dchain-api", "dchain-worker", "dchain-worker-frankfurt", "dchain-worker-virginia"}, time.Minute)
 	})
 
 	t.Run("Replicate", func(t *testing.T) {
@@ -326,6 +330,55 @@ func (d *deployment) startTemporal(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.temporal = d.spawn(t, "control", "temporal", s.environ("DYNAMIC_CONFIG_FILE_PATH="+dyn), filepath.Join(d.root, "bin", "temporal-server"), "start")
+}
+
+// startCollector runs the trace collector the services export to (compose's
+// jaeger service, whose OTLP/HTTP port the test serves itself) on the
+// control host.
+func (d *deployment) startCollector(t *testing.T) {
+	t.Helper()
+	self, _ := os.Executable()
+	p := d.spawn(t, "control", "jaeger", []string{roleEnv + "=otlp", "DCHAIN_DEPLOY_SPANS=" + filepath.Join(d.root, "spans")}, self)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		if _, err := d.exec(ctx, "control", nil, "curl", "-s", "-o", "/dev/null", "http://127.0.0.1:4318/"); err == nil {
+			return
+		}
+		if p.exited() || ctx.Err() != nil {
+			t.Fatalf("the trace collector does not answer; its log:\n%s", p.tail())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// traced waits for a trace holding spans of every one of services, as
+// their OTEL_SERVICE_NAME names them.
+func (d *deployment) traced(t *testing.T, services []string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		b, _ := os.ReadFile(filepath.Join(d.root, "spans"))
+		byTrace := map[string]map[string]bool{}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) == 3 {
+				if byTrace[f[1]] == nil {
+					byTrace[f[1]] = map[string]bool{}
+				}
+				byTrace[f[1]][f[0]] = true
+			}
+		}
+		for id, seen := range byTrace {
+			if !slices.ContainsFunc(services, func(s string) bool { return !seen[s] }) {
+				t.Logf("trace %s spans %v", id, slices.Sorted(maps.Keys(seen)))
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no trace spans all of %v after %s; %d traces seen", services, within, len(byTrace))
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // runToEnd runs a one-shot dchain service (its compose command) on host.

@@ -5,10 +5,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/distribution/distribution/v3/registry"
 	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd"
@@ -21,6 +23,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/dchain-dev/dchain/devstack"
 )
@@ -32,7 +36,10 @@ import (
 //   - push: a user pushing an image (DCHAIN_DEPLOY_SIZE bytes of random
 //     layer over the sample's linux/amd64 image, or the two-platform sample
 //     when 0) to DCHAIN_DEPLOY_REF;
-//   - digest: reading the digest DCHAIN_DEPLOY_REF names.
+//   - digest: reading the digest DCHAIN_DEPLOY_REF names;
+//   - otlp: the trace collector compose names (jaeger), receiving OTLP over
+//     HTTP on :4318 and writing each span as "service trace-id name" to
+//     the file DCHAIN_DEPLOY_SPANS.
 //
 // Push and digest sign in with DCHAIN_DEPLOY_CREDENTIALS (user:password)
 // and trust DCHAIN_DEPLOY_CA; they print the digest.
@@ -52,6 +59,8 @@ func playRole() bool {
 		err = push()
 	case "digest":
 		err = digest()
+	case "otlp":
+		err = collectSpans()
 	default:
 		err = fmt.Errorf("unknown role %q", role)
 	}
@@ -148,4 +157,43 @@ func digest() error {
 	}
 	fmt.Println(d.Digest)
 	return nil
+}
+
+// collectSpans serves OTLP/HTTP (protobuf) trace exports.
+func collectSpans() error {
+	f, err := os.OpenFile(os.Getenv("DCHAIN_DEPLOY_SPANS"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	http.HandleFunc("POST /v1/traces", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		var req coltracepb.ExportTraceServiceRequest
+		if err == nil {
+			err = proto.Unmarshal(body, &req)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		for _, rs := range req.ResourceSpans {
+			service := "?"
+			for _, kv := range rs.GetResource().GetAttributes() {
+				if kv.Key == "service.name" {
+					service = kv.GetValue().GetStringValue()
+				}
+			}
+			for _, ss := range rs.ScopeSpans {
+				for _, sp := range ss.Spans {
+					fmt.Fprintf(f, "%s %x %s\n", service, sp.TraceId, strings.ReplaceAll(sp.Name, " ", "_"))
+				}
+			}
+		}
+		mu.Unlock()
+		out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.Write(out)
+	})
+	return http.ListenAndServe(":4318", nil)
 }
