@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -33,12 +34,13 @@ func TestMain(m *testing.M) {
 const pgBin = "/usr/lib/postgresql/15/bin"
 
 // The hosts of the deployment and the compose services each runs: the
-// control host (PostgreSQL, Temporal, the API, the chain worker and the
-// source registry with its region worker) and one host per other region
-// (its registry and its region worker). A service's name resolves to its
-// host everywhere, as on compose's network.
+// control host (PostgreSQL, Temporal, the API, the chain worker, the trace
+// collector) and one host per region (its registry and its region
+// worker). A service's name resolves to its host everywhere, as on
+// compose's network.
 var hosts = map[string][]string{
-	"control":   {"postgresql", "temporal", "dchain-api", "dchain-worker", "hangzhou", "dchain-worker-hangzhou", "jaeger"},
+	"control":   {"postgresql", "temporal", "dchain-api", "dchain-worker", "jaeger"},
+	"hangzhou":  {"dchain-worker-hangzhou"},
 	"frankfurt": {"dchain-worker-frankfurt"},
 	"virginia":  {"dchain-worker-virginia"},
 }
@@ -82,16 +84,12 @@ func TestDeployment(t *testing.T) {
 	d.net = newNetwork(t, hosts)
 	t.Cleanup(d.stop)
 
-	// Temporal's fixed address on compose's network is the control host's too.
-	for _, addr := range d.services["temporal"].addresses {
-		ipRun(t, "-n", d.net.ns("control"), "addr", "add", addr+"/32", "dev", "eth0")
-	}
 	d.startPostgreSQL(t)
 	d.setUpSchema(t)
 	d.startTemporal(t)
 	d.runToEnd(t, "control", "dchain-setup", 6*time.Minute)
 	d.startCollector(t)
-	d.startRegistry(t, "control", "hangzhou")
+	d.startRegistry(t, "hangzhou", "hangzhou")
 	d.startRegistry(t, "frankfurt", "frankfurt")
 	d.startRegistry(t, "virginia", "virginia")
 	d.startDchain(t, "control", "dchain-api")
@@ -99,6 +97,19 @@ func TestDeployment(t *testing.T) {
 	for _, r := range []string{"hangzhou", "frankfurt", "virginia"} {
 		d.startDchain(t, hostOf("dchain-worker-"+r), "dchain-worker-"+r)
 	}
+	t.Cleanup(func() { d.stillRunning(t) })
+
+	t.Run("TemporalRefusesAClientWithoutCertificate", func(t *testing.T) {
+		env := slices.DeleteFunc(d.services["dchain-setup"].environ(), func(kv string) bool {
+			return strings.HasPrefix(kv, "TEMPORAL_TLS_CERT=") || strings.HasPrefix(kv, "TEMPORAL_TLS_KEY=")
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, err := d.exec(ctx, "control", env, d.bin, "run", "list")
+		if err == nil || !strings.Contains(err.Error(), "requires client certificates (mTLS)") {
+			t.Fatalf("run list without a client certificate: %v, want refused, with the mTLS hint", err)
+		}
+	})
 
 	t.Run("ImagePushReachesEveryRegion", func(t *testing.T) {
 		digest := d.push(t, "apps/web:v1", 0)
@@ -115,6 +126,34 @@ func TestDeployment(t *testing.T) {
 		}
 		// One trace spans the processes of the run, on three hosts.
 		d.traced(t, []string{"dchain-api", "dchain-worker", "dchain-worker-frankfurt", "dchain-worker-virginia"}, time.Minute)
+	})
+
+	t.Run("PrometheusTargetsAnswer", func(t *testing.T) {
+		b, err := os.ReadFile(filepath.Join(d.root, "deploy", "prometheus.yml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		targets := regexp.MustCompile(`[a-z][a-z0-9-]*:[0-9]+`).FindAllString(string(b[strings.Index(string(b), "scrape_configs:"):]), -1)
+		if len(targets) == 0 {
+			t.Fatal("deploy/prometheus.yml names no target")
+		}
+		for _, tg := range targets {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			out, err := d.exec(ctx, "control", nil, "curl", "-fsS", "http://"+tg+"/metrics")
+			cancel()
+			if err != nil || !strings.Contains(out, "# TYPE ") {
+				t.Errorf("Prometheus's target %s: %v", tg, err)
+			}
+		}
+	})
+
+	t.Run("NoSecretInTheRegistryLog", func(t *testing.T) {
+		secret := d.services["hangzhou"].env["REGISTRY_NOTIFICATIONS_ENDPOINTS"]
+		secret = secret[strings.Index(secret, "Bearer ")+len("Bearer "):]
+		secret = secret[:strings.IndexAny(secret, `"]`)]
+		if b, _ := os.ReadFile(filepath.Join(d.root, "logs", "hangzhou.log")); len(secret) < 32 || strings.Contains(string(b), secret) {
+			t.Errorf("hangzhou's log holds the webhook secret (%d characters)", len(secret))
+		}
 	})
 
 	t.Run("Replicate", func(t *testing.T) {
@@ -162,6 +201,7 @@ func TestDeployment(t *testing.T) {
 		t.Log("Temporal's server SIGKILLed in the middle of the run")
 		time.Sleep(5 * time.Second)
 		d.startTemporal(t)
+		d.runToEnd(t, "control", "dchain-setup", 3*time.Minute) // waits for it, and finds the namespace ready
 		d.watch(t, run, 8*time.Minute)
 		for _, r := range []string{"frankfurt", "virginia"} {
 			if got := d.digest(t, r, r+":5000/apps/big:v2"); got != digest {
@@ -199,15 +239,23 @@ func prepare(t *testing.T) *deployment {
 			t.Logf("the deployment's files and logs are kept in %s", root)
 		}
 	})
-	for _, src := range []string{"docker-compose.yml", "scripts/deploy-init.sh", "deploy/dchain.yaml", "deploy/chains", "deploy/dchain.env.example",
-		"deploy/postgres.env.example", "deploy/temporal-schema.sh", "deploy/buildkitd.toml", "deploy/build-network.sh", "deploy/prometheus.yml"} {
-		if out, err := exec.Command("cp", "-r", filepath.Join("..", src), filepath.Join(root, src)).CombinedOutput(); err != nil {
-			if err := os.MkdirAll(filepath.Dir(filepath.Join(root, src)), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if out, err = exec.Command("cp", "-r", filepath.Join("..", src), filepath.Join(root, src)).CombinedOutput(); err != nil {
-				t.Fatalf("copy %s: %v: %s", src, err, out)
-			}
+	// The repository's own files (git's list: nothing a developer's
+	// deploy-init.sh left in this checkout), as an operator clones them.
+	files, err := exec.Command("git", "-C", "..", "ls-files", "-z", "docker-compose.yml", "scripts/deploy-init.sh", "deploy").Output()
+	if err != nil {
+		t.Fatalf("git ls-files: %v", err)
+	}
+	for _, f := range strings.Split(strings.TrimRight(string(files), "\x00"), "\x00") {
+		b, err := os.ReadFile(filepath.Join("..", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, _ := os.Stat(filepath.Join("..", f))
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, f), b, fi.Mode().Perm()); err != nil {
+			t.Fatal(err)
 		}
 	}
 	if out, err := exec.Command("bash", filepath.Join(root, "scripts", "deploy-init.sh")).CombinedOutput(); err != nil {
@@ -284,7 +332,10 @@ func (d *deployment) startPostgreSQL(t *testing.T) {
 	}
 	fmt.Fprintln(hba, "host all all all scram-sha-256")
 	hba.Close()
-	p := d.spawn(t, "control", "postgresql", s.environ(), "runuser", "-u", "postgres", "--", pgBin+"/postgres", "-D", data, "-k", sock, "-c", "listen_addresses=*")
+	// setpriv execs (runuser would fork and stay the parent): postgres is
+	// the process the test kills, and dies with it.
+	p := d.spawn(t, "control", "postgresql", s.environ(), "setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--pdeathsig=KILL", "--",
+		pgBin+"/postgres", "-D", data, "-k", sock, "-c", "listen_addresses=*")
 	d.healthy(t, "control", s, p, time.Minute)
 }
 
@@ -319,17 +370,35 @@ func (s *service) command0(t *testing.T) string {
 	return ""
 }
 
-// startTemporal runs the server with the compose service's environment
-// (the image's own config template reads it); as in compose, what needs
-// it waits for its frontend (dchain setup --wait).
+// startTemporal runs the server as its image does: the image's entrypoint
+// script (from the Temporal module), on a host name of the service's own
+// (compose's container names resolve; the script broadcasts that
+// address), with the service's environment, which the server's embedded
+// config template reads; it returns once the frontend listens.
 func (d *deployment) startTemporal(t *testing.T) {
 	t.Helper()
 	s := d.services["temporal"]
-	dyn := filepath.Join(d.root, "dynamicconfig.yaml") // the image's, empty
-	if err := os.WriteFile(dyn, nil, 0o644); err != nil {
+	mod, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "go.temporal.io/server").Output()
+	if err != nil {
 		t.Fatal(err)
 	}
-	d.temporal = d.spawn(t, "control", "temporal", s.environ("DYNAMIC_CONFIG_FILE_PATH="+dyn), filepath.Join(d.root, "bin", "temporal-server"), "start")
+	entrypoint := filepath.Join(strings.TrimSpace(string(mod)), "docker", "scripts", "sh", "entrypoint.sh")
+	// bash for the image's busybox sh (Debian's dash lacks pipefail).
+	d.temporal = d.spawn(t, "control", "temporal", s.environ("PATH="+filepath.Join(d.root, "bin")+":"+os.Getenv("PATH")),
+		"unshare", "--uts", "bash", "-c", `hostname temporal && exec bash "$0"`, entrypoint)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := d.exec(ctx, "control", nil, "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/7233")
+		cancel()
+		if err == nil {
+			return
+		}
+		if d.temporal.exited() || time.Now().After(deadline) {
+			t.Fatalf("Temporal's frontend does not listen (%v); its log:\n%s", err, d.temporal.tail())
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // startCollector runs the trace collector the services export to (compose's
@@ -475,10 +544,11 @@ func (d *deployment) digest(t *testing.T, host, ref string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	out, err := d.exec(ctx, host, d.userEnv("digest", ref), self)
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && exit.ExitCode() == absentExit {
+		return ""
+	}
 	if err != nil {
-		if strings.Contains(err.Error(), "MANIFEST_UNKNOWN") || strings.Contains(err.Error(), "404") {
-			return ""
-		}
 		t.Fatalf("read %s from %s: %v", ref, host, err)
 	}
 	return strings.TrimSpace(out)
@@ -550,6 +620,9 @@ func (d *deployment) watch(t *testing.T, run string, within time.Duration) {
 		if err == nil {
 			return
 		}
+		if d.temporal.exited() {
+			t.Fatalf("Temporal's server stopped while run %s ran; its log:\n%s", run, d.temporal.tail())
+		}
 		st, serr := d.status(t, run)
 		if serr == nil && st.Outcome != workflows.OutcomeRunning || time.Now().After(deadline) {
 			t.Fatalf("run %s did not succeed: %v\n%s\nrecord: %+v\nfrankfurt's worker:\n%s", run, err, out, st, d.logOf("dchain-worker-frankfurt"))
@@ -566,4 +639,15 @@ func (d *deployment) logOf(name string) string {
 		}
 	}
 	return ""
+}
+
+// stillRunning fails the test for every long-running service that ended
+// on its own (Temporal's server, killed and restarted by the test, is
+// judged by its last start).
+func (d *deployment) stillRunning(t *testing.T) {
+	for _, p := range d.procs {
+		if p.exited() && (p.name != "temporal" || p == d.temporal) {
+			t.Errorf("%s stopped during the test; its log:\n%s", p.name, p.tail())
+		}
+	}
 }

@@ -101,6 +101,12 @@ func (d *deployment) healthy(t *testing.T, host string, s *service, p *proc, wit
 		_, err := d.exec(ctx, host, s.environ(), s.healthcheck...)
 		cancel()
 		if err == nil {
+			// Healthy, and its own: a process that failed to start while
+			// another answers the same check is not.
+			time.Sleep(time.Second)
+			if p.exited() {
+				t.Fatalf("%s passed its health check but has exited; its log:\n%s", s.name, p.tail())
+			}
 			return
 		}
 		if p.exited() || time.Now().After(deadline) {

@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
@@ -44,6 +45,10 @@ import (
 // Push and digest sign in with DCHAIN_DEPLOY_CREDENTIALS (user:password)
 // and trust DCHAIN_DEPLOY_CA; they print the digest.
 const roleEnv = "DCHAIN_DEPLOY_ROLE"
+
+// absentExit is the digest part's exit code when the registry answers
+// that the reference is not there (404).
+const absentExit = 3
 
 // playRole runs the part the environment names; false when it names none.
 func playRole() bool {
@@ -152,6 +157,11 @@ func digest() error {
 		return err
 	}
 	d, err := remote.Head(ref, opts...)
+	var terr *transport.Error
+	if errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound {
+		fmt.Fprintf(os.Stderr, "%s: absent\n", ref)
+		os.Exit(absentExit)
+	}
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,6 @@ type service struct {
 	env         map[string]string
 	healthcheck []string
 	mounts      map[string]string // container path → host path
-	addresses   []string          // fixed IPv4 addresses on compose's networks
 }
 
 // loadServices loads root/docker-compose.yml with the compose spec's own
@@ -53,11 +52,6 @@ func loadServices(t *testing.T, root string) map[string]*service {
 				}
 			}
 			svc.mounts[v.Target] = src
-		}
-		for _, n := range s.Networks {
-			if n != nil && n.Ipv4Address != "" {
-				svc.addresses = append(svc.addresses, n.Ipv4Address)
-			}
 		}
 		for _, f := range s.EnvFiles {
 			vars, err := dotenv.Read(f.Path)

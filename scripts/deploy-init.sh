@@ -24,9 +24,10 @@ if [ ! -f certs/ca.pem ]; then
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
     -subj "/CN=dchain deployment CA" -keyout certs/ca-key.pem -out certs/ca.pem 2>/dev/null
 fi
-# cert NAME CN EXTENSIONS: certs/NAME.pem and certs/NAME-key.pem, signed by the CA.
+# cert NAME CN EXTENSIONS: certs/NAME.pem and certs/NAME-key.pem, signed by
+# the CA (again when the CA is newer than the certificate).
 cert() {
-  [ -f "certs/$1.pem" ] && return
+  [ -f "certs/$1.pem" ] && [ ! "certs/ca.pem" -nt "certs/$1.pem" ] && return
   openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$2" \
     -keyout "certs/$1-key.pem" -out "certs/$1.csr" 2>/dev/null
   printf '%b' "$3" > "certs/$1.ext"
@@ -74,12 +75,16 @@ fi
 #    and deletes from (hangzhou);
 #  - worker-REGION: the source registry it copies from and its own;
 #  - setup: none.
+# They are cut from dchain.env again on every run (change a secret there,
+# run this, and restart the services).
 mkdir -p roles
 role() {
   f="roles/$1.env"; shift
-  [ -f "$f" ] && return
-  { echo "# written by scripts/deploy-init.sh from deploy/dchain.env"
-    for k in "$@"; do grep "^$k=" dchain.env; done; } > "$f"
+  { echo "# written by scripts/deploy-init.sh from deploy/dchain.env: edit that file, then run it again"
+    for k in "$@"; do
+      grep "^$k=" dchain.env || { echo "deploy/dchain.env lacks $k (see dchain.env.example)" >&2; return 1; }
+    done; } > "$f.new"
+  mv "$f.new" "$f"
 }
 role api DCHAIN_API_TOKEN DCHAIN_REGISTRY_WEBHOOK_SECRET DCHAIN_GITHUB_WEBHOOK_SECRET \
   DCHAIN_HANGZHOU_CREDENTIALS DCHAIN_FRANKFURT_CREDENTIALS DCHAIN_VIRGINIA_CREDENTIALS

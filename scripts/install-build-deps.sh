@@ -22,11 +22,16 @@ command -v htpasswd >/dev/null || missing+=(apache2-utils) # its bcrypt htpasswd
 command -v iptables >/dev/null || missing+=(iptables)      # the build network's rules (package buildnet)
 command -v ip >/dev/null || missing+=(iproute2)            # the isolation tests' network namespaces
 command -v chromium >/dev/null || missing+=(chromium)      # the tests that look at the Web UI in a real browser
-[ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15) # the deployment test's Temporal database
+new_pg=""; [ -x /usr/lib/postgresql/15/bin/postgres ] || { missing+=(postgresql-15); new_pg=1; } # the deployment test's Temporal database
 command -v wget >/dev/null || missing+=(wget)              # the registries' compose health check, run by the deployment test
 command -v curl >/dev/null || missing+=(curl)              # the workers' and the API's
 if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -q && $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# Debian's package creates and starts a cluster of its own (15/main on
+# :5432); the test runs its own server, so that one goes again.
+if [ -n "$new_pg" ] && command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q '^15 main '; then
+  $SUDO pg_dropcluster --stop 15 main
 fi
 
 if [ ! -x bin/arm64/busybox ]; then

@@ -635,9 +635,10 @@ func TestComposeStartOrder(t *testing.T) {
 // Temporal's frontend requires a client certificate of the deployment's
 // CA (mTLS) and serves the certificate deploy-init.sh made for the name
 // its clients verify; every client of it (dchain's services, the Web UI)
-// presents one and verifies the server. Temporal and its Web UI (which has
-// no sign-in and cancels and terminates runs) are published on the
-// loopback only. (The deployment test runs this configuration for real.)
+// presents one and verifies the server. Temporal, its Web UI (which has
+// no sign-in and cancels and terminates runs) and dchain's API (plain
+// HTTP) are published on the loopback only. (The deployment test runs
+// this configuration for real.)
 func TestComposeTemporalMTLS(t *testing.T) {
 	p := loadCompose(t)
 	tmp, err := p.GetService("temporal")
@@ -685,7 +686,10 @@ func TestComposeTemporalMTLS(t *testing.T) {
 			}
 		}
 	}
-	for _, name := range []string{"temporal", "temporal-ui"} {
+	if !mounted(tmp, env(tmp, "DYNAMIC_CONFIG_FILE_PATH"), "temporal-dynamicconfig.yaml") {
+		t.Errorf("temporal: DYNAMIC_CONFIG_FILE_PATH=%q is not deploy/temporal-dynamicconfig.yaml mounted (the image has no file at the default path)", env(tmp, "DYNAMIC_CONFIG_FILE_PATH"))
+	}
+	for _, name := range []string{"temporal", "temporal-ui", "dchain-api"} {
 		s, err := p.GetService(name)
 		if err != nil {
 			t.Fatal(err)

@@ -404,7 +404,7 @@ func extraFlags(args []string) []string {
 
 // The chart's roles are compose's: one chain worker, exactly one region
 // worker per values region (each a registry of the rendered dchain.yaml),
-// one API and `dchain setup` as a post-install/post-upgrade hook, each
+// one API and `dchain setup` as a pre-install/pre-upgrade hook, each
 // with the flags of compose's service of that role (and the values' own);
 // every dchain command line parses with the CLI's flags; every chain's
 // source registry has its credentials' Secret and every registry a chain
@@ -614,14 +614,15 @@ func (h *helmRelease) loadConfig(t *testing.T) *chain.Loaded {
 	for _, ch := range l.Chains {
 		found = append(found, filepath.Base(ch.File))
 	}
-	if files, found = slices.Sorted(slices.Values(files)), slices.Compact(slices.Sorted(slices.Values(found))); !slices.Equal(files, found) {
+	if files, found = slices.Compact(slices.Sorted(slices.Values(files))), slices.Compact(slices.Sorted(slices.Values(found))); !slices.Equal(files, found) {
 		t.Errorf("chain files %v, the config loads chains from %v", files, found)
 	}
 	return l
 }
 
-// checkSetupHook: `dchain setup` is a Job run as a post-install and
-// post-upgrade hook, replaced on the next run and removed when it
+// checkSetupHook: `dchain setup` is a Job run as a pre-install and
+// pre-upgrade hook (before the workers, so that an install waiting for
+// them cannot wait forever), replaced on the next run and removed when it
 // succeeded, retried a bounded number of times; it is not a plain
 // manifest (which would run once, at install, and race the workers).
 func (h *helmRelease) checkSetupHook(t *testing.T, dc dchainContainer) {
@@ -642,13 +643,43 @@ func (h *helmRelease) checkSetupHook(t *testing.T, dc dchainContainer) {
 		return
 	}
 	events := fmt.Sprint(hook.Events)
-	if events != "[post-install post-upgrade]" {
-		t.Errorf("setup hook on %s, want post-install and post-upgrade", events)
+	if events != "[pre-install pre-upgrade]" {
+		t.Errorf("setup hook on %s, want pre-install and pre-upgrade (before the workers, which refuse a namespace without its search attributes)", events)
+	}
+	// Its config comes from a hook ConfigMap of its own, made before it
+	// (the release's ConfigMap does not exist yet on a first install),
+	// holding what the workers' holds.
+	j := h.jobs[jobName]
+	var mounted string
+	for _, v := range j.Spec.Template.Spec.Volumes {
+		if v.Name == "config" && v.Projected != nil {
+			for _, src := range v.Projected.Sources {
+				if src.ConfigMap != nil && strings.HasSuffix(src.ConfigMap.Name, "-config") {
+					mounted = src.ConfigMap.Name
+				}
+			}
+		}
+	}
+	var cmHook *release.Hook
+	for _, hk := range h.hooks {
+		if hk.Kind == "ConfigMap" && hk.Name == mounted {
+			cmHook = hk
+		}
+	}
+	switch {
+	case cmHook == nil:
+		t.Errorf("the setup Job mounts ConfigMap %q, which is not a hook of its own", mounted)
+	case fmt.Sprint(cmHook.Events) != events || cmHook.Weight >= hook.Weight:
+		t.Errorf("setup's ConfigMap hook runs on %v with weight %d, the Job on %s with weight %d", cmHook.Events, cmHook.Weight, events, hook.Weight)
+	}
+	for n, cm := range h.configMaps {
+		if n != mounted && strings.HasSuffix(n, "-config") && !maps.Equal(cm.Data, h.configMaps[mounted].Data) {
+			t.Errorf("setup's config %s differs from the workers' %s", mounted, n)
+		}
 	}
 	if dp := fmt.Sprint(hook.DeletePolicies); dp != "[before-hook-creation hook-succeeded]" {
 		t.Errorf("setup hook delete policy %s", dp)
 	}
-	j := h.jobs[jobName]
 	if j.Spec.BackoffLimit == nil || *j.Spec.BackoffLimit < 1 {
 		t.Errorf("setup Job backoffLimit %v", j.Spec.BackoffLimit)
 	}

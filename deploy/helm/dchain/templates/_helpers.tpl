@@ -315,7 +315,7 @@ spec:
       projected:
         sources:
           - configMap:
-              name: {{ include "dchain.fullname" $root }}-config
+              name: {{ .configMap | default (printf "%s-config" (include "dchain.fullname" $root)) }}
               items:
                 - key: dchain.yaml
                   path: dchain.yaml
