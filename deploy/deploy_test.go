@@ -343,11 +343,7 @@ func (d *deployment) startPostgreSQL(t *testing.T) {
 func (d *deployment) setUpSchema(t *testing.T) {
 	t.Helper()
 	s := d.services["temporal-schema"]
-	mod, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "go.temporal.io/server").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := s.environ("TEMPORAL_SCHEMA_DIR="+filepath.Join(strings.TrimSpace(string(mod)), "schema"), "PATH="+filepath.Join(d.root, "bin")+":"+os.Getenv("PATH"))
+	env := s.environ("TEMPORAL_SCHEMA_DIR="+filepath.Join(moduleDir(t, "go.temporal.io/server"), "schema"), "PATH="+filepath.Join(d.root, "bin")+":"+os.Getenv("PATH"))
 	script := s.path(s.command0(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -378,11 +374,7 @@ func (s *service) command0(t *testing.T) string {
 func (d *deployment) startTemporal(t *testing.T) {
 	t.Helper()
 	s := d.services["temporal"]
-	mod, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "go.temporal.io/server").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	entrypoint := filepath.Join(strings.TrimSpace(string(mod)), "docker", "scripts", "sh", "entrypoint.sh")
+	entrypoint := filepath.Join(moduleDir(t, "go.temporal.io/server"), "docker", "scripts", "sh", "entrypoint.sh")
 	// bash for the image's busybox sh (Debian's dash lacks pipefail).
 	d.temporal = d.spawn(t, "control", "temporal", s.environ("PATH="+filepath.Join(d.root, "bin")+":"+os.Getenv("PATH")),
 		"unshare", "--uts", "bash", "-c", `hostname temporal && exec bash "$0"`, entrypoint)
@@ -467,16 +459,12 @@ func (d *deployment) runToEnd(t *testing.T, host, name string, within time.Durat
 func (d *deployment) startRegistry(t *testing.T, host, name string) {
 	t.Helper()
 	s := d.services[name]
-	mod, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/distribution/distribution/v3").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := d.spawn(t, host, name, s.environ(roleEnv+"=registry",
-		"DCHAIN_DEPLOY_REGISTRY_CONFIG="+filepath.Join(strings.TrimSpace(string(mod)), "cmd", "registry", "config-dev.yml"),
+		"DCHAIN_DEPLOY_REGISTRY_CONFIG="+filepath.Join(moduleDir(t, "github.com/distribution/distribution/v3"), "cmd", "registry", "config-dev.yml"),
 		"REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY="+s.path("/var/lib/registry")), self)
 	d.healthy(t, host, s, p, time.Minute)
 }
@@ -650,4 +638,15 @@ func (d *deployment) stillRunning(t *testing.T) {
 			t.Errorf("%s stopped during the test; its log:\n%s", p.name, p.tail())
 		}
 	}
+}
+
+// moduleDir is where the module go.mod pins (at its version) is on disk:
+// the files its images ship come from there.
+func moduleDir(t *testing.T, path string) string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", path).Output()
+	if err != nil {
+		t.Fatalf("go list -m %s: %v", path, err)
+	}
+	return strings.TrimSpace(string(out))
 }

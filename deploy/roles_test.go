@@ -83,28 +83,29 @@ func serveRegistry() error {
 	return registry.RootCmd.Execute()
 }
 
-// remoteOptions sign in and trust the deployment's CA.
-func remoteOptions() ([]remote.Option, error) {
+// target is DCHAIN_DEPLOY_REF, with options that sign in and trust the
+// deployment's CA.
+func target() (name.Reference, []remote.Option, error) {
+	ref, err := name.ParseReference(os.Getenv("DCHAIN_DEPLOY_REF"))
+	if err != nil {
+		return nil, nil, err
+	}
 	pem, err := os.ReadFile(os.Getenv("DCHAIN_DEPLOY_CA"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, errors.New("no certificate in the CA file")
+		return nil, nil, errors.New("no certificate in the CA file")
 	}
 	user, pass, _ := strings.Cut(os.Getenv("DCHAIN_DEPLOY_CREDENTIALS"), ":")
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	return []remote.Option{remote.WithTransport(tr), remote.WithAuth(&authn.Basic{Username: user, Password: pass})}, nil
+	return ref, []remote.Option{remote.WithTransport(tr), remote.WithAuth(&authn.Basic{Username: user, Password: pass})}, nil
 }
 
 func push() error {
-	opts, err := remoteOptions()
-	if err != nil {
-		return err
-	}
-	ref, err := name.ParseReference(os.Getenv("DCHAIN_DEPLOY_REF"))
+	ref, opts, err := target()
 	if err != nil {
 		return err
 	}
@@ -148,11 +149,7 @@ func pushed(version string, size int64) (interface {
 }
 
 func digest() error {
-	opts, err := remoteOptions()
-	if err != nil {
-		return err
-	}
-	ref, err := name.ParseReference(os.Getenv("DCHAIN_DEPLOY_REF"))
+	ref, opts, err := target()
 	if err != nil {
 		return err
 	}
