@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -212,11 +213,16 @@ func TestCancelStopsTheBuildkitdJob(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	// ... and the RUN step is under way (the build's heartbeat says so), so
+	// ... and the RUN step is under way (the build's heartbeat says so,
+	// and carries what it printed so far: `run logs -f` shows it live), so
 	// its log has something to keep.
-	for !strings.Contains(buildHeartbeat(t, started.WorkflowID).Current, "sleep 120") {
+	for {
+		p := buildHeartbeat(t, started.WorkflowID)
+		if strings.Contains(p.Current, "sleep 120") && slices.ContainsFunc(p.Tail, func(l string) bool { return strings.HasSuffix(l, "| started") }) {
+			break
+		}
 		if time.Now().After(deadline) {
-			t.Fatal("the RUN step never started")
+			t.Fatalf("the RUN step never started, or its output never reached a heartbeat: %+v", p)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

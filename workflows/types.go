@@ -177,6 +177,27 @@ type BuildProgress struct {
 	Completed int    `json:"completed"`
 	Cached    int    `json:"cached"`
 	Current   string `json:"current,omitempty"`
+	// Lines counts the log's whole lines so far; Tail is the last of them
+	// (at most TailLines, secrets masked), for `run logs -f`.
+	Lines int      `json:"lines,omitempty"`
+	Tail  []string `json:"tail,omitempty"`
+}
+
+// TailLines is the most log lines a build's heartbeat carries.
+const TailLines = 200
+
+// NewLines are the lines of p a follower that has shown printed lines
+// has not shown yet; missed says lines came and went between two
+// heartbeats, unseen.
+func (p BuildProgress) NewLines(printed int) (lines []string, missed int) {
+	first := p.Lines - len(p.Tail) // the index of Tail[0] in the log
+	if p.Lines <= printed {
+		return nil, 0
+	}
+	if first > printed {
+		return p.Tail, first - printed
+	}
+	return p.Tail[printed-first:], 0
 }
 
 // Stage returns the stage called name (nil if the run has none).

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	bk "github.com/moby/buildkit/client"
 
@@ -26,6 +27,11 @@ type buildLog struct {
 	// secrets are values to mask wherever they appear (a RUN step that
 	// prints a mounted secret).
 	secrets [][]byte
+	// lines counts the newlines of buf[:counted]; tail and tailAt are the
+	// last progress's tail and when it was cut (at most twice a second).
+	lines, counted int
+	tail           []string
+	tailAt         time.Time
 }
 
 func (l *buildLog) consume(ch chan *bk.SolveStatus, progress func(workflows.BuildProgress)) {
@@ -88,7 +94,41 @@ func (l *buildLog) consume(ch chan *bk.SolveStatus, progress func(workflows.Buil
 func (l *buildLog) progress() workflows.BuildProgress {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return workflows.BuildProgress{Steps: len(l.steps), Completed: len(l.done), Cached: len(l.cached), Current: l.current}
+	b := l.buf.Bytes()
+	if time.Since(l.tailAt) >= 500*time.Millisecond {
+		l.lines += bytes.Count(b[l.counted:], []byte("\n"))
+		l.counted = len(b)
+		l.tail, l.tailAt = tailLines(b, l.secrets), time.Now()
+	}
+	return workflows.BuildProgress{Steps: len(l.steps), Completed: len(l.done), Cached: len(l.cached), Current: l.current,
+		Lines: l.lines, Tail: l.tail}
+}
+
+// tailLines are the last whole lines of log (at most
+// workflows.TailLines, and 16 KiB), secrets masked as the stored log
+// masks them: the text masked reaches back the longest secret's length
+// before the lines kept, so a value that ends among them is masked whole.
+func tailLines(log []byte, secrets [][]byte) []string {
+	const maxBytes = 16 << 10
+	end := bytes.LastIndexByte(log, '\n') + 1
+	longest := 0
+	for _, s := range secrets {
+		longest = max(longest, len(s))
+	}
+	start := max(0, end-maxBytes-longest)
+	start = bytes.LastIndexByte(log[:start], '\n') + 1 // back to its line's start
+	lines := strings.SplitAfter(string(redact(slices.Clone(log[start:end]), secrets)), "\n")
+	lines = lines[:len(lines)-1] // after the last newline: ""
+	keep, size := len(lines), 0
+	for keep > 0 && len(lines)-keep < workflows.TailLines && size+len(lines[keep-1]) <= maxBytes {
+		keep--
+		size += len(lines[keep])
+	}
+	lines = lines[keep:]
+	for i := range lines {
+		lines[i] = strings.TrimSuffix(lines[i], "\n")
+	}
+	return lines
 }
 
 func (l *buildLog) bytes() []byte {

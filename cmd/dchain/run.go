@@ -375,8 +375,10 @@ func runLogsCmd(g *globals) *cobra.Command {
 		Short: "Print the build log of a run (BuildKit's steps and output), kept as an artifact in the source registry",
 		Args:  cobra.ExactArgs(1),
 		RunE: g.withClient(func(cmd *cobra.Command, c client.Client, args []string) error {
+			printed, missed := 0, 0
 			if follow {
-				if err := followBuild(cmd.Context(), c, args[0], cmd.ErrOrStderr()); err != nil {
+				var err error
+				if printed, missed, err = followBuild(cmd.Context(), c, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr()); err != nil {
 					return err
 				}
 			}
@@ -399,28 +401,48 @@ func runLogsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, err = cmd.OutOrStdout().Write(b)
+			if missed > 0 {
+				// Lines went by between two heartbeats: the whole log, now kept.
+				fmt.Fprintf(cmd.ErrOrStderr(), "(%d lines came too fast to follow; the whole log:)\n", missed)
+				printed = 0
+			}
+			_, err = io.WriteString(cmd.OutOrStdout(), unprinted(string(b), printed))
 			return err
 		}),
 	}
-	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "while the build runs, show its progress (steps done, cached, the current one) on stderr; then print the log")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "while the build runs, print its output as it comes (a few seconds behind: the build's heartbeats carry it) and its progress on stderr; then the rest of the log")
 	return cmd
 }
 
-// followBuild shows a running build's progress (from its heartbeats) on w
-// until the build stage has ended.
-func followBuild(ctx context.Context, c client.Client, id string, w io.Writer) error {
+// unprinted is log without its first printed lines.
+func unprinted(log string, printed int) string {
+	for ; printed > 0 && log != ""; printed-- {
+		_, log, _ = strings.Cut(log, "\n")
+	}
+	return log
+}
+
+// followBuild prints a running build's output (the lines its heartbeats
+// carry) on out and its progress on w until the build stage has ended;
+// it returns how many lines of the log it printed, and how many went by
+// unseen.
+func followBuild(ctx context.Context, c client.Client, id string, out, w io.Writer) (printed, missed int, err error) {
 	last := ""
 	for {
 		st, err := runs.Status(ctx, c, id)
 		if err != nil {
-			return err
+			return printed, missed, err
 		}
 		build := st.Stage(workflows.StageBuild)
 		if build == nil || (build.State != workflows.StateRunning && build.State != workflows.StatePending) || st.Outcome != workflows.OutcomeRunning {
-			return nil
+			return printed, missed, nil
 		}
 		if p, ok := runs.BuildProgress(ctx, c, id); ok {
+			lines, gone := p.NewLines(printed)
+			for _, line := range lines {
+				fmt.Fprintln(out, line)
+			}
+			printed, missed = max(printed, p.Lines), missed+gone
 			line := fmt.Sprintf("build: %d of %d steps done (%d cached)", p.Completed, p.Steps, p.Cached)
 			if p.Current != "" {
 				line += ": " + p.Current
@@ -432,7 +454,7 @@ func followBuild(ctx context.Context, c client.Client, id string, w io.Writer) e
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return printed, missed, ctx.Err()
 		case <-time.After(500 * time.Millisecond):
 		}
 	}

@@ -117,3 +117,14 @@ func TestWatchSaysAnAttemptsErrorOnce(t *testing.T) {
 		t.Errorf("attempts:\n%s", out)
 	}
 }
+
+// After following a build, `run logs -f` prints the kept log from the
+// first line it had not shown.
+func TestUnprinted(t *testing.T) {
+	log := "START a\n  | one\n  | two\nDONE a\n"
+	for printed, want := range map[int]string{0: log, 2: "  | two\nDONE a\n", 4: "", 9: ""} {
+		if got := unprinted(log, printed); got != want {
+			t.Errorf("unprinted(%d) = %q, want %q", printed, got, want)
+		}
+	}
+}
