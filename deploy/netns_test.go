@@ -17,8 +17,9 @@ import (
 // Every address lives inside these namespaces; the machine's own network
 // is not touched.
 type network struct {
-	prefix string
-	hosts  map[string]string // host name → address
+	prefix  string
+	hosts   map[string]string // host name → address
+	madeEtc bool              // /etc/netns did not exist before
 }
 
 // hubNS is the namespace of the switch.
@@ -54,6 +55,9 @@ func newNetwork(t *testing.T, names map[string][]string) *network {
 		ipRun(t, "-n", n.ns(h), "link", "set", "eth0", "up")
 		ipRun(t, "-n", n.ns(h), "link", "set", "lo", "up")
 		fmt.Fprintf(&hosts, "%s %s %s\n", addr, h, strings.Join(names[h], " "))
+	}
+	if _, err := os.Stat("/etc/netns"); os.IsNotExist(err) {
+		n.madeEtc = true // removed again with the namespaces
 	}
 	for h := range names {
 		dir := filepath.Join("/etc/netns", n.ns(h))
@@ -92,6 +96,9 @@ func (n *network) remove() {
 		_ = os.RemoveAll(filepath.Join("/etc/netns", n.ns(h)))
 	}
 	_ = exec.Command("ip", "netns", "del", n.hubNS()).Run()
+	if n.madeEtc {
+		_ = os.Remove("/etc/netns") // only if empty: another run's may be there
+	}
 }
 
 // removeStale removes what a killed run of this test left: the
