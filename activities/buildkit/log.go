@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	bk "github.com/moby/buildkit/client"
 
@@ -27,11 +26,10 @@ type buildLog struct {
 	// secrets are values to mask wherever they appear (a RUN step that
 	// prints a mounted secret).
 	secrets [][]byte
-	// lines counts the newlines of buf[:counted]; tail and tailAt are the
-	// last progress's tail and when it was cut (at most twice a second).
+	// lines counts the newlines of buf[:counted]; tail is the log's last
+	// lines as of then (cut again only when the log has grown).
 	lines, counted int
 	tail           []string
-	tailAt         time.Time
 }
 
 func (l *buildLog) consume(ch chan *bk.SolveStatus, progress func(workflows.BuildProgress)) {
@@ -94,11 +92,10 @@ func (l *buildLog) consume(ch chan *bk.SolveStatus, progress func(workflows.Buil
 func (l *buildLog) progress() workflows.BuildProgress {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.buf.Bytes()
-	if time.Since(l.tailAt) >= 500*time.Millisecond {
+	if b := l.buf.Bytes(); len(b) > l.counted {
 		l.lines += bytes.Count(b[l.counted:], []byte("\n"))
 		l.counted = len(b)
-		l.tail, l.tailAt = tailLines(b, l.secrets), time.Now()
+		l.tail = tailLines(b, l.secrets)
 	}
 	return workflows.BuildProgress{Steps: len(l.steps), Completed: len(l.done), Cached: len(l.cached), Current: l.current,
 		Lines: l.lines, Tail: l.tail}

@@ -30,8 +30,10 @@ func TestProgressCarriesTheLogTail(t *testing.T) {
 	close(ch)
 	var last workflows.BuildProgress
 	l.consume(ch, func(p workflows.BuildProgress) { last = p })
-	l.tailAt = time.Time{} // the last event's tail, not the throttled one
 	p := l.progress()
+	if !slices.Equal(p.Tail, last.Tail) || p.Lines != last.Lines {
+		t.Fatalf("the last event's progress %d lines, now %d: the tail lags behind", last.Lines, p.Lines)
+	}
 	stored := strings.Split(strings.TrimSuffix(string(l.bytes()), "\n"), "\n")
 	if p.Lines != len(stored) || len(p.Tail) != workflows.TailLines {
 		t.Fatalf("%d lines, tail of %d; the stored log has %d", p.Lines, len(p.Tail), len(stored))
