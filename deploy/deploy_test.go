@@ -378,19 +378,7 @@ func (d *deployment) startTemporal(t *testing.T) {
 	// bash for the image's busybox sh (Debian's dash lacks pipefail).
 	d.temporal = d.spawn(t, "control", "temporal", s.environ("PATH="+filepath.Join(d.root, "bin")+":"+os.Getenv("PATH")),
 		"unshare", "--uts", "bash", "-c", `hostname temporal && exec bash "$0"`, entrypoint)
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := d.exec(ctx, "control", nil, "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/7233")
-		cancel()
-		if err == nil {
-			return
-		}
-		if d.temporal.exited() || time.Now().After(deadline) {
-			t.Fatalf("Temporal's frontend does not listen (%v); its log:\n%s", err, d.temporal.tail())
-		}
-		time.Sleep(time.Second)
-	}
+	d.ready(t, "control", d.temporal, 2*time.Minute, nil, "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/7233") // the frontend listens
 }
 
 // startCollector runs the trace collector the services export to (compose's
@@ -400,17 +388,7 @@ func (d *deployment) startCollector(t *testing.T) {
 	t.Helper()
 	self, _ := os.Executable()
 	p := d.spawn(t, "control", "jaeger", []string{roleEnv + "=otlp", "DCHAIN_DEPLOY_SPANS=" + filepath.Join(d.root, "spans")}, self)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for {
-		if _, err := d.exec(ctx, "control", nil, "curl", "-s", "-o", "/dev/null", "http://127.0.0.1:4318/"); err == nil {
-			return
-		}
-		if p.exited() || ctx.Err() != nil {
-			t.Fatalf("the trace collector does not answer; its log:\n%s", p.tail())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	d.ready(t, "control", p, 30*time.Second, nil, "curl", "-s", "-o", "/dev/null", "http://127.0.0.1:4318/")
 }
 
 // traced waits for a trace holding spans of every one of services, as

@@ -95,22 +95,29 @@ func (d *deployment) healthy(t *testing.T, host string, s *service, p *proc, wit
 	if len(s.healthcheck) == 0 {
 		t.Fatalf("%s has no health check in docker-compose.yml", s.name)
 	}
+	d.ready(t, host, p, within, s.environ(), s.healthcheck...)
+}
+
+// ready runs probe on host until it passes, and fails the test when p
+// exits first or within has passed, showing p's log.
+func (d *deployment) ready(t *testing.T, host string, p *proc, within time.Duration, env []string, probe ...string) {
+	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err := d.exec(ctx, host, s.environ(), s.healthcheck...)
+		_, err := d.exec(ctx, host, env, probe...)
 		cancel()
 		if err == nil {
-			// Healthy, and its own: a process that failed to start while
-			// another answers the same check is not.
+			// Ready, and itself: a process that failed to start while
+			// another answers the same probe is not.
 			time.Sleep(time.Second)
 			if p.exited() {
-				t.Fatalf("%s passed its health check but has exited; its log:\n%s", s.name, p.tail())
+				t.Fatalf("%s passed %q but has exited; its log:\n%s", p.name, probe, p.tail())
 			}
 			return
 		}
 		if p.exited() || time.Now().After(deadline) {
-			t.Fatalf("%s is not healthy (%v); its log:\n%s", s.name, err, p.tail())
+			t.Fatalf("%s is not ready (%q: %v); its log:\n%s", p.name, probe, err, p.tail())
 		}
 		time.Sleep(time.Second)
 	}

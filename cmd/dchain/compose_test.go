@@ -223,6 +223,15 @@ func composeRoleFile(cmd *cobra.Command) []string {
 	return nil
 }
 
+// serviceEnv is the value a compose service's environment block gives k
+// ("" when it gives none).
+func serviceEnv(s types.ServiceConfig, k string) string {
+	if v := s.Environment[k]; v != nil {
+		return *v
+	}
+	return ""
+}
+
 // envKeys are the variable names an env file sets.
 func envKeys(t *testing.T, path string) map[string]bool {
 	t.Helper()
@@ -645,12 +654,7 @@ func TestComposeTemporalMTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := func(s types.ServiceConfig, k string) string {
-		if v := s.Environment[k]; v != nil {
-			return *v
-		}
-		return ""
-	}
+	env := serviceEnv
 	mounted := func(s types.ServiceConfig, target, file string) bool {
 		for _, v := range s.Volumes {
 			if v.Target == target && filepath.Base(v.Source) == file && v.ReadOnly {
@@ -763,12 +767,7 @@ func TestComposeObservability(t *testing.T) {
 	}
 	want := map[string]bool{}
 	for _, s := range p.Services {
-		env := func(k string) string {
-			if v := s.Environment[k]; v != nil {
-				return *v
-			}
-			return ""
-		}
+		env := func(k string) string { return serviceEnv(s, k) }
 		switch {
 		case s.Build != nil: // dchain
 			if env("OTEL_SERVICE_NAME") != s.Name {

@@ -99,18 +99,17 @@ func (g *globals) scanTarget(registry, image string) (chain.Registry, string, st
 }
 
 func printScanSummary(sum workflows.ScanSummary) {
-	db := sum.DB.Repository
-	if sum.DB.Demo {
-		db += " — DEMO DATA, not a real vulnerability feed"
-	}
-	if sum.DB.Server != "" {
-		db = "trivy server " + sum.DB.Server
-	}
-	if sum.DB.Offline != "" {
+	var db string
+	switch {
+	case sum.DB.Offline != "":
 		db = fmt.Sprintf("offline copy in %s on the worker (updated %s; the worker never downloads it)", sum.DB.Offline, sum.DB.UpdatedAt.Local().Format(time.DateTime))
-		if sum.DB.Demo {
-			db += " — DEMO DATA, not a real vulnerability feed"
-		}
+	case sum.DB.Server != "":
+		db = "trivy server " + sum.DB.Server
+	default:
+		db = sum.DB.Repository
+	}
+	if sum.DB.Demo && (sum.DB.Offline != "" || sum.DB.Server == "") {
+		db += " — DEMO DATA, not a real vulnerability feed"
 	}
 	fmt.Printf("Image:    %s\nDB:       %s\nReport:   %s\n", sum.Digest, db, sum.Report)
 	if sum.Reused {
