@@ -31,6 +31,10 @@ const acrTimeLayout = "2006-01-02 15:04:05"
 type ACRPayload struct {
 	PushData   ACRPushData   `json:"push_data"`
 	Repository ACRRepository `json:"repository"`
+	// Signing is dchain's, not the vendor's: the signature and
+	// attestations the delivered image carries (when the chain signs or
+	// verifies).
+	Signing *workflows.SigningRef `json:"signing,omitempty"`
 }
 
 // ACRPushData describes the pushed image.
@@ -86,6 +90,7 @@ func TriggerBody(format, key string, ev workflows.TriggerEvent) ([]byte, string,
 			DateCreated: pushed, Name: name, Namespace: strings.TrimSuffix(ns, "/"), Region: ev.Region,
 			RepoAuthenticationType: "NO_CERTIFIED", RepoFullName: ev.Repository, RepoOriginType: "NO_CERTIFIED", RepoType: "PRIVATE",
 		},
+		Signing: ev.Signing,
 	})
 	return b, "application/json", err
 }

@@ -1,12 +1,24 @@
 package activities
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/dchain-dev/dchain/chain"
 )
 
 // maxReferrerDepth bounds how deep referrers of referrers are followed (a
@@ -18,7 +30,7 @@ const maxReferrerDepth = 8
 // reports), to the manifests of an index's platforms (`cosign sign
 // --recursive`, per-platform SBOMs), and recursively to those, each once.
 // The source is read through its referrers API or the tag-schema fallback.
-func walkReferrers(repo name.Repository, digest string, opts []remote.Option, visit func(referrer v1.Descriptor) error) error {
+func walkReferrers(repo name.Repository, digest string, opts []remote.Option, visit func(referrer v1.Descriptor, depth int) error) error {
 	seen := map[string]bool{digest: true}
 	var walk func(digest string, depth int) error
 	walk = func(digest string, depth int) error {
@@ -38,7 +50,7 @@ func walkReferrers(repo name.Repository, digest string, opts []remote.Option, vi
 				continue
 			}
 			seen[d.Digest.String()] = true
-			if err := visit(d); err != nil {
+			if err := visit(d, depth); err != nil {
 				return fmt.Errorf("referrer %s of %s: %w", d.Digest, digest, err)
 			}
 			if err := walk(d.Digest.String(), depth+1); err != nil {
@@ -101,6 +113,9 @@ func cosignTags(from name.Repository, digest string, opts []remote.Option, visit
 type attachment struct {
 	Digest v1.Hash
 	Tag    string
+	// Depth is 1 for what is attached to the image, 2 for what is
+	// attached to that, and so on.
+	Depth int
 }
 
 // attachments lists what is attached to digest in from: every referrer
@@ -108,15 +123,15 @@ type attachment struct {
 // image's cosign tag-scheme tags.
 func attachments(from name.Repository, digest string, opts []remote.Option) ([]attachment, error) {
 	var out []attachment
-	err := walkReferrers(from, digest, opts, func(d v1.Descriptor) error {
-		out = append(out, attachment{Digest: d.Digest})
+	err := walkReferrers(from, digest, opts, func(d v1.Descriptor, depth int) error {
+		out = append(out, attachment{Digest: d.Digest, Depth: depth})
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	err = cosignTags(from, digest, opts, func(tag string, d v1.Hash) error {
-		out = append(out, attachment{Digest: d, Tag: tag})
+		out = append(out, attachment{Digest: d, Tag: tag, Depth: 1})
 		return nil
 	})
 	return out, err
@@ -135,25 +150,102 @@ func (at attachment) at(repo name.Repository) name.Reference {
 // destination's referrers API where it has one and keeps the fallback
 // tag's index up to date where it does not. A cosign tag is moved at the
 // destination when cosign re-pushed it with a new signature, and left when
-// it is there already. It returns how many it copied.
-func copyReferrers(from, to name.Repository, digest string, srcOpts, dstOpts []remote.Option) (int, error) {
+// it is there already. The attachments of one depth are copied at once (a
+// signed image carries a few), each after its subject. It returns how many
+// it copied.
+func copyReferrers(from, to name.Repository, digest string, jobs int, srcOpts, dstOpts []remote.Option) (int, error) {
+	srcOpts, err := keepTransports(srcOpts)
+	if err != nil {
+		return 0, err
+	}
+	if dstOpts, err = keepTransports(dstOpts); err != nil {
+		return 0, err
+	}
 	list, err := attachments(from, digest, srcOpts)
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	for _, at := range list {
-		if at.Tag != "" {
-			if cur, err := remote.Head(at.at(to), dstOpts...); err == nil && cur.Digest == at.Digest {
-				continue
-			}
+	var n atomic.Int32
+	for depth := 1; ; depth++ {
+		level := slices.DeleteFunc(slices.Clone(list), func(at attachment) bool { return at.Depth != depth })
+		if len(level) == 0 {
+			return int(n.Load()), nil
 		}
-		if err := copyManifest(from.Digest(at.Digest.String()), at.at(to), srcOpts, dstOpts); err != nil {
-			return n, fmt.Errorf("copy %s attached to %s@%s: %w", at.at(from), from, digest, err)
+		var g errgroup.Group
+		g.SetLimit(jobs)
+		for _, at := range level {
+			g.Go(func() error {
+				if at.Tag != "" {
+					if cur, err := remote.Head(at.at(to), dstOpts...); err == nil && cur.Digest == at.Digest {
+						return nil
+					}
+				}
+				if err := copyManifest(from.Digest(at.Digest.String()), at.at(to), srcOpts, dstOpts); err != nil {
+					return fmt.Errorf("copy %s attached to %s@%s: %w", at.at(from), from, digest, err)
+				}
+				n.Add(1)
+				return nil
+			})
 		}
-		n++
+		if err := g.Wait(); err != nil {
+			return int(n.Load()), err
+		}
 	}
-	return n, nil
+}
+
+// keepTransports are opts with a puller and a pusher that keep their
+// transports (the registry's ping, its token) across requests, instead of
+// making them anew for each.
+func keepTransports(opts []remote.Option) ([]remote.Option, error) {
+	puller, err := remote.NewPuller(opts...)
+	if err != nil {
+		return nil, err
+	}
+	pusher, err := remote.NewPusher(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return append(slices.Clip(opts), remote.Reuse(puller), remote.Reuse(pusher)), nil
+}
+
+// referrerJobs is how many attachments are written to one subject at once,
+// into a registry with the referrers API.
+const referrerJobs = 4
+
+// attachJobs is how many attachments of digest may be written into repo
+// of reg at once: referrerJobs where the registry serves the OCI referrers
+// API, else one: go-containerregistry keeps the fallback tag's index of a
+// registry without it by reading and rewriting it, which concurrent writes
+// would race (an attachment lost from the index).
+func (a *Activities) attachJobs(ctx context.Context, reg chain.Registry, repo name.Repository, digest string) int {
+	auth, err := Auth(reg)
+	if err != nil {
+		return 1
+	}
+	tr, err := a.transport(reg)
+	if err != nil {
+		return 1
+	}
+	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, tr, []string{repo.Scope(transport.PullScope)})
+	if err != nil {
+		return 1
+	}
+	u := url.URL{Scheme: repo.Scheme(), Host: repo.RegistryStr(), Path: "/v2/" + repo.RepositoryStr() + "/referrers/" + digest}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return 1
+	}
+	req.Header.Set("Accept", string(types.OCIImageIndex))
+	resp, err := (&http.Client{Transport: rt, Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		return 1
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode == http.StatusOK && strings.HasPrefix(resp.Header.Get("Content-Type"), string(types.OCIImageIndex)) {
+		return referrerJobs
+	}
+	return 1
 }
 
 // missingAttachments counts what of list (attachments) to lacks, or has

@@ -40,7 +40,7 @@ func (a *Activities) ResolveImage(ctx context.Context, in workflows.ResolveImage
 			return info, registryError(ctx, what, err)
 		}
 		for _, c := range m.Manifests {
-			if c.Platform != nil {
+			if c.Platform != nil && c.Annotations[annotationRefType] == "" { // not BuildKit's attestations
 				info.Platforms = append(info.Platforms, c.Platform.String())
 				if info.Manifests == nil {
 					info.Manifests = map[string]string{}

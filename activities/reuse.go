@@ -18,8 +18,8 @@ import (
 // buildInputs is a digest of everything that decides what a rule builds
 // from a commit besides the commit's own content: the source, the commit,
 // the context, the Dockerfile, the platforms, the build arguments, the
-// network and the secrets' references (when set: the key of an older
-// plan is unchanged). Two
+// network, the secrets' references and whether BuildKit attached its
+// provenance (when set: the key of an older plan is unchanged). Two
 // builds with the same inputs make the same image, so the second reuses the
 // first's (a new branch or tag at an already-built commit).
 func buildInputs(in workflows.BuildInput) string {
@@ -29,8 +29,9 @@ func buildInputs(in workflows.BuildInput) string {
 		BuildArgs                           map[string]string
 		Network                             string                     `json:",omitempty"`
 		Secrets                             map[string]chain.SecretRef `json:",omitempty"`
+		Provenance                          bool                       `json:",omitempty"`
 	}{in.Source.URL, string(in.Push.Commit), in.Plan.Context, in.Plan.Dockerfile, in.Plan.Platforms, in.Plan.BuildArgs,
-		in.Plan.Network, in.Plan.Secrets})
+		in.Plan.Network, in.Plan.Secrets, in.Provenance})
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:])
 }

@@ -29,6 +29,8 @@ import (
 // package's tests do not link Trivy.
 type ImageScanner interface {
 	Scan(ctx context.Context, ref, platform string, auth authn.AuthConfig, tr http.RoundTripper, insecure bool) (ScanResult, error)
+	// SBOM is a CycloneDX SBOM (JSON) of one platform of ref.
+	SBOM(ctx context.Context, ref, platform string, auth authn.AuthConfig, tr http.RoundTripper, insecure bool) ([]byte, error)
 	DB() workflows.ScanDB
 }
 

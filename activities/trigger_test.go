@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -42,6 +43,39 @@ func TestACRPayload(t *testing.T) {
 	again, _, _ := TriggerBody(chain.FormatACR, "k", event)
 	if string(again) != string(body) {
 		t.Fatal("the body must be the same on every attempt")
+	}
+}
+
+// A signed image's payload names its signature and attestations; an
+// unsigned one's is the vendor's exactly.
+func TestPayloadsNameTheSigning(t *testing.T) {
+	if body, _, _ := TriggerBody(chain.FormatACR, "k", event); strings.Contains(string(body), "signing") {
+		t.Fatalf("an unsigned image's ACR payload: %s", body)
+	}
+	signed := event
+	signed.Signing = &workflows.SigningRef{Key: "env:K", Signature: "sha256:sig",
+		Attestations: []workflows.AttestationRef{{Kind: "provenance", PredicateType: "https://slsa.dev/provenance/v0.2", Platform: "linux/amd64", Digest: "sha256:prov"}}}
+	for _, format := range []string{chain.FormatACR, chain.FormatCloudEvents} {
+		body, _, err := TriggerBody(format, "k", signed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p struct {
+			Signing *workflows.SigningRef `json:"signing"`
+			Data    struct {
+				Signing *workflows.SigningRef `json:"signing"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(body, &p); err != nil {
+			t.Fatal(err)
+		}
+		got := p.Signing
+		if format == chain.FormatCloudEvents {
+			got = p.Data.Signing
+		}
+		if got == nil || got.Signature != "sha256:sig" || len(got.Attestations) != 1 || got.Attestations[0].Digest != "sha256:prov" {
+			t.Fatalf("%s payload: %s", format, body)
+		}
 	}
 }
 

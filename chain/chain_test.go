@@ -73,22 +73,27 @@ func TestValidationProblems(t *testing.T) {
 		{"unknown field", base + "replicate: []\n", "replicate", `unknown key; did you mean "replication"?`, 6},
 		{"bad chain name", "name: My Chain\nscope: {registry: hangzhou, namespace: demo, repository: app}\n", "name", "lowercase", 1},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			chains, ps := cfg.ParseChains("c.yaml", []byte(tc.doc))
-			if len(chains) != 0 {
-				t.Errorf("an invalid chain was accepted")
-			}
-			for _, p := range ps {
-				if p.Field == tc.field && strings.Contains(p.Message, tc.msg) {
-					if p.Line != tc.line || p.File != "c.yaml" {
-						t.Errorf("problem %s: at line %d, want %d", p, p.Line, tc.line)
-					}
-					return
-				}
-			}
-			t.Fatalf("no problem on %q containing %q; got:\n%v", tc.field, tc.msg, ps)
-		})
+		t.Run(tc.name, func(t *testing.T) { expectProblem(t, cfg, tc.doc, tc.field, tc.msg, tc.line) })
 	}
+}
+
+// expectProblem parses doc as c.yaml and expects it refused with a
+// problem on field at line whose message holds msg.
+func expectProblem(t *testing.T, cfg *Config, doc, field, msg string, line int) {
+	t.Helper()
+	chains, ps := cfg.ParseChains("c.yaml", []byte(doc))
+	if len(chains) != 0 {
+		t.Errorf("an invalid chain was accepted")
+	}
+	for _, p := range ps {
+		if p.Field == field && strings.Contains(p.Message, msg) {
+			if p.Line != line || p.File != "c.yaml" {
+				t.Errorf("problem %s: at line %d, want %d", p, p.Line, line)
+			}
+			return
+		}
+	}
+	t.Fatalf("no problem on %q containing %q; got:\n%v", field, msg, ps)
 }
 
 func TestDuplicateChainsAcrossFiles(t *testing.T) {

@@ -59,3 +59,31 @@ func (r SecretRef) Resolve() (string, error) {
 		return strings.TrimRight(string(b), "\r\n"), nil
 	}
 }
+
+// KeyRef names a signing or verification key without holding it:
+// "file:PATH" or "env:NAME" (a PEM key read by the worker that uses it), or
+// a KMS URI that sigstore's KMS providers open ("awskms://…",
+// "gcpkms://…", "azurekms://…", "hashivault://…", or "NAME://…" for a
+// sigstore KMS plugin on the worker's PATH).
+type KeyRef string
+
+var kmsScheme = regexp.MustCompile(`^[a-z][a-z0-9-]*://[^\s]+$`)
+
+// KMS says the key is in a KMS.
+func (k KeyRef) KMS() bool { return kmsScheme.MatchString(string(k)) }
+
+// Check reports what is wrong with the reference, or nil.
+func (k KeyRef) Check() error {
+	switch {
+	case k == "":
+		return fmt.Errorf("a key reference is required (file:PATH, env:NAME or a KMS URI such as awskms://…)")
+	case k.KMS():
+		return nil
+	case strings.HasPrefix(string(k), "-----BEGIN"):
+		return fmt.Errorf("must be a reference (file:PATH, env:NAME or a KMS URI); inline keys are not allowed")
+	}
+	if err := SecretRef(k).Check(); err != nil {
+		return fmt.Errorf("must be file:PATH, env:NAME or a KMS URI such as awskms://…")
+	}
+	return nil
+}

@@ -35,6 +35,9 @@ type Registry struct {
 	// verifies a registry with a private TLS certificate, trusted besides
 	// the system's roots. Exclusive with Insecure (plain HTTP).
 	CA SecretRef `yaml:"ca" json:"ca,omitempty"`
+	// RequireSignature makes every chain that delivers into this registry
+	// sign its images or verify their signatures (chain validation).
+	RequireSignature bool `yaml:"requireSignature" json:"requireSignature,omitempty"`
 }
 
 // RetrySettings bound the retries of transient failures. Durations are Go
@@ -57,7 +60,11 @@ type Chain struct {
 	// Build, when set, builds the images from a Git source on push.
 	Build *Build `yaml:"build" json:"build,omitempty"`
 	// Scan, when set, scans every image with Trivy and applies the blocking policy.
-	Scan        *Scan             `yaml:"scan" json:"scan,omitempty"`
+	Scan *Scan `yaml:"scan" json:"scan,omitempty"`
+	// Signing, when set, signs and attests every image the chain delivers.
+	Signing *Signing `yaml:"signing" json:"signing,omitempty"`
+	// Verify, when set, requires a valid signature before replication.
+	Verify      *Verify           `yaml:"verify" json:"verify,omitempty"`
 	Replication []ReplicationRule `yaml:"replication" json:"replication,omitempty"`
 	// Concurrency says what a newer push to the same ref does while an older
 	// run of this chain is still going: "queue" (default: wait for it) or

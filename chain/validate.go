@@ -150,6 +150,13 @@ func (v *validator) chain(c *Chain) {
 	if c.Scan != nil {
 		v.scan(c.Scan, &c.Scope)
 	}
+	if c.Signing != nil {
+		v.signing(c.Signing, c.Build != nil)
+	}
+	if c.Verify != nil {
+		v.verify(c.Verify)
+	}
+	v.signingRequired(c)
 	switch c.Concurrency {
 	case "", ConcurrencyQueue, ConcurrencySupersede:
 	default:

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -312,30 +311,10 @@ func TestBuildSecretNeverLeaks(t *testing.T) {
 	l.Chains[0].Build.Rules[0].NoCache = true
 
 	// Sample every process's arguments while the build runs.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var inArgv []string
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-			cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-			for _, p := range cmdlines {
-				if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), secret) {
-					inArgv = append(inArgv, p+": "+strings.ReplaceAll(string(b), "\x00", " "))
-				}
-			}
-		}
-	}()
+	argv := watchArgv(secret)
 	started := startPush(t, l, "refs/heads/main", false)
 	st := waitRun(t, started.WorkflowID, 3*time.Minute)
-	close(stop)
-	wg.Wait()
+	inArgv := argv()
 	if st.Outcome != workflows.OutcomeSucceeded {
 		t.Fatalf("outcome %s: %s", st.Outcome, st.Message)
 	}

@@ -213,7 +213,7 @@ func waitBlocked(t *testing.T, id string) workflows.RunStatus {
 	}
 	err = stack.Client.GetWorkflow(context.Background(), id, "").Get(context.Background(), nil)
 	var app *temporal.ApplicationError
-	if !errors.As(err, &app) || app.Type() != workflows.ErrTypeRunBlocked || !strings.HasPrefix(app.Message(), "blocked by the scan policy: ") {
+	if !errors.As(err, &app) || app.Type() != workflows.ErrTypeRunBlocked || app.Message() != st.Message || !strings.HasPrefix(app.Message(), "blocked by the ") {
 		t.Fatalf("a blocked run's failure: %v", err)
 	}
 	return st

@@ -1,6 +1,7 @@
 package scanner
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	aimage "github.com/aquasecurity/trivy/pkg/fanal/artifact/image"
 	fimage "github.com/aquasecurity/trivy/pkg/fanal/image"
 	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
+	cdxreport "github.com/aquasecurity/trivy/pkg/report/cyclonedx"
 	"github.com/aquasecurity/trivy/pkg/rpc/client"
 	"github.com/aquasecurity/trivy/pkg/scan"
 	"github.com/aquasecurity/trivy/pkg/scan/langpkg"
@@ -214,57 +216,9 @@ func (t fixedTransport) Build(...xhttp.TransportOption) http.RoundTripper { retu
 // own), in plain HTTP when insecure.
 func (s *Scanner) Scan(ctx context.Context, ref, platform string, auth authn.AuthConfig, tr http.RoundTripper, insecure bool) (activities.ScanResult, error) {
 	var res activities.ScanResult
-	dbMu.RLock()
-	defer dbMu.RUnlock()
-	if s.opts.ServerAddr == "" && dbOpen == "" {
-		return res, errors.New("vulnerability DB is not open")
-	}
-	ropts := ftypes.RegistryOptions{Insecure: insecure, RegistryToken: auth.RegistryToken}
-	if auth.Username != "" {
-		ropts.Credentials = []ftypes.Credential{{Username: auth.Username, Password: auth.Password}}
-	}
-	if tr != nil {
-		ctx = xhttp.WithTransport(ctx, fixedTransport{tr})
-	}
-	if platform != "" {
-		osName, arch, _ := strings.Cut(platform, "/")
-		arch, variant, _ := strings.Cut(arch, "/")
-		ropts.Platform = ftypes.Platform{Platform: &v1.Platform{OS: osName, Architecture: arch, Variant: variant}, Force: true}
-	}
-	img, cleanup, err := fimage.NewContainerImage(ctx, ref, ftypes.ImageOptions{RegistryOptions: ropts, ImageSources: ftypes.ImageSources{ftypes.RemoteImageSource}})
-	if err != nil {
-		return res, fmt.Errorf("open image %s: %w", ref, err)
-	}
-	defer cleanup()
-	// The "unpackaged" handler looks binaries up in Rekor, an internet
-	// service: off, like everything else that would leave the machine.
-	art, err := aimage.NewArtifact(img, s.cache, artifact.Option{Offline: true, NoProgress: true, Parallel: 2,
-		DisabledHandlers: []ftypes.HandlerType{ftypes.UnpackagedPostHandler},
-		// Vulnerabilities only: no secret, license or config analysis, of the
-		// files or of the image config (its history as a Dockerfile); no lock
-		// files (Trivy's own choice for images: installed packages count); no
-		// removed apk packages or RPM archives (the trivy CLI's defaults).
-		DisabledAnalyzers: append(append([]analyzer.Type{analyzer.TypeSecret, analyzer.TypeLicenseFile, analyzer.TypeExecutable,
-			analyzer.TypeHistoryDockerfile, analyzer.TypeImageConfigSecret, analyzer.TypeApkCommand, analyzer.TypeRpmArchive},
-			analyzer.TypeConfigFiles...), analyzer.TypeLockfiles...),
-		ImageOption: ftypes.ImageOptions{RegistryOptions: ropts}})
+	report, err := s.analyse(ctx, ref, platform, auth, tr, insecure, types.VulnerabilityScanner)
 	if err != nil {
 		return res, err
-	}
-	var backend scan.Backend
-	if s.opts.ServerAddr != "" {
-		backend = client.NewService(client.ServiceOption{RemoteURL: s.opts.ServerAddr})
-	} else {
-		backend = local.NewService(applier.NewApplier(s.local), ospkg.NewScanner(), langpkg.NewScanner(), vulnerability.NewClient(tdb.Config{}))
-	}
-	report, err := scan.NewService(backend, art).ScanArtifact(ctx, types.ScanOptions{
-		PkgTypes:            []string{types.PkgTypeOS, types.PkgTypeLibrary},
-		PkgRelationships:    ftypes.Relationships, // nil would filter every package out
-		Scanners:            types.Scanners{types.VulnerabilityScanner},
-		VulnSeveritySources: []dbtypes.SourceID{"auto"},
-	})
-	if err != nil {
-		return res, fmt.Errorf("scan %s: %w", ref, err)
 	}
 	// What could be looked at: the OS Trivy detected and the packages of
 	// each analyzer (an OS it does not detect has none: its packages cannot
@@ -287,4 +241,76 @@ func (s *Scanner) Scan(ctx context.Context, ref, platform string, auth authn.Aut
 		}
 	}
 	return res, nil
+}
+
+// SBOM is a CycloneDX SBOM (JSON) of one platform of ref, as `trivy image
+// --format cyclonedx` writes it: every OS and language package found.
+func (s *Scanner) SBOM(ctx context.Context, ref, platform string, auth authn.AuthConfig, tr http.RoundTripper, insecure bool) ([]byte, error) {
+	report, err := s.analyse(ctx, ref, platform, auth, tr, insecure, types.SBOMScanner)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := cdxreport.NewWriter(&b, "dchain").Write(ctx, report); err != nil {
+		return nil, fmt.Errorf("SBOM of %s: %w", ref, err)
+	}
+	return b.Bytes(), nil
+}
+
+// analyse runs one Trivy scanner (vulnerabilities, or the packages of an
+// SBOM) over one platform of ref.
+func (s *Scanner) analyse(ctx context.Context, ref, platform string, auth authn.AuthConfig, tr http.RoundTripper, insecure bool, scanner types.Scanner) (types.Report, error) {
+	dbMu.RLock()
+	defer dbMu.RUnlock()
+	if s.opts.ServerAddr == "" && dbOpen == "" {
+		return types.Report{}, errors.New("vulnerability DB is not open")
+	}
+	ropts := ftypes.RegistryOptions{Insecure: insecure, RegistryToken: auth.RegistryToken}
+	if auth.Username != "" {
+		ropts.Credentials = []ftypes.Credential{{Username: auth.Username, Password: auth.Password}}
+	}
+	if tr != nil {
+		ctx = xhttp.WithTransport(ctx, fixedTransport{tr})
+	}
+	if platform != "" {
+		osName, arch, _ := strings.Cut(platform, "/")
+		arch, variant, _ := strings.Cut(arch, "/")
+		ropts.Platform = ftypes.Platform{Platform: &v1.Platform{OS: osName, Architecture: arch, Variant: variant}, Force: true}
+	}
+	img, cleanup, err := fimage.NewContainerImage(ctx, ref, ftypes.ImageOptions{RegistryOptions: ropts, ImageSources: ftypes.ImageSources{ftypes.RemoteImageSource}})
+	if err != nil {
+		return types.Report{}, fmt.Errorf("open image %s: %w", ref, err)
+	}
+	defer cleanup()
+	// The "unpackaged" handler looks binaries up in Rekor, an internet
+	// service: off, like everything else that would leave the machine.
+	art, err := aimage.NewArtifact(img, s.cache, artifact.Option{Offline: true, NoProgress: true, Parallel: 2,
+		DisabledHandlers: []ftypes.HandlerType{ftypes.UnpackagedPostHandler},
+		// Packages only: no secret, license or config analysis, of the
+		// files or of the image config (its history as a Dockerfile); no lock
+		// files (Trivy's own choice for images: installed packages count); no
+		// removed apk packages or RPM archives (the trivy CLI's defaults).
+		DisabledAnalyzers: append(append([]analyzer.Type{analyzer.TypeSecret, analyzer.TypeLicenseFile, analyzer.TypeExecutable,
+			analyzer.TypeHistoryDockerfile, analyzer.TypeImageConfigSecret, analyzer.TypeApkCommand, analyzer.TypeRpmArchive},
+			analyzer.TypeConfigFiles...), analyzer.TypeLockfiles...),
+		ImageOption: ftypes.ImageOptions{RegistryOptions: ropts}})
+	if err != nil {
+		return types.Report{}, err
+	}
+	var backend scan.Backend
+	if s.opts.ServerAddr != "" {
+		backend = client.NewService(client.ServiceOption{RemoteURL: s.opts.ServerAddr})
+	} else {
+		backend = local.NewService(applier.NewApplier(s.local), ospkg.NewScanner(), langpkg.NewScanner(), vulnerability.NewClient(tdb.Config{}))
+	}
+	report, err := scan.NewService(backend, art).ScanArtifact(ctx, types.ScanOptions{
+		PkgTypes:            []string{types.PkgTypeOS, types.PkgTypeLibrary},
+		PkgRelationships:    ftypes.Relationships, // nil would filter every package out
+		Scanners:            types.Scanners{scanner},
+		VulnSeveritySources: []dbtypes.SourceID{"auto"},
+	})
+	if err != nil {
+		return types.Report{}, fmt.Errorf("scan %s: %w", ref, err)
+	}
+	return report, nil
 }

@@ -6,7 +6,9 @@
 #    test (Debian packages);
 #  - the arm64 busybox binary (bin/arm64/busybox), for the offline base image;
 #  - qemu-aarch64 registered in binfmt_misc, so RUN steps of arm64 builds run;
-#  - buildkitd and buildctl, built from tools/buildkit into bin/ (~3 min the first time).
+#  - buildkitd and buildctl, built from tools/buildkit into bin/ (~3 min the first time);
+#  - the cosign CLI at a pinned version, which the signing tests verify dchain's
+#    signatures and attestations with (bin/cosign; ~5 min the first time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
@@ -57,4 +59,11 @@ if [ ! -x bin/buildkitd ] || [ ! -x bin/buildctl ] || [ tools/buildkit/go.mod -n
   (cd tools/buildkit && go mod tidy -e >/dev/null 2>&1 || true
    GOBIN="$PWD/../../bin" go install -mod=mod github.com/moby/buildkit/cmd/buildkitd github.com/moby/buildkit/cmd/buildctl)
 fi
-echo "build dependencies ready: buildkitd $(bin/buildkitd --version | awk '{print $3}'), $(runc --version | head -1), qemu-aarch64 $(head -1 /proc/sys/fs/binfmt_misc/qemu-aarch64)"
+cosign_version=v3.1.3 # devstack.CosignVersion
+if [ ! -x bin/cosign ] || [ "$(cat bin/.cosign-version 2>/dev/null)" != "$cosign_version" ]; then
+  echo "building cosign $cosign_version (first time: ~5 min)"
+  mkdir -p bin
+  GOBIN="$PWD/bin" GOFLAGS= GOEXPERIMENT= go install "github.com/sigstore/cosign/v3/cmd/cosign@$cosign_version"
+  echo "$cosign_version" > bin/.cosign-version
+fi
+echo "build dependencies ready: buildkitd $(bin/buildkitd --version | awk '{print $3}'), $(runc --version | head -1), qemu-aarch64 $(head -1 /proc/sys/fs/binfmt_misc/qemu-aarch64), cosign $cosign_version"

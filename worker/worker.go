@@ -120,6 +120,8 @@ func Start(c client.Client, o Options) (Workers, error) {
 		w.RegisterActivityWithOptions(a.ApplyBlockAction, activity.RegisterOptions{Name: workflows.ActivityApplyBlock})
 		w.RegisterActivityWithOptions(a.ListTags, activity.RegisterOptions{Name: workflows.ActivityListTags})
 		w.RegisterActivityWithOptions(a.WaitTurn, activity.RegisterOptions{Name: workflows.ActivityWaitTurn})
+		w.RegisterActivityWithOptions(a.SignImage, activity.RegisterOptions{Name: workflows.ActivitySignImage})
+		w.RegisterActivityWithOptions(a.VerifyImage, activity.RegisterOptions{Name: workflows.ActivityVerifyImage})
 		w.RegisterWorkflowWithOptions(workflows.ReplicateWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowReplicate})
 		w.RegisterWorkflowWithOptions(workflows.ChainSyncWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowChainSync})
 		w.RegisterActivityWithOptions(a.PlanSync, activity.RegisterOptions{Name: workflows.ActivityPlanSync})

@@ -38,8 +38,8 @@ func upserts(t *testing.T, in ChainRunInput, f *fakes) []temporal.SearchAttribut
 // once at the end — not once per stage, skipped ones included.
 func TestChainRunBatchesSearchAttributes(t *testing.T) {
 	in := testInput()
-	if n := len(upserts(t, in, &fakes{})); n != 8 {
-		t.Fatalf("a run started without attributes upserted %d times, want 8 (start, 6 stages, outcome)", n)
+	if n := len(upserts(t, in, &fakes{})); n != 9 {
+		t.Fatalf("a run started without attributes upserted %d times, want 9 (start, 7 stages, outcome)", n)
 	}
 	in.AttributesAtStart = true
 	got := upserts(t, in, &fakes{})

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/workflow"
@@ -26,6 +27,7 @@ func (r *run) build(ctx workflow.Context) error {
 	in := BuildInput{
 		Source: r.in.Chain.Build.Source, Push: *r.in.Push, Plan: *r.in.Build,
 		Registry: src, Repository: r.in.Image.Repository, ImmutableTags: r.in.Chain.ImmutableTags,
+		Provenance: r.in.Chain.Signing != nil && slices.Contains(r.in.Chain.Signing.Attestations(), chain.AttestProvenance),
 	}
 	opts := r.activityOptions(r.in.TaskQueue,
 		fmt.Sprintf("build %s@%s → %s:%v (%v)", r.in.Build.Rule, r.in.Push.Commit.Short(), r.in.Image.Repository, r.in.Build.Tags, r.in.Build.Platforms),

@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -73,12 +74,18 @@ func (r *run) setup(ctx workflow.Context) error {
 
 // run is the chain's story.
 func (r *run) run(ctx workflow.Context) (*RunStatus, error) {
-	stages := []string{StageBuild, StageResolve, StageScan, StageEvaluate, StageReplicate, StageTrigger}
-	steps := []func(workflow.Context) error{r.build, r.resolve, r.scan, r.evaluate, r.replicate, r.trigger}
+	stages := []string{StageBuild, StageResolve, StageScan, StageEvaluate, StageSign, StageReplicate, StageTrigger}
+	steps := []func(workflow.Context) error{r.build, r.resolve, r.scan, r.evaluate, r.sign, r.replicate, r.trigger}
 	// Runs started before the build stage existed resolved first.
 	if workflow.GetVersion(ctx, "build-before-resolve", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		stages[0], stages[1] = stages[1], stages[0]
 		steps[0], steps[1] = steps[1], steps[0]
+	}
+	// Runs started before signing had no sign stage.
+	if workflow.GetVersion(ctx, "sign-stage", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		stages = slices.Delete(stages, 4, 5)
+		steps = slices.Delete(steps, 4, 5)
+		r.status.Stages = slices.DeleteFunc(r.status.Stages, func(s StageStatus) bool { return s.Name == StageSign })
 	}
 	r.metrics(ctx).Counter(MetricRunsStarted).Inc(1)
 	for i, step := range steps {
@@ -138,7 +145,7 @@ func (r *run) finish(ctx workflow.Context, stage string, err error) (*RunStatus,
 	case err == nil:
 		r.status.Outcome = OutcomeSucceeded
 	case errors.As(err, &blocked):
-		r.status.Outcome, r.status.FailedStage, r.status.Message = OutcomeBlocked, stage, "blocked by the scan policy: "+blocked.Error()
+		r.status.Outcome, r.status.FailedStage, r.status.Message = OutcomeBlocked, stage, "blocked by the "+blocked.by+": "+blocked.reason
 	case temporal.IsCanceledError(err):
 		r.status.Outcome, r.status.FailedStage, r.status.Message = OutcomeCanceled, stage, "canceled during "+stage
 		// The run's context is canceled: record the outcome on one that is not.

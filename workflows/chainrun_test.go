@@ -50,6 +50,11 @@ type fakes struct {
 	delivered  []string
 	replicate  func(ctx context.Context, in ReplicateInput) (ReplicateResult, error)
 	deliver    func(ctx context.Context, in DeliverInput) (DeliverResult, error)
+	// signing: what was signed and verified, in order ("sign", "verify"),
+	// and what a verification finds.
+	signing  []string
+	verified Verification
+	events   []TriggerEvent
 }
 
 func runWorkflow(t *testing.T, in ChainRunInput, f *fakes, setup func(env *testsuite.TestWorkflowEnvironment)) (*RunStatus, error) {
@@ -67,8 +72,21 @@ func runWorkflow(t *testing.T, in ChainRunInput, f *fakes, setup func(env *tests
 		}
 		return ReplicateResult{Digest: in.Digest, BlobsCopied: 3}, nil
 	}, activity.RegisterOptions{Name: ActivityReplicateImage})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in SignInput) (Signed, error) {
+		f.signing = append(f.signing, "sign")
+		out := Signed{Key: in.Key, Signature: "sha256:sig"}
+		for _, a := range in.Attest {
+			out.Attestations = append(out.Attestations, AttestationRef{Kind: a, Digest: "sha256:" + a})
+		}
+		return out, nil
+	}, activity.RegisterOptions{Name: ActivitySignImage})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in VerifyInput) (Verification, error) {
+		f.signing = append(f.signing, "verify")
+		return f.verified, nil
+	}, activity.RegisterOptions{Name: ActivityVerifyImage})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in DeliverInput) (DeliverResult, error) {
 		f.delivered = append(f.delivered, in.Trigger.Name)
+		f.events = append(f.events, in.Event)
 		if f.deliver != nil {
 			return f.deliver(ctx, in)
 		}
@@ -153,7 +171,7 @@ func TestChainRunStagesInOrderAndSkipped(t *testing.T) {
 		}
 	}
 	want := map[string]State{StageResolve: StateSucceeded, StageBuild: StateSkipped, StageScan: StateSkipped,
-		StageEvaluate: StateSkipped, StageReplicate: StateSucceeded, StageTrigger: StateSucceeded}
+		StageEvaluate: StateSkipped, StageSign: StateSkipped, StageReplicate: StateSucceeded, StageTrigger: StateSucceeded}
 	for k, v := range want {
 		if got := stageStates(st)[k]; got != v {
 			t.Errorf("stage %s: %s, want %s", k, got, v)

@@ -30,6 +30,8 @@ const (
 	ActivityEvaluatePolicy = "EvaluatePolicy"
 	ActivityApplyBlock     = "ApplyBlockAction"
 	ActivityWaitTurn       = "WaitTurn"
+	ActivitySignImage      = "SignImage"
+	ActivityVerifyImage    = "VerifyImage"
 )
 
 // MemoCron is the memo field of a dchain schedule that keeps its cron

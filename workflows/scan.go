@@ -10,10 +10,11 @@ import (
 	"github.com/dchain-dev/dchain/chain"
 )
 
-// errBlocked stops the chain: the blocking policy triggered. Its text is why.
-type errBlocked string
+// errBlocked stops the chain: a policy (the scan's blocking policy, the
+// signature policy) said no. Its text is why.
+type errBlocked struct{ by, reason string }
 
-func (e errBlocked) Error() string { return string(e) }
+func (e errBlocked) Error() string { return e.reason }
 
 // scan scans the image (every platform) with Trivy; the full report goes to
 // the registry as a referrer of the image, the summary into the run.
@@ -75,5 +76,5 @@ func (r *run) evaluate(ctx workflow.Context) error {
 		return err
 	}
 	r.status.Block = &res
-	return errBlocked(fmt.Sprintf("%s (action %s)", strings.Join(d.Reasons, "; "), d.Action))
+	return errBlocked{by: "scan policy", reason: fmt.Sprintf("%s (action %s)", strings.Join(d.Reasons, "; "), d.Action)}
 }

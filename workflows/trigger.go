@@ -24,6 +24,7 @@ func (r *run) trigger(ctx workflow.Context) error {
 		Chain: r.in.Chain.Name, RunID: workflow.GetInfo(ctx).WorkflowExecution.ID,
 		Registry: src.Address, Region: src.RegionName(), Repository: r.status.Image.Repository,
 		Tag: r.status.Image.Tag, Digest: r.status.Image.Digest, PushedAt: r.in.Cause.At,
+		Signing: r.status.Signing.Ref(),
 	}
 	for _, d := range r.status.Destinations {
 		if d.State == StateSucceeded {

@@ -102,12 +102,13 @@ const (
 	StageBuild     = "build"
 	StageScan      = "scan"
 	StageEvaluate  = "evaluate"
+	StageSign      = "sign"
 	StageReplicate = "replicate"
 	StageTrigger   = "trigger"
 )
 
 // Stages lists the stages in run order.
-var Stages = []string{StageBuild, StageResolve, StageScan, StageEvaluate, StageReplicate, StageTrigger}
+var Stages = []string{StageBuild, StageResolve, StageScan, StageEvaluate, StageSign, StageReplicate, StageTrigger}
 
 // RunStatus is the live and final record of a run: the query result, the
 // workflow result, and the details of a failure or cancellation.
@@ -130,11 +131,13 @@ type RunStatus struct {
 	Build *BuildResult `json:"build,omitempty"`
 	// Scan, Decision and Block are the scan's summary, the policy's decision
 	// and what a blocking action did.
-	Scan      *ScanSummary    `json:"scan,omitempty"`
-	Decision  *chain.Decision `json:"decision,omitempty"`
-	Block     *BlockResult    `json:"block,omitempty"`
-	StartedAt time.Time       `json:"startedAt"`
-	EndedAt   time.Time       `json:"endedAt,omitzero"`
+	Scan     *ScanSummary    `json:"scan,omitempty"`
+	Decision *chain.Decision `json:"decision,omitempty"`
+	Block    *BlockResult    `json:"block,omitempty"`
+	// Signing is what the sign stage verified and signed.
+	Signing   *Signing  `json:"signing,omitempty"`
+	StartedAt time.Time `json:"startedAt"`
+	EndedAt   time.Time `json:"endedAt,omitzero"`
 }
 
 // StageStatus is one stage of the run.
@@ -307,6 +310,9 @@ type TriggerEvent struct {
 	PushedAt   time.Time `json:"pushedAt"`
 	// Regions are the destination regions that now hold the image.
 	Regions []string `json:"regions,omitempty"`
+	// Signing names the signature and attestations the image carries in
+	// every region (when the chain signs or verifies).
+	Signing *SigningRef `json:"signing,omitempty"`
 }
 
 // DeliverResult is a delivery's answer.
@@ -326,6 +332,9 @@ type BuildInput struct {
 	// ImmutableTags: a plan tag but latest that exists may not be moved
 	// to a new image (the chain's immutableTags).
 	ImmutableTags bool `json:"immutableTags,omitempty"`
+	// Provenance asks BuildKit for its SLSA provenance (max mode), attached
+	// to the index as an attestation manifest, for the sign stage.
+	Provenance bool `json:"provenance,omitempty"`
 }
 
 // BuildResult is what a build pushed.

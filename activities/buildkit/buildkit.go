@@ -121,6 +121,15 @@ func solveOptions(req activities.BuildRequest) (bk.SolveOpt, error) {
 	for k, v := range in.Plan.BuildArgs {
 		attrs["build-arg:"+k] = v
 	}
+	if in.Provenance {
+		// BuildKit's SLSA provenance (v0.2, what `cosign verify-attestation
+		// --type slsaprovenance` reads), max mode: the Dockerfile, build
+		// arguments, base images by digest, the build's steps; the source
+		// and commit as VCS metadata (the build context is a local checkout).
+		attrs["attest:provenance"] = "mode=max,version=v0.2,builder-id=" + activities.BuilderID
+		attrs["vcs:source"] = in.Source.URL
+		attrs["vcs:revision"] = string(in.Push.Commit)
+	}
 	if in.Plan.Network == chain.NetworkNone {
 		attrs["force-network-mode"] = "none" // every RUN step, whatever its --network says
 	}

@@ -12,8 +12,8 @@ import (
 )
 
 // The client build links none of the server: no Temporal server, Web UI,
-// registry, Trivy, BuildKit or dev stack (that is what made every command
-// start in 0.13 s and 260 MiB).
+// registry, Trivy, BuildKit, KMS SDKs or dev stack (that is what made every
+// command start in 0.13 s and 260 MiB).
 func TestClientBuildLeavesOutTheServer(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", "-tags", "dchain_client", ".").Output()
 	if err != nil {
@@ -26,7 +26,9 @@ func TestClientBuildLeavesOutTheServer(t *testing.T) {
 	for _, d := range deps {
 		for _, heavy := range []string{"go.temporal.io/server/", "github.com/temporalio/ui-server", "github.com/aquasecurity/",
 			"github.com/distribution/distribution", "github.com/moby/buildkit/", "github.com/dchain-dev/dchain/devstack", "github.com/dchain-dev/dchain/scanner",
-			"github.com/dchain-dev/dchain/activities/buildkit"} {
+			"github.com/dchain-dev/dchain/activities/buildkit", "github.com/sigstore/sigstore/pkg/signature/kms/aws",
+			"github.com/sigstore/sigstore/pkg/signature/kms/gcp", "github.com/sigstore/sigstore/pkg/signature/kms/azure", "github.com/sigstore/sigstore/pkg/signature/kms/hashivault",
+			"github.com/hashicorp/vault/"} {
 			if strings.HasPrefix(d, heavy) || d == strings.TrimSuffix(heavy, "/") {
 				t.Errorf("the client build links %s", d)
 			}
@@ -34,8 +36,8 @@ func TestClientBuildLeavesOutTheServer(t *testing.T) {
 	}
 }
 
-// The client build hands dev and worker (their help and completions too)
-// over to dchain-server in its own place: same process, the arguments as
+// The client build hands dev and worker (their help and completions too),
+// and a verification with a key in a KMS, over to dchain-server in its own place: same process, the arguments as
 // given; everything else it runs itself.
 func TestClientHandsServerRolesOver(t *testing.T) {
 	dir := t.TempDir()
@@ -67,6 +69,7 @@ func TestClientHandsServerRolesOver(t *testing.T) {
 		{"worker", "--help"},
 		{"help", "dev"},
 		{"__complete", "worker", "--reg"},
+		{"verify", "demo/app:v1", "--key", "awskms:///alias/ci"}, // a KMS key: the server build has the providers
 	} {
 		pid, out, errOut, err := run(bin, args...)
 		want := fmt.Sprintf("server pid=%d args=%s\n", pid, strings.Join(args, " "))

@@ -67,7 +67,7 @@ func newRoot() *cobra.Command {
 	f.StringVar(&g.taskQueue, "task-queue", envOr("DCHAIN_TASK_QUEUE", workflows.DefaultTaskQueue), "base task queue (env DCHAIN_TASK_QUEUE)")
 	defer addCompletions(root, g)
 	root.AddCommand(serverCommands(g)...)
-	root.AddCommand(newRunCmd(g), newChainCmd(g), newScanCmd(g), newAPICmd(g), newWebhookCmd(g), newReplicateCmd(g), newSetupCmd(g), newBuildNetworkCmd())
+	root.AddCommand(newRunCmd(g), newChainCmd(g), newScanCmd(g), newAPICmd(g), newWebhookCmd(g), newReplicateCmd(g), newVerifyCmd(g), newSetupCmd(g), newBuildNetworkCmd())
 	return root
 }
 

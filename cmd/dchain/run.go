@@ -287,6 +287,7 @@ func printStatus(w io.Writer, id string, st workflows.RunStatus) {
 			fmt.Fprintf(w, "Deleted:  %s\n", strings.Join(b.Deleted, ", "))
 		}
 	}
+	printSigning(w, st.Signing)
 	fmt.Fprintf(w, "Outcome:  %s", st.Outcome)
 	if st.Message != "" {
 		fmt.Fprintf(w, " — %s", st.Message)
@@ -325,6 +326,43 @@ func printStatus(w io.Writer, id string, st workflows.RunStatus) {
 			rows = append(rows, []string{t.Name, string(t.State), fmt.Sprint(t.HTTPStatus), fmt.Sprint(t.Attempts), t.URL, t.Message})
 		}
 		table(w, "TRIGGER\tSTATE\tHTTP\tATTEMPTS\tURL\tNOTE", rows)
+	}
+}
+
+// printSigning prints what the sign stage verified and attached: each
+// referrer's digest, which `cosign verify` and a cluster's admission
+// controller find with the image in every region.
+func printSigning(w io.Writer, s *workflows.Signing) {
+	if s == nil {
+		return
+	}
+	if v := s.Verification; v != nil {
+		if v.Verified {
+			fmt.Fprintf(w, "Verified: signature %s by %s", v.Signature, v.SignedBy)
+			if v.Provenance != "" {
+				fmt.Fprintf(w, "; provenance %s", v.Provenance)
+			}
+			fmt.Fprintln(w)
+		} else {
+			fmt.Fprintf(w, "Verified: no — %s\n", v.Reason)
+		}
+	}
+	if x := s.Signed; x != nil {
+		fmt.Fprintf(w, "Signed:   %s with %s\n", x.Signature, x.Key)
+		for _, a := range x.Attestations {
+			note := ""
+			if a.Reused {
+				note = " (carried already)"
+			}
+			platform := a.Platform
+			if platform == "" {
+				platform = "image"
+			}
+			fmt.Fprintf(w, "Attested: %-10s %-12s %s%s\n", a.Kind, platform, a.Digest, note)
+		}
+		for _, m := range x.Missing {
+			fmt.Fprintf(w, "Attested: not %s\n", m)
+		}
 	}
 }
 

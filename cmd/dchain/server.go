@@ -11,3 +11,6 @@ func serverCommands(g *globals) []*cobra.Command {
 
 // handOver has nothing to hand over in dchain-server: it runs every command.
 func handOver(*cobra.Command, []string) error { return nil }
+
+// kmsHandOver has nothing to hand over: dchain-server has the KMS providers.
+func kmsHandOver() error { return nil }
