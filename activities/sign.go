@@ -95,6 +95,13 @@ func (a *Activities) SignImage(ctx context.Context, in workflows.SignInput) (wor
 		}
 		todo = append(todo, got...)
 	}
+	todo, out.Missing = trusted(todo, have, in.ReusedBuild, out.Missing)
+	if in.Require != nil {
+		if why := unmatched(todo, *in.Require); why != "" {
+			out.Refused = why
+			return out, nil // nothing signed: the run is Blocked
+		}
+	}
 	// Signed and attached at once (where the registry has the referrers
 	// API): each is a few small requests.
 	refs := make([]workflows.AttestationRef, len(todo))
@@ -131,6 +138,53 @@ func (a *Activities) SignImage(ctx context.Context, in workflows.SignInput) (wor
 	out.Signature = refs[0].Digest // todo[0] is the signature
 	out.Attestations = refs[1:]
 	return out, nil
+}
+
+// trusted keeps what may be signed: all of todo, but for a reused build
+// (an image found by an earlier build's log, not seen being built) its
+// provenance only where this key signed it already.
+func trusted(todo []attestation, have []signing.Verified, reused bool, missing []string) ([]attestation, []string) {
+	if !reused {
+		return todo, missing
+	}
+	n := len(todo)
+	todo = slices.DeleteFunc(todo, func(t attestation) bool {
+		_, ok := carried(have, t)
+		return t.kind == chain.AttestProvenance && !ok
+	})
+	if len(todo) < n {
+		missing = append(missing, chain.AttestProvenance+": the image was reused from an earlier build, and this key did not attest that build's provenance")
+	}
+	return todo, missing
+}
+
+// unmatched says why no provenance of todo matches rule ("" when one does).
+func unmatched(todo []attestation, rule chain.ProvenanceRule) string {
+	var found []string
+	for _, t := range todo {
+		if t.kind != chain.AttestProvenance {
+			continue
+		}
+		var p map[string]any
+		if json.Unmarshal(t.predicate, &p) != nil {
+			continue
+		}
+		src, builder := ProvenanceSource(p)
+		if matches(src, builder, rule) {
+			return ""
+		}
+		found = append(found, fmt.Sprintf("source %q, builder %q", src, builder))
+	}
+	if len(found) == 0 {
+		return "the image carries no BuildKit provenance to check against verify.provenance, so it was not signed"
+	}
+	return fmt.Sprintf("the build's provenance does not name source %q and builder %q, so it was not signed (found: %s)",
+		rule.Repository, rule.Builder, strings.Join(found, "; "))
+}
+
+// matches says a provenance's source and builder satisfy rule.
+func matches(source, builder string, rule chain.ProvenanceRule) bool {
+	return (rule.Repository == "" || sameRepository(source, rule.Repository)) && (rule.Builder == "" || builder == rule.Builder)
 }
 
 // carried finds t among the bundles the image carries, signed by the same
@@ -194,8 +248,8 @@ func provenance(repo name.Repository, desc *remote.Descriptor, opts []remote.Opt
 			continue
 		}
 		of, err := v1.NewHash(c.Annotations[annotationRefDigest])
-		if err != nil {
-			return nil, "", fmt.Errorf("attestation manifest %s: %w", c.Digest, err)
+		if err != nil || platforms[of.String()] == "" {
+			continue // about nothing this index holds: not a statement to sign
 		}
 		img, err := remote.Image(repo.Digest(c.Digest.String()), opts...)
 		if err != nil {
@@ -401,8 +455,7 @@ func Judge(v signing.Verification, rule chain.Verify) workflows.Verification {
 		var found []string
 		for _, p := range slices.Concat(v.Find(signing.PredicateSLSAProvenance), v.Find(signing.PredicateSLSAProvenance1)) {
 			src, builder := ProvenanceSource(p.Statement.GetPredicate().AsMap())
-			if (rule.Provenance.Repository == "" || sameRepository(src, rule.Provenance.Repository)) &&
-				(rule.Provenance.Builder == "" || builder == rule.Provenance.Builder) {
+			if matches(src, builder, *rule.Provenance) {
 				out.Provenance = p.Digest.String()
 				break
 			}

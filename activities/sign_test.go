@@ -106,18 +106,7 @@ func signAttestVerify(t *testing.T, api bool) {
 	env.RegisterActivity(a.VerifyImage)
 	in := workflows.SignInput{Registry: reg, Repository: "demo/app", Digest: digest, Key: "env:DCHAIN_TEST_SIGNING_KEY",
 		Attest: []string{chain.AttestProvenance, chain.AttestSBOM}}
-	sign := func() workflows.Signed {
-		t.Helper()
-		v, err := env.ExecuteActivity(a.SignImage, in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var s workflows.Signed
-		if err := v.Get(&s); err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	sign := func() workflows.Signed { return runActivity[workflows.Signed](t, env, a.SignImage, in) }
 	first := sign()
 	kinds := map[string][]string{}
 	for _, at := range first.Attestations {
@@ -147,16 +136,8 @@ func signAttestVerify(t *testing.T, api bool) {
 	}
 
 	verify := func(rule chain.Verify) workflows.Verification {
-		t.Helper()
-		v, err := env.ExecuteActivity(a.VerifyImage, workflows.VerifyInput{Registry: reg, Repository: "demo/app", Digest: digest, Verify: rule})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out workflows.Verification
-		if err := v.Get(&out); err != nil {
-			t.Fatal(err)
-		}
-		return out
+		return runActivity[workflows.Verification](t, env, a.VerifyImage,
+			workflows.VerifyInput{Registry: reg, Repository: "demo/app", Digest: digest, Verify: rule})
 	}
 	keys := []chain.KeyRef{"env:DCHAIN_TEST_PUBLIC_KEY"}
 	if v := verify(chain.Verify{Keys: keys, Provenance: &chain.ProvenanceRule{Repository: "https://git.example/app", Builder: BuilderID}}); !v.Verified || v.Provenance == "" || v.Signature != first.Signature {
@@ -209,6 +190,20 @@ func TestProvenanceSourceAndRepositories(t *testing.T) {
 	}
 }
 
+// runActivity runs activity with in on env and returns its result.
+func runActivity[T any](t *testing.T, env *testsuite.TestActivityEnvironment, activity, in any) T {
+	t.Helper()
+	var out T
+	v, err := env.ExecuteActivity(activity, in)
+	if err == nil {
+		err = v.Get(&out)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // FuzzProvenanceSource reads BuildKit statements as a registry serves them
 // (an attestation manifest's layer) down to the source and builder it
 // names, whatever their shape.
@@ -225,4 +220,71 @@ func FuzzProvenanceSource(f *testing.F) {
 		}
 		ProvenanceSource(st.Predicate)
 	})
+}
+
+// What dchain did not see being built is not vouched for: a reused build's
+// provenance is attested only where the same key attested it before; a
+// provenance that does not match the chain's verify rule is not signed at
+// all; a junk bundle is rejected, not fatal.
+func TestSignImageVouchesOnlyForWhatItSaw(t *testing.T) {
+	srv := httptest.NewServer(registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	reg := chain.Registry{Name: "src", Address: strings.TrimPrefix(srv.URL, "http://"), Insecure: true}
+	digest := builtIndex(t, reg.Address, "https://git.example/app")
+	priv, pub, _ := cryptoutils.GeneratePEMEncodedECDSAKeyPair(elliptic.P256(), cryptoutils.SkipPassword)
+	t.Setenv("DCHAIN_TEST_SIGNING_KEY", string(priv))
+	t.Setenv("DCHAIN_TEST_PUBLIC_KEY", string(pub))
+	a := &Activities{Scanner: &sbomScanner{}}
+	env := (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
+	env.RegisterActivity(a.SignImage)
+	sign := func(in workflows.SignInput) workflows.Signed {
+		in.Registry, in.Repository, in.Digest, in.Key = reg, "demo/app", digest, "env:DCHAIN_TEST_SIGNING_KEY"
+		return runActivity[workflows.Signed](t, env, a.SignImage, in)
+	}
+	h, _ := v1.NewHash(digest)
+	count := func() int {
+		bs, err := a.Attached(context.Background(), reg, "demo/app", h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(bs)
+	}
+
+	refused := sign(workflows.SignInput{Attest: []string{chain.AttestProvenance}, Require: &chain.ProvenanceRule{Repository: "https://git.example/other"}})
+	if !strings.Contains(refused.Refused, `does not name source "https://git.example/other"`) || count() != 0 {
+		t.Fatalf("a provenance the rule refuses: %+v, %d attached", refused, count())
+	}
+	reused := sign(workflows.SignInput{Attest: []string{chain.AttestProvenance, chain.AttestSBOM}, ReusedBuild: true})
+	if len(reused.Attestations) != 2 || reused.Attestations[0].Kind != chain.AttestSBOM || len(reused.Missing) != 1 ||
+		!strings.Contains(reused.Missing[0], "reused from an earlier build") {
+		t.Fatalf("a reused build: %+v", reused)
+	}
+	built := sign(workflows.SignInput{Attest: []string{chain.AttestProvenance}, Require: &chain.ProvenanceRule{Repository: "https://git.example/app"}})
+	if built.Refused != "" || len(built.Attestations) != 2 {
+		t.Fatalf("a build: %+v", built)
+	}
+	// Once this key attested it, a reuse of the same image carries it.
+	again := sign(workflows.SignInput{Attest: []string{chain.AttestProvenance}, ReusedBuild: true})
+	if len(again.Attestations) != 2 || !again.Attestations[0].Reused || len(again.Missing) != 0 {
+		t.Fatalf("a reuse after the build: %+v", again)
+	}
+
+	// A referrer that claims to be a bundle and is not: rejected, the rest read.
+	r, _ := name.NewRepository(reg.Address+"/demo/app", name.Insecure)
+	desc, _ := remote.Get(r.Digest(digest))
+	junk := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	junk, _ = mutate.Append(junk, mutate.Addendum{Layer: static.NewLayer([]byte("x"), "text/plain")}, mutate.Addendum{Layer: static.NewLayer([]byte("y"), "text/plain")})
+	junk = mutate.ConfigMediaType(junk, "application/vnd.dev.sigstore.bundle.v0.3+json") // listed as a bundle
+	junk = mutate.Annotations(junk, map[string]string{"dev.sigstore.bundle.predicateType": "https://sigstore.dev/cosign/sign/v1"}).(v1.Image)
+	junk = mutate.Subject(junk, desc.Descriptor).(v1.Image)
+	jd, _ := junk.Digest()
+	if err := remote.Write(r.Digest(jd.String()), junk); err != nil {
+		t.Fatal(err)
+	}
+	env.RegisterActivity(a.VerifyImage)
+	got := runActivity[workflows.Verification](t, env, a.VerifyImage, workflows.VerifyInput{Registry: reg, Repository: "demo/app", Digest: digest,
+		Verify: chain.Verify{Keys: []chain.KeyRef{"env:DCHAIN_TEST_PUBLIC_KEY"}}})
+	if !got.Verified || got.Rejected != 1 {
+		t.Fatalf("with a junk bundle attached: %+v", got)
+	}
 }

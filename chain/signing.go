@@ -89,7 +89,7 @@ func (v *validator) verify(vr *Verify) {
 			v.add("verify.provenance", "say what to require: repository, builder or both")
 		}
 		if p.Repository != "" {
-			if u, err := url.Parse(p.Repository); err != nil || u.Host == "" {
+			if u, err := url.Parse(p.Repository); err != nil || (u.Host == "" && u.Scheme != "file") {
 				v.add("verify.provenance.repository", "%q is not a repository URL (https://host/path)", p.Repository)
 			}
 		}
@@ -105,7 +105,23 @@ func (v *validator) key(field string, k KeyRef) {
 // signingRequired reports the destinations that require signatures a
 // chain does not give.
 func (v *validator) signingRequired(c *Chain) {
-	if v.cfg == nil || c.Signing != nil || c.Verify != nil {
+	if v.cfg == nil || c.Signing != nil {
+		return
+	}
+	// A chain that builds signs what it builds: nobody else signs it, so
+	// verify alone would block every run.
+	if c.Build != nil {
+		for i, r := range c.Replication {
+			if reg, ok := v.cfg.Registry(r.Destination); ok && reg.RequireSignature {
+				v.add("replication["+strconv.Itoa(i)+"].destination",
+					"registry %q requires signed images, and this chain builds them: give it a signing key (signing.key)", reg.Name)
+			}
+		}
+		if reg, ok := v.cfg.Registry(c.Scope.Registry); ok && reg.RequireSignature {
+			v.add("signing", "registry %q requires signed images, and this chain builds into it: give it a signing key (signing.key)", reg.Name)
+		}
+	}
+	if c.Verify != nil || c.Build != nil {
 		return
 	}
 	for i, r := range c.Replication {
@@ -113,8 +129,5 @@ func (v *validator) signingRequired(c *Chain) {
 			v.add("replication["+strconv.Itoa(i)+"].destination",
 				"registry %q requires signed images: give the chain a signing key (signing.key) or the keys its images must be signed with (verify.keys)", reg.Name)
 		}
-	}
-	if reg, ok := v.cfg.Registry(c.Scope.Registry); ok && reg.RequireSignature && c.Build != nil {
-		v.add("signing", "registry %q requires signed images, and this chain builds into it: give it a signing key (signing.key)", reg.Name)
 	}
 }

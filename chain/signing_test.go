@@ -49,6 +49,11 @@ func TestRegistryRequiresSignatures(t *testing.T) {
 			t.Fatalf("with %s: %v", section, ps)
 		}
 	}
+	// A chain that builds must sign: nobody else signs what it builds.
+	built := doc + "verify: {keys: [env:K]}\nbuild:\n  source: {url: 'https://git.example/app'}\n  rules:\n    - {name: main, type: branch, match: main, tags: [{tag: latest}]}\n"
+	if _, ps := cfg.ParseChains("c.yaml", []byte(built)); len(ps) != 1 || !strings.Contains(ps[0].Message, "this chain builds them: give it a signing key") {
+		t.Fatalf("a building chain with verify alone: %v", ps)
+	}
 }
 
 func TestKeyRef(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -24,9 +25,15 @@ const (
 	annotationCreated   = "org.opencontainers.image.created"
 )
 
-// maxBundle bounds a bundle read from a registry (an SBOM of a large image
-// is a few MiB; a hostile registry's endless blob is not read past this).
-const maxBundle = 64 << 20
+// Bounds of what is read from a registry: a bundle (an SBOM of a large
+// image is a few MiB), all of an image's bundles together, and how many
+// are read at all (a hostile registry's endless listing or blob is not
+// read past them; what is left is rejected, saying so).
+const (
+	maxBundle      = 16 << 20
+	maxBundleBytes = 128 << 20
+	maxBundles     = 64
+)
 
 // referrerManifest is an OCI 1.1 image manifest with its artifactType,
 // which ggcr's v1.Manifest writes but its mutate package does not set.
@@ -84,6 +91,9 @@ type Bundle struct {
 	Digest        v1.Hash
 	PredicateType string
 	JSON          []byte
+	// Unreadable says why the bundle could not be read (JSON is empty):
+	// it verifies as nothing, and does not stop the others being read.
+	Unreadable string
 }
 
 // Bundles lists the sigstore bundles attached to digest in repo (its
@@ -101,25 +111,44 @@ func Bundles(repo name.Repository, digest v1.Hash, opts ...remote.Option) ([]Bun
 		return nil, err
 	}
 	var out []Bundle
+	total := 0
 	for _, d := range m.Manifests {
 		sure := d.ArtifactType == BundleMediaType || d.Annotations[AnnotationPredicate] != ""
 		if !sure && d.ArtifactType != "" && d.ArtifactType != emptyMediaType {
 			continue // another kind of artifact (a scan report, an SBOM file)
 		}
-		b, err := readBundle(repo.Digest(d.Digest.String()), opts)
-		if errors.Is(err, errNotBundle) && !sure {
+		b := Bundle{Digest: d.Digest, PredicateType: d.Annotations[AnnotationPredicate]}
+		if len(out) >= maxBundles || total >= maxBundleBytes {
+			b.Unreadable = fmt.Sprintf("not read: the image has more bundles than dchain reads (%d, %d MiB)", maxBundles, maxBundleBytes>>20)
+			out = append(out, b)
 			continue
 		}
-		if err != nil {
-			return nil, fmt.Errorf("read bundle %s: %w", d.Digest, err)
+		got, err := readBundle(repo.Digest(d.Digest.String()), opts)
+		var te *transport.Error
+		switch {
+		case errors.Is(err, errNotBundle) && !sure:
+			continue
+		case errors.Is(err, errNotBundle), errors.Is(err, errTooLarge),
+			errors.As(err, &te) && te.StatusCode >= 400 && te.StatusCode < 500 && te.StatusCode != 408 && te.StatusCode != 429:
+			b.Unreadable = err.Error() // what this bundle is, not how the registry is doing
+		case err != nil:
+			return nil, fmt.Errorf("read bundle %s: %w", d.Digest, err) // the registry may answer next time
+		default:
+			b.JSON = got.JSON
+			if b.PredicateType == "" {
+				b.PredicateType = got.PredicateType
+			}
+			total += len(got.JSON)
 		}
-		b.Digest = d.Digest
 		out = append(out, b)
 	}
 	return out, nil
 }
 
-var errNotBundle = errors.New("not a sigstore bundle: want one layer of type " + BundleMediaType)
+var (
+	errNotBundle = errors.New("not a sigstore bundle: want one layer of type " + BundleMediaType)
+	errTooLarge  = fmt.Errorf("a bundle is over the %d MiB limit", maxBundle>>20)
+)
 
 func readBundle(ref name.Digest, opts []remote.Option) (Bundle, error) {
 	img, err := remote.Image(ref, opts...)
@@ -134,7 +163,7 @@ func readBundle(ref name.Digest, opts []remote.Option) (Bundle, error) {
 		return Bundle{}, errNotBundle
 	}
 	if m.Layers[0].Size > maxBundle {
-		return Bundle{}, fmt.Errorf("bundle of %d bytes is over the %d bytes limit", m.Layers[0].Size, maxBundle)
+		return Bundle{}, errTooLarge
 	}
 	l, err := img.LayerByDigest(m.Layers[0].Digest)
 	if err != nil {
@@ -150,7 +179,7 @@ func readBundle(ref name.Digest, opts []remote.Option) (Bundle, error) {
 		return Bundle{}, err
 	}
 	if len(b) > maxBundle {
-		return Bundle{}, fmt.Errorf("bundle is over the %d bytes limit", maxBundle)
+		return Bundle{}, errTooLarge
 	}
 	return Bundle{JSON: b, PredicateType: m.Annotations[AnnotationPredicate]}, nil
 }

@@ -31,6 +31,9 @@ var ErrNoKey = errors.New("signed by none of the listed keys")
 // what it attests. The transparency log is not consulted: the keys are the
 // trust.
 func VerifyBundle(b Bundle, digest v1.Hash, keys []PublicKey) (Verified, error) {
+	if b.Unreadable != "" {
+		return Verified{}, errors.New(b.Unreadable)
+	}
 	var sb bundle.Bundle
 	if err := sb.UnmarshalJSON(b.JSON); err != nil {
 		return Verified{}, fmt.Errorf("not a sigstore bundle: %w", err)

@@ -54,6 +54,7 @@ type fakes struct {
 	// and what a verification finds.
 	signing  []string
 	verified Verification
+	refuse   string // what SignImage refuses to sign, and why
 	events   []TriggerEvent
 }
 
@@ -74,6 +75,9 @@ func runWorkflow(t *testing.T, in ChainRunInput, f *fakes, setup func(env *tests
 	}, activity.RegisterOptions{Name: ActivityReplicateImage})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in SignInput) (Signed, error) {
 		f.signing = append(f.signing, "sign")
+		if f.refuse != "" {
+			return Signed{Key: in.Key, Refused: f.refuse}, nil
+		}
 		out := Signed{Key: in.Key, Signature: "sha256:sig"}
 		for _, a := range in.Attest {
 			out.Attestations = append(out.Attestations, AttestationRef{Kind: a, Digest: "sha256:" + a})

@@ -22,6 +22,13 @@ type SignInput struct {
 	Attest []string `json:"attest,omitempty"`
 	// Report is the scan report's reference, for the scan attestation.
 	Report string `json:"report,omitempty"`
+	// ReusedBuild: the build stage reused an earlier build's image rather
+	// than building it, so its BuildKit provenance was not seen being made:
+	// it is attested only where this key attested it already.
+	ReusedBuild bool `json:"reusedBuild,omitempty"`
+	// Require, when set, is the chain's verify.provenance rule for an image
+	// it built: nothing is signed unless BuildKit's provenance matches it.
+	Require *chain.ProvenanceRule `json:"require,omitempty"`
 }
 
 // Signed is what a signing stored: the signature and each attestation,
@@ -32,6 +39,9 @@ type Signed struct {
 	Attestations []AttestationRef `json:"attestations,omitempty"`
 	// Missing says what was asked for but could not be attested, and why.
 	Missing []string `json:"missing,omitempty"`
+	// Refused says why nothing was signed: the build's provenance does not
+	// match the chain's verify.provenance rule.
+	Refused string `json:"refused,omitempty"`
 }
 
 // AttestationRef is one signed attestation attached to an image.
@@ -119,13 +129,23 @@ func (r *run) sign(ctx workflow.Context) error {
 		if r.status.Scan != nil {
 			in.Report = r.status.Scan.Report
 		}
-		opts := r.activityOptions(r.in.TaskQueue, fmt.Sprintf("sign %s@%s with %s", in.Repository, in.Digest, in.Key), 10*time.Minute, time.Hour)
-		opts.HeartbeatTimeout = 2 * time.Minute // an SBOM of a big platform heartbeats once
+		if built {
+			in.ReusedBuild = r.status.Build.ReusedFrom != ""
+			if c.Verify != nil {
+				in.Require = c.Verify.Provenance
+			}
+		}
+		// As long as a scan: the SBOM of each platform is Trivy's analysis again.
+		opts := r.activityOptions(r.in.TaskQueue, fmt.Sprintf("sign %s@%s with %s", in.Repository, in.Digest, in.Key), 30*time.Minute, 2*time.Hour)
+		opts.HeartbeatTimeout = 5 * time.Minute
 		var signed Signed
 		if err := r.execute(workflow.WithActivityOptions(ctx, opts), ActivitySignImage, in).Get(ctx, &signed); err != nil {
 			return err
 		}
 		r.status.Signing.Signed = &signed
+		if signed.Refused != "" {
+			return errBlocked{by: "signature policy", reason: signed.Refused}
+		}
 	}
 	if c.Verify != nil && built {
 		if err := r.verifySignature(ctx, src); err != nil {
@@ -162,7 +182,9 @@ func (s Signing) String() string {
 		}
 		parts = append(parts, p)
 	}
-	if x := s.Signed; x != nil {
+	if x := s.Signed; x != nil && x.Refused != "" {
+		parts = append(parts, "not signed: "+x.Refused)
+	} else if x != nil {
 		p := "signed with " + string(x.Key)
 		kinds := map[string]int{}
 		var order []string
@@ -185,7 +207,7 @@ func (s Signing) String() string {
 
 // Ref is what a trigger payload says of s.
 func (s *Signing) Ref() *SigningRef {
-	if s == nil || (s.Signed == nil && (s.Verification == nil || !s.Verification.Verified)) {
+	if s == nil || (s.Signed == nil && (s.Verification == nil || !s.Verification.Verified)) || (s.Signed != nil && s.Signed.Refused != "") {
 		return nil
 	}
 	ref := &SigningRef{}

@@ -69,11 +69,17 @@ func TestSignedImageIsSignedAgainAndTriggersSayHow(t *testing.T) {
 	}
 }
 
-func TestBuiltImageIsVerifiedAfterSigning(t *testing.T) {
+// buildInput is testInput started by a push to main that builds v1.
+func buildInput() ChainRunInput {
 	in := testInput()
 	in.Chain.Build = &chain.Build{Source: chain.BuildSource{URL: "https://git.example/app"}}
 	in.Push = &chain.Push{Ref: "refs/heads/main", Commit: "0123456789abcdef0123456789abcdef01234567"}
 	in.Build = &chain.BuildPlan{Rule: "main", Tags: []string{"v1"}, Platforms: []string{"linux/amd64"}}
+	return in
+}
+
+func TestBuiltImageIsVerifiedAfterSigning(t *testing.T) {
+	in := buildInput()
 	in.Chain.Verify = &chain.Verify{Keys: []chain.KeyRef{"file:/keys/dchain.pub"}, Provenance: &chain.ProvenanceRule{Repository: "https://git.example/app"}}
 	in.Chain.Signing = &chain.Signing{Key: "file:/keys/dchain.key"}
 	f := &fakes{verified: Verification{Verified: true, SignedBy: "file:/keys/dchain.pub", Provenance: "sha256:prov"}}
@@ -103,6 +109,27 @@ func TestBuiltImageIsVerifiedAfterSigning(t *testing.T) {
 	}
 	if msg := st.Stage(StageSign).Message; msg != "signature verified with file:/keys/dchain.pub, provenance matched; signed with file:/keys/dchain.key; attested provenance, sbom" {
 		t.Fatalf("sign stage says %q", msg)
+	}
+}
+
+// A build whose provenance the verify rule refuses is not signed at all:
+// Blocked before anything is attached.
+func TestRefusedProvenanceBlocksUnsigned(t *testing.T) {
+	in := buildInput()
+	in.Chain.Verify = &chain.Verify{Keys: []chain.KeyRef{"file:/k.pub"}, Provenance: &chain.ProvenanceRule{Repository: "https://git.example/other"}}
+	in.Chain.Signing = &chain.Signing{Key: "file:/k"}
+	f := &fakes{refuse: "the build's provenance does not name source \"https://git.example/other\""}
+	st, err := runWorkflow(t, in, f, func(env *testsuite.TestWorkflowEnvironment) {
+		env.RegisterActivityWithOptions(func(ctx context.Context, b BuildInput) (BuildResult, error) {
+			return BuildResult{Digest: digest, Tags: b.Plan.Tags}, nil
+		}, activity.RegisterOptions{Name: ActivityBuildImage})
+	})
+	if err == nil || st.Outcome != OutcomeBlocked || st.FailedStage != StageSign ||
+		st.Message != "blocked by the signature policy: "+f.refuse || !slices.Equal(f.signing, []string{"sign"}) || len(f.replicated) != 0 {
+		t.Fatalf("%v: %s at %s: %s (signing %v, replicated %v)", err, st.Outcome, st.FailedStage, st.Message, f.signing, f.replicated)
+	}
+	if st.Signing.Ref() != nil || st.Stage(StageSign).State != StateBlocked {
+		t.Fatalf("a refused signing reads as signed: %+v", st.Signing)
 	}
 }
 

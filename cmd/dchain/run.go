@@ -347,7 +347,9 @@ func printSigning(w io.Writer, s *workflows.Signing) {
 			fmt.Fprintf(w, "Verified: no — %s\n", v.Reason)
 		}
 	}
-	if x := s.Signed; x != nil {
+	if x := s.Signed; x != nil && x.Refused != "" {
+		fmt.Fprintf(w, "Signed:   no — %s\n", x.Refused)
+	} else if x != nil {
 		fmt.Fprintf(w, "Signed:   %s with %s\n", x.Signature, x.Key)
 		for _, a := range x.Attestations {
 			note := ""
