@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -151,9 +152,10 @@ func (at attachment) at(repo name.Repository) name.Reference {
 // tag's index up to date where it does not. A cosign tag is moved at the
 // destination when cosign re-pushed it with a new signature, and left when
 // it is there already. The attachments of one depth are copied at once (a
-// signed image carries a few), each after its subject. It returns how many
-// it copied.
-func copyReferrers(from, to name.Repository, digest string, jobs int, srcOpts, dstOpts []remote.Option) (int, error) {
+// signed image carries a few), each after its subject: attachJobs at once,
+// asked of dst only when a depth has more than one. It returns how many it
+// copied.
+func (a *Activities) copyReferrers(ctx context.Context, from, to name.Repository, dst chain.Registry, digest string, srcOpts, dstOpts []remote.Option) (int, error) {
 	srcOpts, err := keepTransports(srcOpts)
 	if err != nil {
 		return 0, err
@@ -165,6 +167,7 @@ func copyReferrers(from, to name.Repository, digest string, jobs int, srcOpts, d
 	if err != nil {
 		return 0, err
 	}
+	jobs := sync.OnceValue(func() int { return a.attachJobs(ctx, dst, to, digest) })
 	var n atomic.Int32
 	for depth := 1; ; depth++ {
 		level := slices.DeleteFunc(slices.Clone(list), func(at attachment) bool { return at.Depth != depth })
@@ -172,7 +175,9 @@ func copyReferrers(from, to name.Repository, digest string, jobs int, srcOpts, d
 			return int(n.Load()), nil
 		}
 		var g errgroup.Group
-		g.SetLimit(jobs)
+		if len(level) > 1 {
+			g.SetLimit(jobs())
+		}
 		for _, at := range level {
 			g.Go(func() error {
 				if at.Tag != "" {
@@ -213,8 +218,8 @@ func keepTransports(opts []remote.Option) ([]remote.Option, error) {
 const referrerJobs = 4
 
 // attachJobs is how many attachments of digest may be written into repo
-// of reg at once: referrerJobs where the registry serves the OCI referrers
-// API, else one: go-containerregistry keeps the fallback tag's index of a
+// of reg at once (it costs a request to reg): referrerJobs where the
+// registry serves the OCI referrers API, else one: go-containerregistry keeps the fallback tag's index of a
 // registry without it by reading and rewriting it, which concurrent writes
 // would race (an attachment lost from the index).
 func (a *Activities) attachJobs(ctx context.Context, reg chain.Registry, repo name.Repository, digest string) int {

@@ -86,7 +86,7 @@ func (a *Activities) ReplicateImage(ctx context.Context, in workflows.ReplicateI
 		if err != nil {
 			return res, err
 		}
-		n, err := copyReferrers(src.Context(), dst.Context(), in.Digest, a.attachJobs(ctx, in.Destination, dst.Context(), in.Digest), srcOpts, dstOpts)
+		n, err := a.copyReferrers(ctx, src.Context(), dst.Context(), in.Destination, in.Digest, srcOpts, dstOpts)
 		res.Referrers = n
 		if err != nil {
 			return res, registryError(ctx, into+": referrers", err)
@@ -110,7 +110,7 @@ func (a *Activities) followReferrers(ctx context.Context, in workflows.Replicate
 	} else if err != nil {
 		return res, registryError(ctx, what, err)
 	}
-	res.Referrers, err = copyReferrers(src.Context(), dst.Context(), in.Digest, a.attachJobs(ctx, in.Destination, dst.Context(), in.Digest), srcOpts, dstOpts)
+	res.Referrers, err = a.copyReferrers(ctx, src.Context(), dst.Context(), in.Destination, in.Digest, srcOpts, dstOpts)
 	return res, registryError(ctx, what, err)
 }
 

@@ -122,20 +122,32 @@ func scanPlatforms(desc *remote.Descriptor) ([]string, error) {
 	if !desc.MediaType.IsIndex() {
 		return []string{""}, nil
 	}
+	images, err := platformImages(desc)
+	var ps []string
+	for _, c := range images {
+		ps = append(ps, c.Platform.String())
+	}
+	return ps, err
+}
+
+// platformImages are the images of an index, one per distinct manifest
+// digest, with their platform (BuildKit's attestation manifests, of
+// platform unknown/unknown, left out).
+func platformImages(desc *remote.Descriptor) ([]v1.Descriptor, error) {
 	_, children, err := indexChildren(desc)
 	if err != nil {
 		return nil, err
 	}
 	seen := map[v1.Hash]bool{}
-	var ps []string
+	var out []v1.Descriptor
 	for _, c := range children {
 		if !c.MediaType.IsImage() || c.Platform == nil || c.Platform.OS == "unknown" || seen[c.Digest] {
 			continue
 		}
 		seen[c.Digest] = true
-		ps = append(ps, c.Platform.String())
+		out = append(out, c)
 	}
-	return ps, nil
+	return out, nil
 }
 
 // summarize keeps the counts and the ten most severe findings.

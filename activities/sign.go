@@ -236,11 +236,13 @@ func provenance(repo name.Repository, desc *remote.Descriptor, opts []remote.Opt
 	if err != nil {
 		return nil, "", err
 	}
-	platforms := map[string]string{}
-	for _, c := range children {
-		if c.Platform != nil && c.Annotations[annotationRefType] == "" {
-			platforms[c.Digest.String()] = c.Platform.String()
-		}
+	images, err := platformImages(desc)
+	if err != nil {
+		return nil, "", err
+	}
+	platforms := map[v1.Hash]string{}
+	for _, c := range images {
+		platforms[c.Digest] = c.Platform.String()
 	}
 	var out []attestation
 	for _, c := range children {
@@ -248,7 +250,7 @@ func provenance(repo name.Repository, desc *remote.Descriptor, opts []remote.Opt
 			continue
 		}
 		of, err := v1.NewHash(c.Annotations[annotationRefDigest])
-		if err != nil || platforms[of.String()] == "" {
+		if err != nil || platforms[of] == "" {
 			continue // about nothing this index holds: not a statement to sign
 		}
 		img, err := remote.Image(repo.Digest(c.Digest.String()), opts...)
@@ -268,7 +270,7 @@ func provenance(repo name.Repository, desc *remote.Descriptor, opts []remote.Opt
 			if err != nil {
 				return nil, "", fmt.Errorf("provenance %s: %w", l.Digest, err)
 			}
-			out = append(out, attestation{kind: chain.AttestProvenance, predicateType: pt, platform: platforms[of.String()],
+			out = append(out, attestation{kind: chain.AttestProvenance, predicateType: pt, platform: platforms[of],
 				predicate: st.Predicate, subjects: []v1.Hash{desc.Digest, of}})
 		}
 	}
@@ -313,20 +315,13 @@ func (a *Activities) sboms(ctx context.Context, in workflows.SignInput, desc *re
 	if a.Scanner == nil {
 		return nil, "this worker has no scanner to write SBOMs", nil
 	}
-	platforms, err := scanPlatforms(desc)
-	if err != nil {
-		return nil, "", err
-	}
-	digests := map[string]v1.Hash{"": desc.Digest}
+	// One SBOM of a single image, about it; one of each image of an index,
+	// about the index and the platform's image.
+	images := []v1.Descriptor{{Digest: desc.Digest}}
 	if desc.MediaType.IsIndex() {
-		_, children, err := indexChildren(desc)
-		if err != nil {
+		var err error
+		if images, err = platformImages(desc); err != nil {
 			return nil, "", err
-		}
-		for _, c := range children {
-			if c.Platform != nil {
-				digests[c.Platform.String()] = c.Digest
-			}
 		}
 	}
 	auth, tr, err := a.scanAccess(ctx, in.Registry)
@@ -335,15 +330,15 @@ func (a *Activities) sboms(ctx context.Context, in workflows.SignInput, desc *re
 	}
 	ref := in.Registry.Address + "/" + in.Repository + "@" + desc.Digest.String()
 	var out []attestation
-	for _, p := range platforms {
+	for _, img := range images {
+		p, subjects := "", []v1.Hash{desc.Digest}
+		if img.Platform != nil {
+			p, subjects = img.Platform.String(), append(subjects, img.Digest)
+		}
 		activity.RecordHeartbeat(ctx, "SBOM of "+orDefault(p, "image"))
 		bom, err := a.Scanner.SBOM(ctx, ref, p, auth, tr, in.Registry.Insecure)
 		if err != nil {
 			return nil, "", err
-		}
-		subjects := []v1.Hash{desc.Digest}
-		if p != "" {
-			subjects = append(subjects, digests[p])
 		}
 		out = append(out, attestation{kind: chain.AttestSBOM, predicateType: signing.PredicateCycloneDX, platform: p, predicate: bom, subjects: subjects})
 	}

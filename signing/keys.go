@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
@@ -223,22 +222,11 @@ func openKMS(ctx context.Context, ref chain.KeyRef) (kms.SignerVerifier, error) 
 	return k, nil
 }
 
-// readKey reads a file: or env: key reference.
+// readKey reads a file: or env: key reference, as every secret reference
+// is read.
 func readKey(ref chain.KeyRef) ([]byte, error) {
-	s := string(ref)
-	if name, ok := strings.CutPrefix(s, "env:"); ok {
-		v, ok := os.LookupEnv(name)
-		if !ok || v == "" {
-			return nil, fmt.Errorf("key %s: environment variable is not set on this worker", ref)
-		}
-		return []byte(v), nil
-	}
-	path, _ := strings.CutPrefix(s, "file:")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("key %s: %w", ref, errors.Unwrap(err))
-	}
-	return b, nil
+	v, err := chain.SecretRef(ref).Resolve()
+	return []byte(v), err
 }
 
 // password answers a key's password prompt from DCHAIN_SIGNING_PASSWORD.
