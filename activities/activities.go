@@ -30,6 +30,12 @@ type Activities struct {
 	// Builder builds images (package activities/buildkit: BuildKit); nil
 	// means this worker does not build.
 	Builder ImageBuilder
+	// MaxBuilds bounds the builds this worker hands BuildKit at once
+	// (default: the number of CPUs, at least 2); more wait their turn,
+	// heartbeating. Each solve takes cores, and so do the pushes it makes
+	// and the engine's own work: a burst of builds all solving at once
+	// starves the runs' workflow tasks without finishing sooner.
+	MaxBuilds int
 	// TempDir holds source checkouts while they build: the worker's own
 	// directory (ClaimWorkDir; default: the system's temp dir).
 	TempDir string
@@ -38,6 +44,11 @@ type Activities struct {
 	// Temporal lets WaitTurn see the other runs (the worker's own client).
 	Temporal client.Client
 
+	// buildSlots holds a token per build solving (MaxBuilds).
+	buildSlots     slots
+	buildSlotsOnce sync.Once
+	// mirrors are the worker's local mirrors of build sources.
+	mirrors sourceMirrors
 	// blobs lets concurrent copies read each source blob once.
 	blobs blobShare
 	// tagLocks serialize the check and the write of one destination tag

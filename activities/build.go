@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -73,7 +74,14 @@ func (a *Activities) BuildImage(ctx context.Context, in workflows.BuildInput) (w
 		return a.reuseBuild(ctx, in, prev, prevLog)
 	}
 	start := time.Now()
-	dir, err := checkout(ctx, in.Source, in.Push.Commit, a.TempDir)
+	// Heartbeats from the start: a first fetch of a large source (or a
+	// wait for another build's fetch of it) can take longer than the
+	// heartbeat timeout.
+	var latest atomic.Pointer[workflows.BuildProgress]
+	latest.Store(&workflows.BuildProgress{})
+	stop := a.every(ctx, func() { activity.RecordHeartbeat(ctx, *latest.Load()) })
+	defer stop()
+	dir, err := a.checkout(ctx, in.Source, in.Push.Commit)
 	if err != nil {
 		return res, err
 	}
@@ -87,12 +95,14 @@ func (a *Activities) BuildImage(ctx context.Context, in workflows.BuildInput) (w
 		return res, err
 	}
 	checkedOut := time.Now()
-	var latest atomic.Pointer[workflows.BuildProgress]
-	latest.Store(&workflows.BuildProgress{})
-	stop := a.every(ctx, func() { activity.RecordHeartbeat(ctx, *latest.Load()) })
+	if err := a.takeBuildSlot(ctx); err != nil {
+		return res, temporal.NewCanceledError(res)
+	}
+	slotted := time.Now()
 	out, buildErr := a.Builder.Build(ctx, BuildRequest{Input: in, ContextDir: contextDir, Dockerfile: dockerfile,
 		SignIn: a.buildSignIn(in.Registry), CAFiles: a.buildCAFiles(in.Registry), Secrets: secrets},
 		func(p workflows.BuildProgress) { latest.Store(&p) })
+	a.buildSlots.release()
 	stop()
 	built := time.Now()
 	res.Steps, res.Cached = out.Progress.Steps, out.Progress.Cached
@@ -122,7 +132,7 @@ func (a *Activities) BuildImage(ctx context.Context, in workflows.BuildInput) (w
 	res.Platforms = info.Manifests
 	// Where a build's time went (docs/benchmarks.md compares it with buildctl).
 	activity.GetLogger(ctx).Info("built", "rule", in.Plan.Rule, "commit", in.Push.Commit, "digest", res.Digest,
-		"steps", res.Steps, "cached", res.Cached, "checkout", checkedOut.Sub(start), "build", built.Sub(checkedOut),
+		"steps", res.Steps, "cached", res.Cached, "checkout", checkedOut.Sub(start), "queued", slotted.Sub(checkedOut), "build", built.Sub(slotted),
 		"log", logged.Sub(built), "resolve", time.Since(logged))
 	return res, nil
 }
@@ -226,7 +236,21 @@ func (a *Activities) buildCAFiles(own chain.Registry) map[string]string {
 	return out
 }
 
-// every calls f now and then every HeartbeatEvery until stop is called or ctx ends.
+// takeBuildSlot waits for one of the worker's MaxBuilds build slots, or
+// for ctx to end (a canceled run).
+func (a *Activities) takeBuildSlot(ctx context.Context) error {
+	a.buildSlotsOnce.Do(func() {
+		n := a.MaxBuilds
+		if n <= 0 {
+			n = max(runtime.NumCPU(), 2)
+		}
+		a.buildSlots = make(slots, n)
+	})
+	return a.buildSlots.take(ctx)
+}
+
+// every calls f now and then every HeartbeatEvery until stop is called
+// (once or more) or ctx ends.
 func (a *Activities) every(ctx context.Context, f func()) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -246,5 +270,6 @@ func (a *Activities) every(ctx context.Context, f func()) (stop func()) {
 			}
 		}
 	}()
-	return func() { close(done); wg.Wait() }
+	var once sync.Once
+	return func() { once.Do(func() { close(done); wg.Wait() }) }
 }

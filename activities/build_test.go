@@ -10,7 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
 	"go.temporal.io/sdk/temporal"
@@ -106,3 +109,61 @@ func TestBuildImageAnswersForItsBuilder(t *testing.T) {
 type unavailableErr struct{ error }
 
 func (unavailableErr) Is(target error) bool { return target == ErrBuildUnavailable }
+
+// gatedBuilder counts the builds solving at once and holds each until
+// release is closed.
+type gatedBuilder struct {
+	now, most atomic.Int32
+	release   chan struct{}
+}
+
+func (g *gatedBuilder) Build(ctx context.Context, req BuildRequest, progress func(workflows.BuildProgress)) (BuildOutput, error) {
+	n := g.now.Add(1)
+	defer g.now.Add(-1)
+	for m := g.most.Load(); n > m && !g.most.CompareAndSwap(m, n); m = g.most.Load() {
+	}
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+	}
+	return BuildOutput{}, errors.New("held")
+}
+
+// At most MaxBuilds builds of a worker solve at once; the others wait
+// their turn (a canceled one stops waiting).
+func TestBuildsWaitForASlot(t *testing.T) {
+	repo, commit := gitRepo(t)
+	g := &gatedBuilder{release: make(chan struct{})}
+	a := &Activities{Builder: g, TempDir: t.TempDir(), MaxBuilds: 2}
+	in := workflows.BuildInput{Source: chain.BuildSource{URL: repo}, Push: chain.Push{Ref: "refs/heads/main", Commit: commit},
+		Plan: chain.BuildPlan{Rule: "main", Tags: []string{"v1"}, Dockerfile: "Dockerfile", Platforms: []string{"linux/amd64"}}}
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Go(func() {
+			env := (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
+			env.RegisterActivity(a.BuildImage)
+			_, _ = env.ExecuteActivity(a.BuildImage, in)
+		})
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for g.now.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // (a third build would have started by now)
+	if n := g.now.Load(); n != 2 {
+		t.Fatalf("%d builds solving at once, want 2", n)
+	}
+	close(g.release)
+	wg.Wait()
+	if m := g.most.Load(); m != 2 {
+		t.Fatalf("at most %d builds at once, want 2", m)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	full := make(slots, 1)
+	_ = full.take(ctx)
+	cancel()
+	if err := full.take(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a canceled wait for a slot: %v", err)
+	}
+}

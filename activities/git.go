@@ -38,12 +38,17 @@ func gitEnv(src chain.BuildSource) ([]string, error) {
 // came from outside, and such values are checked by the chain package's
 // validator before they get here.
 func gitCmd(ctx context.Context, src chain.BuildSource, dir string, args ...string) (string, error) {
+	return gitRun(ctx, src, dir, nil, args...)
+}
+
+// gitRun is gitCmd with more environment variables (extra).
+func gitRun(ctx context.Context, src chain.BuildSource, dir string, extra []string, args ...string) (string, error) {
 	env, err := gitEnv(src)
 	if err != nil {
 		return "", err
 	}
 	cmd := exec.CommandContext(ctx, "git", args...)
-	cmd.Dir, cmd.Env = dir, env
+	cmd.Dir, cmd.Env = dir, append(env, extra...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {
@@ -113,46 +118,6 @@ func initRepo(ctx context.Context, src chain.BuildSource, tmp string) (string, e
 			os.RemoveAll(dir)
 			return "", err
 		}
-	}
-	return dir, nil
-}
-
-// checkout fetches commit of the source into a new directory under tmp and
-// returns it; remove it when done. A commit the source does not have, a
-// source that is no Git repository or refuses the credentials are
-// permanent errors; an unreachable source is transient.
-func checkout(ctx context.Context, src chain.BuildSource, commit chain.Commit, tmp string) (string, error) {
-	dir, err := initRepo(ctx, src, tmp)
-	if err != nil {
-		return "", err
-	}
-	// A shallow fetch of the exact commit; servers that refuse to serve a
-	// bare commit get a full fetch instead.
-	if _, err := gitCmd(ctx, src, dir, "fetch", "-q", "--depth=1", "--end-of-options", "origin", string(commit)); err != nil {
-		if _, err := gitCmd(ctx, src, dir, "fetch", "-q", "--end-of-options", "origin"); err != nil {
-			os.RemoveAll(dir)
-			if ctx.Err() != nil {
-				return "", ctx.Err()
-			}
-			switch why := whyNotARepository(ctx, src); {
-			case errors.Is(why, errNotARepository):
-				return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("fetch %s: %v", src.URL, why), ErrNotFound, nil)
-			case errors.Is(why, errSourceDenied):
-				return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("fetch %s: %v", src.URL, why), ErrAccessDenied, nil)
-			}
-			return "", temporal.NewApplicationError(fmt.Sprintf("fetch %s: %v (will retry)", src.URL, err), ErrTransient)
-		}
-	}
-	if _, err := gitCmd(ctx, src, dir, "-c", "advice.detachedHead=false", "switch", "-q", "--detach", "--end-of-options", string(commit)); err != nil {
-		os.RemoveAll(dir)
-		switch why := whyNotARepository(ctx, src); { // (git's dumb protocol fetches "nothing" from a web page)
-		case errors.Is(why, errSourceDenied):
-			return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("fetch %s: %v", src.URL, why), ErrAccessDenied, nil)
-		case why != nil:
-			return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("fetch %s: %v", src.URL, why), ErrNotFound, nil)
-		}
-		return "", temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("commit %s is not in %s: %v", commit, src.URL, err), ErrNotFound, nil)
 	}
 	return dir, nil
 }

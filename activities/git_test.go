@@ -23,16 +23,7 @@ const gitSecret = "bot:s3cr3t-git-token"
 func gitRepo(t *testing.T) (string, chain.Commit) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "app.git")
-	run := func(args ...string) string {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@x", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@x")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v: %s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
+	run := func(args ...string) string { return gitIn(t, dir, args...) }
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +96,7 @@ func TestGitCredentialsStayOutOfArgs(t *testing.T) {
 	if err := CheckCommit(ctx, src, chain.Commit(strings.Repeat("1", 40)), t.TempDir()); !errors.Is(err, ErrUnknownCommit) {
 		t.Fatalf("unknown commit: %v", err)
 	}
-	dir, err := checkout(ctx, src, commit, t.TempDir())
+	dir, err := (&Activities{TempDir: t.TempDir()}).checkout(ctx, src, commit)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +123,7 @@ func TestGitValuesNeverOptions(t *testing.T) {
 	src := chain.BuildSource{URL: repo}
 	ctx := context.Background()
 	evil := "--upload-pack=touch " + marker
-	if _, err := checkout(ctx, src, chain.Commit(evil), t.TempDir()); err == nil {
+	if _, err := (&Activities{TempDir: t.TempDir()}).checkout(ctx, src, chain.Commit(evil)); err == nil {
 		t.Fatal("checkout of an option-shaped commit succeeded")
 	}
 	if err := CheckCommit(ctx, src, chain.Commit(evil), t.TempDir()); err == nil {

@@ -48,7 +48,7 @@ func TestSourceThatIsNoRepositoryIsPermanent(t *testing.T) {
 		{"a server that is down", chain.BuildSource{URL: closed}, false, ErrTransient},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := checkout(context.Background(), c.src, commit, t.TempDir())
+			_, err := (&Activities{TempDir: t.TempDir()}).checkout(context.Background(), c.src, commit)
 			var app *temporal.ApplicationError
 			if !errors.As(err, &app) || app.NonRetryable() != c.permanent || app.Type() != c.errType {
 				t.Fatalf("%v, want %s (permanent %v)", err, c.errType, c.permanent)
@@ -56,7 +56,7 @@ func TestSourceThatIsNoRepositoryIsPermanent(t *testing.T) {
 			t.Log(err)
 		})
 	}
-	if _, err := checkout(context.Background(), chain.BuildSource{URL: served, Credentials: "env:DCHAIN_TEST_GIT_CRED"}, commit, t.TempDir()); err != nil {
+	if _, err := (&Activities{TempDir: t.TempDir()}).checkout(context.Background(), chain.BuildSource{URL: served, Credentials: "env:DCHAIN_TEST_GIT_CRED"}, commit); err != nil {
 		t.Fatalf("the repository itself: %v", err)
 	}
 }

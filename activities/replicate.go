@@ -146,7 +146,7 @@ func (a *Activities) copyImage(ctx context.Context, in workflows.ReplicateInput,
 	// The image goes in by digest; the tags come last, and only if the run
 	// still wants them, so a canceled run writes no tag.
 	byDigest := todo[0].Context().Digest(in.Digest)
-	c.src = &sharedSource{a: a, ctx: ctx, repo: src.Context(), opts: srcOpts}
+	c.src = &sharedSource{a: a, ctx: ctx, repo: src.Context(), opts: srcOpts, alone: in.Alone}
 	// A rename or a promotion (another repository than the source's) asks
 	// the destination registry to mount each blob it lacks here from the
 	// source's repository name there (where the chain delivers it, or the
@@ -333,12 +333,14 @@ func (c *counter) layer(l v1.Layer) (v1.Layer, error) {
 
 // sharedSource opens a source repository's blobs through the worker's
 // blob share, so copies of the same image running at once (a fan-out to
-// several destinations) read each blob from the source once.
+// several destinations) read each blob from the source once; a copy that
+// runs alone streams each blob from the source to the destination.
 type sharedSource struct {
-	a    *Activities
-	ctx  context.Context // the copy's
-	repo name.Repository
-	opts []remote.Option
+	a     *Activities
+	ctx   context.Context // the copy's
+	repo  name.Repository
+	opts  []remote.Option
+	alone bool
 }
 
 func (s *sharedSource) open(l v1.Layer) (io.ReadCloser, error) {
@@ -357,6 +359,9 @@ func (s *sharedSource) open(l v1.Layer) (io.ReadCloser, error) {
 			return nil, err
 		}
 		return layer.Compressed() // verified against d as it is read
+	}
+	if s.alone {
+		return fetch(s.ctx)
 	}
 	// The download outlives the copy that started it (others read it too):
 	// it has a context of its own, canceled when no copy reads.

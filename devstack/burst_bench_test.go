@@ -35,7 +35,7 @@ func BenchmarkBurst100(b *testing.B) {
 
 func burst(b *testing.B, l *chain.Loaded, repo string) {
 	const runs = 100
-	var firstTask []time.Duration
+	var firstTask, overhead []time.Duration
 	var elapsed time.Duration
 	timeouts := 0
 	for i := 0; b.Loop(); i++ {
@@ -65,10 +65,14 @@ func burst(b *testing.B, l *chain.Loaded, repo string) {
 		for _, id := range ids {
 			d, lost := firstTaskLatency(b, id)
 			firstTask, timeouts = append(firstTask, d), timeouts+lost
+			overhead = append(overhead, orchestration(b, id))
 		}
 		b.StartTimer()
 	}
 	slices.Sort(firstTask)
+	slices.Sort(overhead)
+	b.ReportMetric(ms(percentile(overhead, 50)), "overhead-p50-ms")
+	b.ReportMetric(ms(percentile(overhead, 99)), "overhead-p99-ms")
 	b.ReportMetric(float64(runs*b.N)/elapsed.Seconds(), "runs/s")
 	b.ReportMetric(float64(timeouts), "task-timeouts")
 	b.ReportMetric(float64(firstTask[len(firstTask)/2].Microseconds())/1000, "first-task-p50-ms")
@@ -97,4 +101,49 @@ func firstTaskLatency(b *testing.B, id string) (first time.Duration, timeouts in
 		b.Fatalf("run %s: no workflow task started", id)
 	}
 	return first, timeouts
+}
+
+// orchestration is a run's time not covered by its activities: its
+// duration (start to close) less the union of its activities' intervals
+// from start to end — waiting for workflow tasks, for activity slots, for
+// the server.
+func orchestration(b *testing.B, id string) time.Duration {
+	var start, end time.Time
+	began := map[int64]time.Time{} // scheduled event ID → activity start
+	type span struct{ from, to time.Time }
+	var spans []span
+	for _, ev := range runHistory(b, id) {
+		at := ev.GetEventTime().AsTime()
+		switch ev.GetEventType() {
+		case enums.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+			start = at
+		case enums.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+			began[ev.GetActivityTaskStartedEventAttributes().GetScheduledEventId()] = at
+		case enums.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+			spans = append(spans, span{began[ev.GetActivityTaskCompletedEventAttributes().GetScheduledEventId()], at})
+		case enums.EVENT_TYPE_ACTIVITY_TASK_FAILED:
+			spans = append(spans, span{began[ev.GetActivityTaskFailedEventAttributes().GetScheduledEventId()], at})
+		case enums.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
+			spans = append(spans, span{began[ev.GetActivityTaskTimedOutEventAttributes().GetScheduledEventId()], at})
+		case enums.EVENT_TYPE_ACTIVITY_TASK_CANCELED:
+			spans = append(spans, span{began[ev.GetActivityTaskCanceledEventAttributes().GetScheduledEventId()], at})
+		}
+		end = at
+	}
+	slices.SortFunc(spans, func(x, y span) int { return x.from.Compare(y.from) })
+	var covered time.Duration
+	var last time.Time
+	for _, s := range spans {
+		if s.from.IsZero() {
+			continue // (an activity that never started covers nothing)
+		}
+		if s.from.Before(last) {
+			s.from = last
+		}
+		if s.to.After(s.from) {
+			covered += s.to.Sub(s.from)
+			last = s.to
+		}
+	}
+	return end.Sub(start) - covered
 }

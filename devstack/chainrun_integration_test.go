@@ -33,7 +33,7 @@ import (
 var stack *Stack
 
 func TestMain(m *testing.M) {
-	_ = worker.SetupLogging(os.Stderr, "text", "warn") // activity start/end lines at info would drown the test output
+	_ = worker.SetupLogging(os.Stderr, "text", envOrWarn()) // activity start/end lines at info would drown the test output
 	dir, err := os.MkdirTemp("", "dchain-it-")
 	if err != nil {
 		panic(err)
@@ -339,4 +339,13 @@ func runHistory(t testing.TB, id string) []*historypb.HistoryEvent {
 		events = append(events, e)
 	}
 	return events
+}
+
+// envOrWarn is the tests' log level: $DCHAIN_IT_LOG_LEVEL (debug shows a
+// build's `built` line: where its time went), else warn.
+func envOrWarn() string {
+	if l := os.Getenv("DCHAIN_IT_LOG_LEVEL"); l != "" {
+		return l
+	}
+	return "warn"
 }

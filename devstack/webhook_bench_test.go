@@ -71,36 +71,7 @@ func BenchmarkWebhookDuplicate(b *testing.B) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
 }
 
-// fromSenders calls send for 0 … b.N-1 from 8 concurrent senders, timed
-// (the timer is reset before and stopped after), and fails on the first
-// error.
+// fromSenders is sendFrom with 8 senders.
 func fromSenders(b *testing.B, send func(i int) error) time.Duration {
-	const senders = 8
-	work := make(chan int, b.N)
-	for i := range b.N {
-		work <- i
-	}
-	close(work)
-	b.ResetTimer()
-	start := time.Now()
-	errs := make(chan error, senders)
-	for range senders {
-		go func() {
-			for i := range work {
-				if err := send(i); err != nil {
-					errs <- err
-					return
-				}
-			}
-			errs <- nil
-		}()
-	}
-	for range senders {
-		if err := <-errs; err != nil {
-			b.Fatal(err)
-		}
-	}
-	elapsed := time.Since(start)
-	b.StopTimer()
-	return elapsed
+	return sendFrom(b, 8, send)
 }

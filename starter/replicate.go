@@ -3,6 +3,7 @@ package starter
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"go.temporal.io/sdk/temporal"
 
@@ -64,10 +65,19 @@ func (s *Starter) StartReplication(ctx context.Context, req ReplicationRequest) 
 		if reg.Name == src.Name && trepo == repo && tag == img.Tag {
 			return Started{}, &chain.InputError{Field: req.ToField, Reason: fmt.Sprintf("%q is the source itself", to)}
 		}
-		if err := s.checkTarget(ctx, t, img.Digest, req.ToField); err != nil {
+		wr.Targets = append(wr.Targets, t)
+	}
+	// The destinations are looked at all at once (each its own registry).
+	errs := make([]error, len(wr.Targets))
+	var wg sync.WaitGroup
+	for i, t := range wr.Targets {
+		wg.Go(func() { errs[i] = s.checkTarget(ctx, t, img.Digest, req.ToField) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
 			return Started{}, err
 		}
-		wr.Targets = append(wr.Targets, t)
 	}
 	st, err := s.startWorkflow(ctx, workflows.ReplicationWorkflowID(wr), workflows.WorkflowReplicate, wr, true, temporal.SearchAttributes{},
 		fmt.Sprintf("replicate %s@%s → %d destinations", img.Repository, img.Digest, len(wr.Targets)), "")

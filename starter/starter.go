@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -111,6 +112,15 @@ func (s *Starter) start(ctx context.Context, id string, in workflows.ChainRunInp
 		fmt.Sprintf("%s: %s → %s", in.Chain.Name, in.Image.Repository+":"+in.Image.Tag, strings.Join(dests, ", ")), staticDetails(in))
 }
 
+// eagerStarts counts the starts in flight in this process; beyond
+// maxEagerStarts a start asks for no eager task. An eager start holds a
+// workflow task slot of the local worker while the server answers, so a
+// burst of them would hold every slot and leave the worker's pollers
+// none: the burst's other tasks (its runs' next steps) would wait.
+var eagerStarts atomic.Int32
+
+const maxEagerStarts = 16
+
 // startWorkflow starts workflow under id on the base task queue with its
 // first search attributes, or finds the run of id: one that ended, unless
 // rerun, or one still running.
@@ -120,6 +130,8 @@ func (s *Starter) startWorkflow(ctx context.Context, id, workflow string, input 
 	if rerun {
 		reuse = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
 	}
+	eager := eagerStarts.Add(1) <= maxEagerStarts
+	defer eagerStarts.Add(-1)
 	run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                                       id,
 		TaskQueue:                                s.taskQueue(),
@@ -128,6 +140,13 @@ func (s *Starter) startWorkflow(ctx context.Context, id, workflow string, input 
 		TypedSearchAttributes:                    attrs,
 		StaticSummary:                            summary,
 		StaticDetails:                            details,
+		// Where this client also runs a worker of the queue (dchain dev:
+		// the API and the workers in one process) and it has a free slot,
+		// the run's first workflow task comes back with the start's answer
+		// and runs here, not through the server's matching, which queues it
+		// behind a burst's other tasks. Elsewhere the start is as usual.
+		// Either way the run is durably started before the answer.
+		EnableEagerStart: eager,
 	}, workflow, input)
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &already) {

@@ -47,6 +47,9 @@ type Concurrency struct {
 	// Copies bounds the copies into each region a process serves (each one
 	// streams blobs, several at once).
 	Copies int
+	// Builds bounds the builds among ChainActivities that solve at once
+	// (activities.Activities.MaxBuilds; 0: the number of CPUs, at least 2).
+	Builds int
 	// WorkflowPollers and ActivityPollers are the long polls each queue
 	// keeps open: the SDK's 2 left a burst of 100 runs waiting up to 14 s for
 	// their first workflow task (docs/benchmarks.md). Fixed, not the SDK's
@@ -75,6 +78,9 @@ func (c Concurrency) orDefault() Concurrency {
 	}
 	if c.ActivityPollers > 0 {
 		d.ActivityPollers = c.ActivityPollers
+	}
+	if c.Builds > 0 {
+		d.Builds = c.Builds
 	}
 	return d
 }
@@ -108,6 +114,9 @@ func Start(c client.Client, o Options) (Workers, error) {
 		return nil, fmt.Errorf("worker: nothing to serve: enable the chain queue or name at least one region")
 	}
 	conc := o.Concurrency.orDefault()
+	if a.MaxBuilds == 0 {
+		a.MaxBuilds = conc.Builds
+	}
 	var ws Workers
 	if o.Chains {
 		w := sdkworker.New(c, o.TaskQueue, workerOptions(conc.ChainActivities, conc.WorkflowTasks, conc))

@@ -3,7 +3,9 @@ package workflows
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -406,5 +408,28 @@ func TestBlockedCurrentDetails(t *testing.T) {
 	st.Outcome = OutcomeSucceeded
 	if strings.Contains(currentDetails(st), "BLOCKED") {
 		t.Error("a succeeded run says BLOCKED")
+	}
+}
+
+// A run with one destination copies alone (blobs streamed, not spooled for
+// sharing); the branches of a fan-out share their source reads.
+func TestChainRunCopiesAloneWithOneDestination(t *testing.T) {
+	for _, dests := range []int{1, 2} {
+		in := testInput()
+		in.Chain.Replication = in.Chain.Replication[:dests]
+		var mu sync.Mutex
+		var alone []bool
+		f := &fakes{replicate: func(ctx context.Context, in ReplicateInput) (ReplicateResult, error) {
+			mu.Lock()
+			alone = append(alone, in.Alone)
+			mu.Unlock()
+			return ReplicateResult{Digest: in.Digest}, nil
+		}}
+		if _, err := runWorkflow(t, in, f, nil); err != nil {
+			t.Fatal(err)
+		}
+		if len(alone) != dests || slices.Contains(alone, dests > 1) {
+			t.Fatalf("%d destinations: copies alone %v", dests, alone)
+		}
 	}
 }

@@ -80,7 +80,7 @@ func (r *run) replicateTargets(ctx workflow.Context, req ReplicateRequest) error
 			Registry: t.Registry.Name, Region: t.Registry.RegionName(), Reference: ref, State: StatePending,
 		})
 		in := ReplicateInput{Source: req.Source, Destination: t.Registry, Repository: img.Repository, TargetRepository: t.Repository,
-			Tag: t.Tag, Digest: img.Digest, Overwrite: t.Overwrite, ReferrersOnly: req.ReferrersOnly}
+			Tag: t.Tag, Digest: img.Digest, Overwrite: t.Overwrite, ReferrersOnly: req.ReferrersOnly, Alone: len(req.Targets) == 1}
 		opts := r.replicationOptions(t.Registry.Name, summary)
 		wg.Add(1)
 		workflow.Go(ctx, func(ctx workflow.Context) {

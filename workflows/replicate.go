@@ -50,7 +50,7 @@ func (r *run) replicate(ctx workflow.Context) error {
 		}
 		r.status.Destinations[i].Reference = dst.Address + "/" + img.Repository + ":" + strings.Join(tags, ",")
 		in := ReplicateInput{Source: src, Destination: dst, Repository: img.Repository, Tag: tags[0], Tags: tags[1:], Digest: img.Digest, Overwrite: rule.Overwrite,
-			SkipReferrers: !rule.CopiesReferrers(), ImmutableTags: r.in.Chain.ImmutableTags}
+			SkipReferrers: !rule.CopiesReferrers(), ImmutableTags: r.in.Chain.ImmutableTags, Alone: len(r.in.Chain.Replication) == 1}
 		opts := r.replicationOptions(dst.Name,
 			fmt.Sprintf("replicate %s → %s (%s)", img.Repository+":"+strings.Join(tags, ","), dst.Name, dst.RegionName()))
 		wg.Add(1)

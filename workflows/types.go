@@ -261,6 +261,11 @@ type ReplicateInput struct {
 	// where the destination has the image (a signature added after
 	// delivery follows it); no tag is read or written (Tag is empty).
 	ReferrersOnly bool `json:"referrersOnly,omitempty"`
+	// Alone says no other copy of the image runs at once (a run with one
+	// destination): blobs stream from the source straight to the
+	// destination. Otherwise (a fan-out's branches) the worker reads each
+	// source blob once into a spool its copies share.
+	Alone bool `json:"alone,omitempty"`
 }
 
 // ReplicateProgress is the heartbeat detail of a replication: how far the

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -56,7 +57,8 @@ func newWorkerCmd(g *globals) *cobra.Command {
 			}
 			for flag, n := range map[string]int{"--max-concurrent-activities": conc.ChainActivities,
 				"--max-concurrent-workflow-tasks": conc.WorkflowTasks, "--max-concurrent-copies": conc.Copies,
-				"--workflow-task-pollers": conc.WorkflowPollers, "--activity-task-pollers": conc.ActivityPollers} {
+				"--workflow-task-pollers": conc.WorkflowPollers, "--activity-task-pollers": conc.ActivityPollers,
+				"--max-concurrent-builds": conc.Builds} {
 				if n < 1 {
 					return fmt.Errorf("%s %d: want at least 1", flag, n)
 				}
@@ -109,6 +111,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&metricsListen, "metrics-listen", envOr("DCHAIN_METRICS_LISTEN", ""), "serve Prometheus metrics (the SDK's and dchain's) at http://HOST:PORT/metrics, and /healthz: 200 when Temporal and the registries this worker copies into answer, else 503 saying which")
 	cmd.Flags().IntVar(&conc.ChainActivities, "max-concurrent-activities", worker.DefaultConcurrency.ChainActivities, "on the chain queue: builds, scans, resolves and triggers at once")
 	cmd.Flags().IntVar(&conc.WorkflowTasks, "max-concurrent-workflow-tasks", worker.DefaultConcurrency.WorkflowTasks, "on the chain queue: workflow tasks at once")
+	cmd.Flags().IntVar(&conc.Builds, "max-concurrent-builds", max(runtime.NumCPU(), 2), "builds solving at once (more wait their turn): each takes cores, and a burst of them at once starves the runs' workflow tasks")
 	cmd.Flags().IntVar(&conc.Copies, "max-concurrent-copies", worker.DefaultConcurrency.Copies, "copies at once into each region this worker serves (each streams several blobs at once)")
 	cmd.Flags().IntVar(&conc.WorkflowPollers, "workflow-task-pollers", worker.DefaultConcurrency.WorkflowPollers, "long polls for workflow tasks kept open on the chain queue")
 	cmd.Flags().IntVar(&conc.ActivityPollers, "activity-task-pollers", worker.DefaultConcurrency.ActivityPollers, "long polls for activity tasks kept open on each queue")
