@@ -30,11 +30,11 @@ type Activities struct {
 	// Builder builds images (package activities/buildkit: BuildKit); nil
 	// means this worker does not build.
 	Builder ImageBuilder
-	// MaxBuilds bounds the builds this worker hands BuildKit at once
-	// (default: the number of CPUs, at least 2); more wait their turn,
-	// heartbeating. Each solve takes cores, and so do the pushes it makes
-	// and the engine's own work: a burst of builds all solving at once
-	// starves the runs' workflow tasks without finishing sooner.
+	// MaxBuilds, when above 0, bounds the builds this worker hands BuildKit
+	// at once; more wait their turn, heartbeating (the wait counts against
+	// the build's time limits). Where buildkitd shares the worker's cores
+	// (dchain dev), a burst of builds all solving at once starves the runs'
+	// workflow tasks without finishing sooner.
 	MaxBuilds int
 	// TempDir holds source checkouts while they build: the worker's own
 	// directory (ClaimWorkDir; default: the system's temp dir).

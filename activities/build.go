@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -95,14 +94,18 @@ func (a *Activities) BuildImage(ctx context.Context, in workflows.BuildInput) (w
 		return res, err
 	}
 	checkedOut := time.Now()
-	if err := a.takeBuildSlot(ctx); err != nil {
-		return res, temporal.NewCanceledError(res)
-	}
-	slotted := time.Now()
-	out, buildErr := a.Builder.Build(ctx, BuildRequest{Input: in, ContextDir: contextDir, Dockerfile: dockerfile,
-		SignIn: a.buildSignIn(in.Registry), CAFiles: a.buildCAFiles(in.Registry), Secrets: secrets},
-		func(p workflows.BuildProgress) { latest.Store(&p) })
-	a.buildSlots.release()
+	var slotted time.Time
+	out, buildErr := func() (BuildOutput, error) {
+		release, err := a.takeBuildSlot(ctx)
+		if err != nil {
+			return BuildOutput{}, err
+		}
+		defer release()
+		slotted = time.Now()
+		return a.Builder.Build(ctx, BuildRequest{Input: in, ContextDir: contextDir, Dockerfile: dockerfile,
+			SignIn: a.buildSignIn(in.Registry), CAFiles: a.buildCAFiles(in.Registry), Secrets: secrets},
+			func(p workflows.BuildProgress) { latest.Store(&p) })
+	}()
 	stop()
 	built := time.Now()
 	res.Steps, res.Cached = out.Progress.Steps, out.Progress.Cached
@@ -236,17 +239,18 @@ func (a *Activities) buildCAFiles(own chain.Registry) map[string]string {
 	return out
 }
 
-// takeBuildSlot waits for one of the worker's MaxBuilds build slots, or
-// for ctx to end (a canceled run).
-func (a *Activities) takeBuildSlot(ctx context.Context) error {
-	a.buildSlotsOnce.Do(func() {
-		n := a.MaxBuilds
-		if n <= 0 {
-			n = max(runtime.NumCPU(), 2)
-		}
-		a.buildSlots = make(slots, n)
-	})
-	return a.buildSlots.take(ctx)
+// takeBuildSlot waits for one of the worker's MaxBuilds build slots (none
+// when MaxBuilds is 0), or for ctx to end (a canceled run); release frees
+// it.
+func (a *Activities) takeBuildSlot(ctx context.Context) (release func(), err error) {
+	if a.MaxBuilds <= 0 {
+		return func() {}, nil
+	}
+	a.buildSlotsOnce.Do(func() { a.buildSlots = make(slots, a.MaxBuilds) })
+	if err := a.buildSlots.take(ctx); err != nil {
+		return nil, err
+	}
+	return a.buildSlots.release, nil
 }
 
 // every calls f now and then every HeartbeatEvery until stop is called

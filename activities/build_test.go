@@ -13,7 +13,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
 	"go.temporal.io/sdk/temporal"
@@ -110,10 +109,11 @@ type unavailableErr struct{ error }
 
 func (unavailableErr) Is(target error) bool { return target == ErrBuildUnavailable }
 
-// gatedBuilder counts the builds solving at once and holds each until
-// release is closed.
+// gatedBuilder counts the builds solving at once, says when one starts,
+// and holds each until release is closed.
 type gatedBuilder struct {
 	now, most atomic.Int32
+	started   chan struct{}
 	release   chan struct{}
 }
 
@@ -122,6 +122,7 @@ func (g *gatedBuilder) Build(ctx context.Context, req BuildRequest, progress fun
 	defer g.now.Add(-1)
 	for m := g.most.Load(); n > m && !g.most.CompareAndSwap(m, n); m = g.most.Load() {
 	}
+	g.started <- struct{}{}
 	select {
 	case <-g.release:
 	case <-ctx.Done():
@@ -133,7 +134,7 @@ func (g *gatedBuilder) Build(ctx context.Context, req BuildRequest, progress fun
 // their turn (a canceled one stops waiting).
 func TestBuildsWaitForASlot(t *testing.T) {
 	repo, commit := gitRepo(t)
-	g := &gatedBuilder{release: make(chan struct{})}
+	g := &gatedBuilder{started: make(chan struct{}, 5), release: make(chan struct{})}
 	a := &Activities{Builder: g, TempDir: t.TempDir(), MaxBuilds: 2}
 	in := workflows.BuildInput{Source: chain.BuildSource{URL: repo}, Push: chain.Push{Ref: "refs/heads/main", Commit: commit},
 		Plan: chain.BuildPlan{Rule: "main", Tags: []string{"v1"}, Dockerfile: "Dockerfile", Platforms: []string{"linux/amd64"}}}
@@ -145,18 +146,21 @@ func TestBuildsWaitForASlot(t *testing.T) {
 			_, _ = env.ExecuteActivity(a.BuildImage, in)
 		})
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for g.now.Load() < 2 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(200 * time.Millisecond) // (a third build would have started by now)
-	if n := g.now.Load(); n != 2 {
-		t.Fatalf("%d builds solving at once, want 2", n)
+	<-g.started
+	<-g.started
+	if n := len(a.buildSlots); n != 2 {
+		t.Fatalf("%d build slots taken, want 2", n)
 	}
 	close(g.release)
 	wg.Wait()
+	if len(g.started) != 3 {
+		t.Fatalf("%d more builds ran, want 3", len(g.started))
+	}
 	if m := g.most.Load(); m != 2 {
 		t.Fatalf("at most %d builds at once, want 2", m)
+	}
+	if len(a.buildSlots) != 0 {
+		t.Fatalf("%d build slots still taken", len(a.buildSlots))
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())

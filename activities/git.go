@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 
@@ -49,6 +51,10 @@ func gitRun(ctx context.Context, src chain.BuildSource, dir string, extra []stri
 	}
 	cmd := exec.CommandContext(ctx, "git", args...)
 	cmd.Dir, cmd.Env = dir, append(env, extra...)
+	// A canceled command gets SIGTERM, on which git removes its lock files
+	// (a SIGKILL would leave them, and a mirror's next fetch would fail).
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {

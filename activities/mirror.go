@@ -6,9 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 
 	"go.temporal.io/sdk/temporal"
 
@@ -20,37 +23,45 @@ import (
 // worker's own work dir. A burst of pushes to one repository fetches it
 // once, not once per run: a build checks its commit out of the mirror, and
 // only a commit the mirror lacks makes it fetch (the source's branches and
-// tags, then the commit alone). Mirrors live as long as the worker's work
-// dir; a restarted worker fetches anew.
+// tags, then the commit alone). The first build of a source fetches its
+// branches and tags in full, as a CI runner's cached clone does; later ones
+// fetch what is new. Mirrors live as long as the worker's work dir; a
+// restarted worker fetches anew.
 type sourceMirrors struct {
 	mu    sync.Mutex
 	root  string
 	byKey map[string]*sourceMirror
 }
 
-// sourceMirror is one source's bare repository; lock (one slot) is held
-// while it is created or fetched.
+// sourceMirror is one source's bare repository. lock (one slot) is held
+// while it is created or fetched: this process is its only writer.
 type sourceMirror struct {
-	dir    string
+	dir    string // absolute
 	lock   slots
-	inited bool
+	inited atomic.Bool
 }
 
-// mirror returns the mirror of src under the work dir tmp ("" : a private
+// mirror returns the mirror of src under the work dir tmp ("": a private
 // directory of the system's temp dir).
 func (ms *sourceMirrors) mirror(tmp string, src chain.BuildSource) (*sourceMirror, error) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	if ms.root == "" {
+		root := filepath.Join(tmp, "mirrors")
 		if tmp == "" {
 			dir, err := os.MkdirTemp("", "dchain-mirrors-")
 			if err != nil {
 				return nil, err
 			}
-			ms.root = dir
-		} else {
-			ms.root = filepath.Join(tmp, "mirrors")
+			root = dir
 		}
+		// git runs inside the mirror: a relative work dir would be read
+		// from there.
+		abs, err := filepath.Abs(root)
+		if err != nil {
+			return nil, err
+		}
+		ms.root = abs
 	}
 	// Credentials are part of the key: a source read with one chain's
 	// credentials is never served to a chain with others (or none).
@@ -71,9 +82,16 @@ func (ms *sourceMirrors) mirror(tmp string, src chain.BuildSource) (*sourceMirro
 // under the worker's work dir and returns it; remove it when done. The
 // directory holds the commit's files only (no .git, as BuildKit's own Git
 // contexts). A commit the source does not have, a source that is no Git
-// repository or refuses the credentials are permanent errors; an
-// unreachable source is transient.
+// repository or refuses the credentials, a tree git refuses to write are
+// permanent errors; an unreachable source is transient.
 func (a *Activities) checkout(ctx context.Context, src chain.BuildSource, commit chain.Commit) (string, error) {
+	tmp, err := filepath.Abs(a.TempDir)
+	if a.TempDir == "" {
+		tmp, err = os.TempDir(), nil
+	}
+	if err != nil {
+		return "", err
+	}
 	m, err := a.mirrors.mirror(a.TempDir, src)
 	if err != nil {
 		return "", err
@@ -81,27 +99,35 @@ func (a *Activities) checkout(ctx context.Context, src chain.BuildSource, commit
 	if err := m.init(ctx, src); err != nil {
 		return "", err
 	}
-	if dir, err := m.checkout(ctx, src, commit, a.TempDir); err == nil {
-		return dir, nil
+	dir, err := m.checkout(ctx, src, commit, tmp)
+	if err == nil || ctx.Err() != nil {
+		return dir, err
 	}
-	if err := m.fetch(ctx, src, commit); err != nil {
-		return "", err
+	if !m.has(ctx, src, commit) {
+		if err := m.fetch(ctx, src, commit); err != nil {
+			return "", err
+		}
+		if dir, err = m.checkout(ctx, src, commit, tmp); err == nil || ctx.Err() != nil {
+			return dir, err
+		}
 	}
-	dir, err := m.checkout(ctx, src, commit, a.TempDir)
-	if err != nil {
-		return "", temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("commit %s is not in %s: %v", commit, src.URL, err), ErrNotFound, nil)
-	}
-	return dir, nil
+	// The mirror has the commit and git would not write its tree (a path
+	// it refuses, such as one through a symlink or into .git; a full disk):
+	// git's own reason.
+	return "", temporal.NewNonRetryableApplicationError(
+		fmt.Sprintf("check out commit %s of %s: %v", commit, src.URL, err), ErrNotFound, nil)
 }
 
 // init creates the mirror's bare repository, once.
 func (m *sourceMirror) init(ctx context.Context, src chain.BuildSource) error {
+	if m.inited.Load() {
+		return nil
+	}
 	if err := m.lock.take(ctx); err != nil {
 		return err
 	}
 	defer m.lock.release()
-	if m.inited {
+	if m.inited.Load() {
 		return nil
 	}
 	os.RemoveAll(m.dir) // (what an interrupted init left)
@@ -109,18 +135,31 @@ func (m *sourceMirror) init(ctx context.Context, src chain.BuildSource) error {
 		return err
 	}
 	for _, s := range [][]string{{"init", "-q", "--bare"}, {"remote", "add", "--", "origin", src.URL}} {
-		if _, err := gitCmd(ctx, src, m.dir, s...); err != nil {
+		if _, err := m.git(ctx, src, nil, s...); err != nil {
 			os.RemoveAll(m.dir)
 			return err
 		}
 	}
-	m.inited = true
+	m.inited.Store(true)
 	return nil
+}
+
+// git runs git on the mirror (named, so git never looks further up).
+func (m *sourceMirror) git(ctx context.Context, src chain.BuildSource, env []string, args ...string) (string, error) {
+	return gitRun(ctx, src, m.dir, env, append([]string{"--git-dir=" + m.dir}, args...)...)
+}
+
+// gitFetch runs git fetch -q --no-tags args on the mirror. Maintenance, when
+// a fetch starts it, runs before the fetch ends: inside the mirror's lock.
+func (m *sourceMirror) gitFetch(ctx context.Context, src chain.BuildSource, args ...string) error {
+	_, err := m.git(ctx, src, nil, append([]string{"-c", "gc.autoDetach=false", "-c", "maintenance.autoDetach=false",
+		"fetch", "-q", "--no-tags"}, args...)...)
+	return err
 }
 
 // has is whether the mirror holds commit.
 func (m *sourceMirror) has(ctx context.Context, src chain.BuildSource, commit chain.Commit) bool {
-	_, err := gitCmd(ctx, src, m.dir, "cat-file", "-e", "--end-of-options", string(commit)+"^{commit}")
+	_, err := m.git(ctx, src, nil, "cat-file", "-e", "--end-of-options", string(commit)+"^{commit}")
 	return err == nil
 }
 
@@ -137,11 +176,14 @@ func (m *sourceMirror) fetch(ctx context.Context, src chain.BuildSource, commit 
 	if m.has(ctx, src, commit) {
 		return nil
 	}
-	if _, err := gitCmd(ctx, src, m.dir, "fetch", "-q", "--prune", "--no-tags", "--end-of-options", "origin",
-		"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	m.dropLocks()
+	err := m.gitFetch(ctx, src, "--prune", "--end-of-options", "origin", "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case m.has(ctx, src, commit):
+		return nil // (also when a ref could not be updated: the objects came)
+	case err != nil:
 		switch why := whyNotARepository(ctx, src); {
 		case errors.Is(why, errNotARepository):
 			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("fetch %s: %v", src.URL, why), ErrNotFound, nil)
@@ -150,10 +192,7 @@ func (m *sourceMirror) fetch(ctx context.Context, src chain.BuildSource, commit 
 		}
 		return temporal.NewApplicationError(fmt.Sprintf("fetch %s: %v (will retry)", src.URL, err), ErrTransient)
 	}
-	if m.has(ctx, src, commit) {
-		return nil
-	}
-	_, err := gitCmd(ctx, src, m.dir, "fetch", "-q", "--no-tags", "--end-of-options", "origin", string(commit))
+	err = m.gitFetch(ctx, src, "--end-of-options", "origin", string(commit))
 	if err == nil && m.has(ctx, src, commit) {
 		return nil
 	}
@@ -169,6 +208,24 @@ func (m *sourceMirror) fetch(ctx context.Context, src chain.BuildSource, commit 
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf("commit %s is not in %s", commit, src.URL), ErrNotFound, nil)
 }
 
+// dropLocks removes the lock files of refs and of the repository's own
+// files that a git killed mid-fetch left in the mirror: under the mirror's
+// lock nothing else writes it (no other process; this one's fetches run
+// their maintenance in the foreground), so each is stale, and would make
+// the next fetch fail to update its ref.
+func (m *sourceMirror) dropLocks() {
+	top, _ := filepath.Glob(filepath.Join(m.dir, "*.lock"))
+	for _, p := range top {
+		os.Remove(p)
+	}
+	_ = filepath.WalkDir(filepath.Join(m.dir, "refs"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".lock") {
+			os.Remove(p)
+		}
+		return nil
+	})
+}
+
 // checkout writes commit's tree into a new directory under tmp with a
 // private index (so that builds check out of one mirror at once, and while
 // it fetches). read-tree runs no hooks and refuses what git's checkout
@@ -180,7 +237,7 @@ func (m *sourceMirror) checkout(ctx context.Context, src chain.BuildSource, comm
 	}
 	index := dir + ".index"
 	defer os.Remove(index)
-	if _, err := gitRun(ctx, src, m.dir, []string{"GIT_INDEX_FILE=" + index},
+	if _, err := m.git(ctx, src, []string{"GIT_INDEX_FILE=" + index},
 		"--work-tree="+dir, "read-tree", "--reset", "-u", "--end-of-options", string(commit)+"^{commit}"); err != nil {
 		os.RemoveAll(dir)
 		return "", err

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -50,7 +51,7 @@ func fetches(t *testing.T, log string) int {
 	b, _ := os.ReadFile(log)
 	n := 0
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "fetch ") {
+		if slices.Contains(strings.Fields(line), "fetch") {
 			n++
 		}
 	}
@@ -131,5 +132,58 @@ func TestMirrorPerCredentials(t *testing.T) {
 	again, _ := ms.mirror(tmp, chain.BuildSource{URL: "https://git.example/app.git", Credentials: "env:A"})
 	if a == b || a != again || a.dir == b.dir || filepath.Dir(a.dir) != filepath.Join(tmp, "mirrors") {
 		t.Fatalf("mirrors %s %s %s", a.dir, b.dir, again.dir)
+	}
+}
+
+// A relative work dir works (git runs inside the mirror: the paths it is
+// given are absolute); lock files a killed git left in the mirror do not
+// stop its next fetch.
+func TestMirrorRelativeWorkDirAndStaleLocks(t *testing.T) {
+	repo, first := gitRepo(t)
+	t.Chdir(t.TempDir())
+	a := &Activities{TempDir: "work"}
+	src := chain.BuildSource{URL: repo}
+	if _, err := a.checkout(context.Background(), src, first); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := a.mirrors.mirror(a.TempDir, src)
+	for _, lock := range []string{"refs/heads/main.lock", "packed-refs.lock"} {
+		if err := os.WriteFile(filepath.Join(m.dir, lock), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := commits(t, repo, 1)[0]
+	if _, err := a.checkout(context.Background(), src, next); err != nil {
+		t.Fatal(err)
+	}
+	if out := gitIn(t, m.dir, "rev-parse", "refs/heads/main"); out != string(next) {
+		t.Fatalf("the mirror's main is %s, want %s", out, next)
+	}
+}
+
+// A commit whose tree git refuses to write (an entry named .git) fails at
+// once with git's reason, not as a missing commit.
+func TestCheckoutRefusesAHostileTree(t *testing.T) {
+	repo, _ := gitRepo(t)
+	blob := gitIn(t, repo, "hash-object", "-w", "--stdin")
+	cmd := exec.Command("git", "mktree")
+	cmd.Dir, cmd.Stdin = repo, strings.NewReader("040000 tree "+gitIn(t, repo, "write-tree")+"\t.git\n100644 blob "+blob+"\tok\n")
+	tree, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil := gitIn(t, repo, "commit-tree", "-m", "evil", strings.TrimSpace(string(tree)))
+	gitIn(t, repo, "update-ref", "refs/heads/evil", evil)
+	a := &Activities{TempDir: t.TempDir()}
+	_, err = a.checkout(context.Background(), chain.BuildSource{URL: repo}, chain.Commit(evil))
+	var app *temporal.ApplicationError
+	if !errors.As(err, &app) || !app.NonRetryable() || !strings.Contains(err.Error(), "check out commit "+evil) {
+		t.Fatalf("a tree with .git: %v", err)
+	}
+	entries, _ := os.ReadDir(a.TempDir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "src-") {
+			t.Fatalf("the refused checkout %s was left", e.Name())
+		}
 	}
 }

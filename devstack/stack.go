@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"go.temporal.io/sdk/client"
 
@@ -211,6 +212,12 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 		}
 		if s.BuildKit != nil && wo.Activities.Builder == nil {
 			wo.Activities.Builder = &buildkit.Builder{Addr: s.BuildKit.Addr}
+			// This buildkitd shares the worker's cores: a burst of builds
+			// solving at once would starve the runs' workflow tasks
+			// (docs/benchmarks.md, issue #24).
+			if wo.Activities.MaxBuilds == 0 && wo.Concurrency.Builds == 0 {
+				wo.Activities.MaxBuilds = max(runtime.GOMAXPROCS(0), 2)
+			}
 		}
 		if s.Scanner != nil && wo.Activities.Scanner == nil {
 			wo.Activities.Scanner = s.Scanner

@@ -3,9 +3,9 @@ package starter
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"go.temporal.io/sdk/temporal"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/dchain-dev/dchain/chain"
 	"github.com/dchain-dev/dchain/workflows"
@@ -67,17 +67,15 @@ func (s *Starter) StartReplication(ctx context.Context, req ReplicationRequest) 
 		}
 		wr.Targets = append(wr.Targets, t)
 	}
-	// The destinations are looked at all at once (each its own registry).
-	errs := make([]error, len(wr.Targets))
-	var wg sync.WaitGroup
-	for i, t := range wr.Targets {
-		wg.Go(func() { errs[i] = s.checkTarget(ctx, t, img.Digest, req.ToField) })
+	// The destinations are looked at together (each its own registry),
+	// eight at a time.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, t := range wr.Targets {
+		g.Go(func() error { return s.checkTarget(gctx, t, img.Digest, req.ToField) })
 	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return Started{}, err
-		}
+	if err := g.Wait(); err != nil {
+		return Started{}, err
 	}
 	st, err := s.startWorkflow(ctx, workflows.ReplicationWorkflowID(wr), workflows.WorkflowReplicate, wr, true, temporal.SearchAttributes{},
 		fmt.Sprintf("replicate %s@%s → %d destinations", img.Repository, img.Digest, len(wr.Targets)), "")

@@ -47,8 +47,8 @@ type Concurrency struct {
 	// Copies bounds the copies into each region a process serves (each one
 	// streams blobs, several at once).
 	Copies int
-	// Builds bounds the builds among ChainActivities that solve at once
-	// (activities.Activities.MaxBuilds; 0: the number of CPUs, at least 2).
+	// Builds, when above 0, bounds the builds among ChainActivities that
+	// solve at once (activities.Activities.MaxBuilds); 0: no bound.
 	Builds int
 	// WorkflowPollers and ActivityPollers are the long polls each queue
 	// keeps open: the SDK's 2 left a burst of 100 runs waiting up to 14 s for

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -57,11 +56,13 @@ func newWorkerCmd(g *globals) *cobra.Command {
 			}
 			for flag, n := range map[string]int{"--max-concurrent-activities": conc.ChainActivities,
 				"--max-concurrent-workflow-tasks": conc.WorkflowTasks, "--max-concurrent-copies": conc.Copies,
-				"--workflow-task-pollers": conc.WorkflowPollers, "--activity-task-pollers": conc.ActivityPollers,
-				"--max-concurrent-builds": conc.Builds} {
+				"--workflow-task-pollers": conc.WorkflowPollers, "--activity-task-pollers": conc.ActivityPollers} {
 				if n < 1 {
 					return fmt.Errorf("%s %d: want at least 1", flag, n)
 				}
+			}
+			if conc.Builds < 0 {
+				return fmt.Errorf("--max-concurrent-builds %d: want 0 (no bound) or more", conc.Builds)
 			}
 			if chainsOnly && len(regions) > 0 {
 				return fmt.Errorf("--chains-only and --region exclude each other: run one worker for the chain queue and one per region")
@@ -111,7 +112,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&metricsListen, "metrics-listen", envOr("DCHAIN_METRICS_LISTEN", ""), "serve Prometheus metrics (the SDK's and dchain's) at http://HOST:PORT/metrics, and /healthz: 200 when Temporal and the registries this worker copies into answer, else 503 saying which")
 	cmd.Flags().IntVar(&conc.ChainActivities, "max-concurrent-activities", worker.DefaultConcurrency.ChainActivities, "on the chain queue: builds, scans, resolves and triggers at once")
 	cmd.Flags().IntVar(&conc.WorkflowTasks, "max-concurrent-workflow-tasks", worker.DefaultConcurrency.WorkflowTasks, "on the chain queue: workflow tasks at once")
-	cmd.Flags().IntVar(&conc.Builds, "max-concurrent-builds", max(runtime.NumCPU(), 2), "builds solving at once (more wait their turn): each takes cores, and a burst of them at once starves the runs' workflow tasks")
+	cmd.Flags().IntVar(&conc.Builds, "max-concurrent-builds", 0, "builds solving at once, more wait their turn (0: no bound); set it where buildkitd shares this worker's cores: a burst of builds solving at once starves the runs' workflow tasks")
 	cmd.Flags().IntVar(&conc.Copies, "max-concurrent-copies", worker.DefaultConcurrency.Copies, "copies at once into each region this worker serves (each streams several blobs at once)")
 	cmd.Flags().IntVar(&conc.WorkflowPollers, "workflow-task-pollers", worker.DefaultConcurrency.WorkflowPollers, "long polls for workflow tasks kept open on the chain queue")
 	cmd.Flags().IntVar(&conc.ActivityPollers, "activity-task-pollers", worker.DefaultConcurrency.ActivityPollers, "long polls for activity tasks kept open on each queue")
