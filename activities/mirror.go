@@ -107,13 +107,14 @@ func (a *Activities) checkout(ctx context.Context, src chain.BuildSource, commit
 		if err := m.fetch(ctx, src, commit); err != nil {
 			return "", err
 		}
-		if dir, err = m.checkout(ctx, src, commit, tmp); err == nil || ctx.Err() != nil {
-			return dir, err
-		}
 	}
-	// The mirror has the commit and git would not write its tree (a path
-	// it refuses, such as one through a symlink or into .git; a full disk):
-	// git's own reason.
+	// The commit is in the mirror now (this build fetched it, or another
+	// one did meanwhile).
+	if dir, err = m.checkout(ctx, src, commit, tmp); err == nil || ctx.Err() != nil {
+		return dir, err
+	}
+	// git would not write its tree (a path it refuses, such as one through
+	// a symlink or into .git; a full disk): git's own reason.
 	return "", temporal.NewNonRetryableApplicationError(
 		fmt.Sprintf("check out commit %s of %s: %v", commit, src.URL, err), ErrNotFound, nil)
 }
