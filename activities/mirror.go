@@ -103,10 +103,8 @@ func (a *Activities) checkout(ctx context.Context, src chain.BuildSource, commit
 	if err == nil || ctx.Err() != nil {
 		return dir, err
 	}
-	if !m.has(ctx, src, commit) {
-		if err := m.fetch(ctx, src, commit); err != nil {
-			return "", err
-		}
+	if err := m.fetch(ctx, src, commit); err != nil {
+		return "", err
 	}
 	// The commit is in the mirror now (this build fetched it, or another
 	// one did meanwhile).
@@ -185,11 +183,8 @@ func (m *sourceMirror) fetch(ctx context.Context, src chain.BuildSource, commit 
 	case m.has(ctx, src, commit):
 		return nil // (also when a ref could not be updated: the objects came)
 	case err != nil:
-		switch why := whyNotARepository(ctx, src); {
-		case errors.Is(why, errNotARepository):
-			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("fetch %s: %v", src.URL, why), ErrNotFound, nil)
-		case errors.Is(why, errSourceDenied):
-			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("fetch %s: %v", src.URL, why), ErrAccessDenied, nil)
+		if fault := sourceFault(ctx, src); fault != nil {
+			return fault
 		}
 		return temporal.NewApplicationError(fmt.Sprintf("fetch %s: %v (will retry)", src.URL, err), ErrTransient)
 	}
@@ -200,13 +195,23 @@ func (m *sourceMirror) fetch(ctx context.Context, src chain.BuildSource, commit 
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	switch why := whyNotARepository(ctx, src); { // (git's dumb protocol fetches "nothing" from a web page)
+	if fault := sourceFault(ctx, src); fault != nil { // (git's dumb protocol fetches "nothing" from a web page)
+		return fault
+	}
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf("commit %s is not in %s", commit, src.URL), ErrNotFound, nil)
+}
+
+// sourceFault is the permanent error for a source that whyNotARepository
+// finds is no Git repository (ErrNotFound) or refuses the credentials
+// (ErrAccessDenied), or nil.
+func sourceFault(ctx context.Context, src chain.BuildSource) error {
+	switch why := whyNotARepository(ctx, src); {
 	case errors.Is(why, errSourceDenied):
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("fetch %s: %v", src.URL, why), ErrAccessDenied, nil)
 	case why != nil:
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("fetch %s: %v", src.URL, why), ErrNotFound, nil)
 	}
-	return temporal.NewNonRetryableApplicationError(fmt.Sprintf("commit %s is not in %s", commit, src.URL), ErrNotFound, nil)
+	return nil
 }
 
 // dropLocks removes the lock files of refs and of the repository's own

@@ -35,9 +35,9 @@ func BenchmarkBurst100(b *testing.B) {
 
 func burst(b *testing.B, l *chain.Loaded, repo string) {
 	const runs = 100
-	var firstTask, firstDone, overhead []time.Duration
+	var tasks firstTasks
+	var overhead []time.Duration
 	var elapsed time.Duration
-	timeouts := 0
 	for i := 0; b.Loop(); i++ {
 		b.StopTimer()
 		tags := make([]string, runs)
@@ -63,23 +63,33 @@ func burst(b *testing.B, l *chain.Loaded, repo string) {
 		elapsed += time.Since(t0)
 		b.StopTimer()
 		for _, id := range ids {
-			d, end, lost := firstTaskLatency(b, id)
-			firstTask, firstDone, timeouts = append(firstTask, d), append(firstDone, end), timeouts+lost
+			tasks.add(b, id)
 			overhead = append(overhead, orchestration(b, id))
 		}
 		b.StartTimer()
 	}
-	slices.Sort(firstTask)
-	slices.Sort(firstDone)
-	slices.Sort(overhead)
-	b.ReportMetric(ms(percentile(firstDone, 50)), "first-done-p50-ms")
-	b.ReportMetric(ms(percentile(firstDone, 99)), "first-done-p99-ms")
-	b.ReportMetric(ms(percentile(overhead, 50)), "overhead-p50-ms")
-	b.ReportMetric(ms(percentile(overhead, 99)), "overhead-p99-ms")
+	reportLatency(b, "overhead-", overhead)
 	b.ReportMetric(float64(runs*b.N)/elapsed.Seconds(), "runs/s")
-	b.ReportMetric(float64(timeouts), "task-timeouts")
-	b.ReportMetric(float64(firstTask[len(firstTask)/2].Microseconds())/1000, "first-task-p50-ms")
-	b.ReportMetric(float64(firstTask[min(len(firstTask)-1, len(firstTask)*99/100)].Microseconds())/1000, "first-task-p99-ms")
+	tasks.report(b)
+}
+
+// firstTasks are the first workflow tasks of runs (firstTaskLatency).
+type firstTasks struct {
+	started, done []time.Duration
+	timeouts      int
+}
+
+func (f *firstTasks) add(b *testing.B, id string) {
+	started, done, timeouts := firstTaskLatency(b, id)
+	f.started, f.done, f.timeouts = append(f.started, started), append(f.done, done), f.timeouts+timeouts
+}
+
+// report reports first-task-p50/p99-ms (to the task's start),
+// first-done-p50/p99-ms (to its end) and task-timeouts.
+func (f *firstTasks) report(b *testing.B) {
+	reportLatency(b, "first-task-", f.started)
+	reportLatency(b, "first-done-", f.done)
+	b.ReportMetric(float64(f.timeouts), "task-timeouts")
 }
 
 // firstTaskLatency reads a run's history: the time from its start to the

@@ -104,39 +104,34 @@ func BenchmarkIntake(b *testing.B) {
 					b.Errorf("run %s: %s %s", id, st.Outcome, st.Message)
 				}
 			}
-			var first, done []time.Duration
-			timeouts := 0
+			var tasks firstTasks
 			for _, id := range ids {
-				d, end, lost := firstTaskLatency(b, id)
-				first, done, timeouts = append(first, d), append(done, end), timeouts+lost
+				tasks.add(b, id)
 			}
 			for why, n := range refusals {
 				b.Logf("%d deliveries answered %s", n, why)
 			}
-			slices.Sort(lat)
-			slices.Sort(first)
-			slices.Sort(done)
 			b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "events/s")
-			b.ReportMetric(ms(percentile(lat, 50)), "p50-ms")
-			b.ReportMetric(ms(percentile(lat, 99)), "p99-ms")
+			reportLatency(b, "", lat)
 			b.ReportMetric(float64(refused.Load()), "refused")
-			b.ReportMetric(ms(percentile(first, 50)), "first-task-p50-ms")
-			b.ReportMetric(ms(percentile(first, 99)), "first-task-p99-ms")
-			b.ReportMetric(ms(percentile(done, 50)), "first-done-p50-ms")
-			b.ReportMetric(ms(percentile(done, 99)), "first-done-p99-ms")
-			b.ReportMetric(float64(timeouts), "task-timeouts")
+			tasks.report(b)
 		})
 	}
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// percentile is the p-th percentile of sorted ds (0 when there are none).
-func percentile(ds []time.Duration, p int) time.Duration {
-	if len(ds) == 0 {
-		return 0
+// reportLatency reports the p50 and p99 of ds as <prefix>p50-ms and
+// <prefix>p99-ms (0 when there are none).
+func reportLatency(b *testing.B, prefix string, ds []time.Duration) {
+	ds = slices.Sorted(slices.Values(ds))
+	for _, p := range []int{50, 99} {
+		v := 0.0
+		if len(ds) > 0 {
+			v = ms(ds[min(len(ds)-1, len(ds)*p/100)])
+		}
+		b.ReportMetric(v, fmt.Sprintf("%sp%d-ms", prefix, p))
 	}
-	return ds[min(len(ds)-1, len(ds)*p/100)]
 }
 
 // sendFrom calls send for 0 … b.N-1 from senders goroutines, timed (the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"slices"
 	"testing"
 	"time"
 )
@@ -25,7 +24,7 @@ func BenchmarkWebhookImagePush(b *testing.B) {
 	}
 	lat := make(chan time.Duration, b.N)
 	run := time.Now().UnixNano()
-	elapsed := fromSenders(b, func(i int) error {
+	elapsed := sendFrom(b, 8, func(i int) error {
 		body := distributionEvent("bench/hooks", fmt.Sprintf("b%d-%d", run, i), digest)
 		t0 := time.Now()
 		code, _, raw := deliver(b, srv.URL, "registry", "distribution", "hook-secret", body)
@@ -40,10 +39,8 @@ func BenchmarkWebhookImagePush(b *testing.B) {
 	for d := range lat {
 		ds = append(ds, d)
 	}
-	slices.Sort(ds)
 	b.ReportMetric(float64(len(ds))/elapsed.Seconds(), "events/s")
-	b.ReportMetric(float64(ds[len(ds)/2].Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(ds[min(len(ds)-1, len(ds)*99/100)].Microseconds())/1000, "p99-ms")
+	reportLatency(b, "", ds)
 }
 
 // BenchmarkWebhookDuplicate sends the same signed push notification again
@@ -62,16 +59,11 @@ func BenchmarkWebhookDuplicate(b *testing.B) {
 	if code, _, raw := deliver(b, srv.URL, "registry", "distribution", "hook-secret", body); code != http.StatusAccepted && code != http.StatusOK {
 		b.Fatalf("first delivery: %d %s", code, raw)
 	}
-	elapsed := fromSenders(b, func(i int) error {
+	elapsed := sendFrom(b, 8, func(i int) error {
 		if code, ans, raw := deliver(b, srv.URL, "registry", "distribution", "hook-secret", body); code != http.StatusOK || len(ans.Runs) != 1 || !ans.Runs[0].Existing {
 			return fmt.Errorf("redelivery %d: %d %s", i, code, raw)
 		}
 		return nil
 	})
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
-}
-
-// fromSenders is sendFrom with 8 senders.
-func fromSenders(b *testing.B, send func(i int) error) time.Duration {
-	return sendFrom(b, 8, send)
 }
