@@ -68,15 +68,32 @@ type CloudEvent struct {
 	Data            workflows.TriggerEvent `json:"data"`
 }
 
-// CloudEventType is the type of dchain's delivery events.
-const CloudEventType = "dev.dchain.image.delivered"
+// CloudEvent types: a delivery (triggers), and an approval request
+// (approval.notify).
+const (
+	CloudEventType         = "dev.dchain.image.delivered"
+	CloudEventTypeApproval = "dev.dchain.approval.requested"
+)
+
+// EventName is the X-Dchain-Event of a delivery: "trigger", or "approval"
+// for an approval request.
+func EventName(ev workflows.TriggerEvent) string {
+	if ev.Approval != nil {
+		return "approval"
+	}
+	return workflows.StageTrigger
+}
 
 // TriggerBody renders the delivery body and its content type. The same input
 // always gives the same bytes, so every retry sends what the signature signs.
 func TriggerBody(format, key string, ev workflows.TriggerEvent) ([]byte, string, error) {
 	if format == chain.FormatCloudEvents {
+		typ := CloudEventType
+		if ev.Approval != nil {
+			typ = CloudEventTypeApproval
+		}
 		b, err := json.Marshal(CloudEvent{
-			SpecVersion: "1.0", ID: key, Source: "dchain/chains/" + ev.Chain, Type: CloudEventType,
+			SpecVersion: "1.0", ID: key, Source: "dchain/chains/" + ev.Chain, Type: typ,
 			Subject: ev.Repository + ":" + ev.Tag, Time: ev.PushedAt.UTC(), DataContentType: "application/json", Data: ev,
 		})
 		return b, "application/cloudevents+json", err

@@ -30,7 +30,7 @@ func (a *Activities) DeliverTrigger(ctx context.Context, in workflows.DeliverInp
 	}
 	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("User-Agent", "dchain")
-	req.Header.Set(HeaderEvent, workflows.StageTrigger)
+	req.Header.Set(HeaderEvent, EventName(in.Event))
 	req.Header.Set(HeaderRun, in.Event.RunID)
 	req.Header.Set(HeaderDelivery, in.IdempotencyKey)
 	req.Header.Set(HeaderIdempotency, in.IdempotencyKey)

@@ -158,11 +158,19 @@ func (s *Server) getRun(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"run": st, "ui": s.runLink(id)})
 }
 
-func (s *Server) cancelRun(c echo.Context) error {
-	id, ok := strings.CutSuffix(runID(c), "/cancel")
-	if !ok {
-		return apiError(c, http.StatusNotFound, "not_found", "POST /api/v1/runs/<id>/cancel cancels a run; POST /api/v1/runs starts one")
+// runAction is POST /api/v1/runs/<id>/cancel and …/approval.
+func (s *Server) runAction(c echo.Context) error {
+	id := runID(c)
+	if id, ok := strings.CutSuffix(id, "/cancel"); ok {
+		return s.cancelRun(c, id)
 	}
+	if id, ok := strings.CutSuffix(id, "/approval"); ok {
+		return s.decide(c, id)
+	}
+	return apiError(c, http.StatusNotFound, "not_found", "POST /api/v1/runs/<id>/cancel cancels a run, …/approval decides one waiting for approval; POST /api/v1/runs starts one")
+}
+
+func (s *Server) cancelRun(c echo.Context, id string) error {
 	err := s.Client.CancelWorkflow(c.Request().Context(), id, "")
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
@@ -212,4 +220,56 @@ func jsonStrict(b []byte, v any) error {
 		return fmt.Errorf("body: %v", err)
 	}
 	return nil
+}
+
+// ApprovalRequest decides a run waiting for approval, as the request's
+// token (its name in api.tokens) — POST /api/v1/runs/<id>/approval.
+type ApprovalRequest struct {
+	// Decision is "approve" or "reject".
+	Decision string `json:"decision"`
+	// Comment is the approver's comment; a rejection's reason (required).
+	Comment string `json:"comment,omitempty"`
+}
+
+// ApprovalAnswer is the decision as the run recorded it.
+type ApprovalAnswer struct {
+	WorkflowID string                     `json:"workflowId"`
+	Decision   workflows.ApprovalDecision `json:"decision"`
+	Link       string                     `json:"link"`
+}
+
+func (s *Server) decide(c echo.Context, id string) error {
+	var req ApprovalRequest
+	if err := s.decode(c, &req); err != nil {
+		return err
+	}
+	var d workflows.ApprovalDecision
+	switch req.Decision {
+	case "approve":
+		d.Approve = true
+	case "reject":
+	default:
+		return badInput(c, &chain.InputError{Field: "decision", Reason: fmt.Sprintf("%q: want approve or reject", req.Decision)})
+	}
+	d.By, _ = c.Get(identityKey).(string)
+	d.Via, d.Comment = "api", req.Comment
+	d, err := runs.CheckDecision(d, func(f string) string { return f })
+	if err != nil {
+		return badInput(c, err)
+	}
+	got, err := runs.Decide(c.Request().Context(), s.Client, id, d)
+	var de *runs.DecisionError
+	switch {
+	case err == nil:
+		return c.JSON(http.StatusOK, ApprovalAnswer{WorkflowID: id, Decision: got, Link: s.runLink(id)})
+	case errors.Is(err, runs.ErrNotFound):
+		return apiError(c, http.StatusNotFound, "unknown_run", "%v", err)
+	case errors.As(err, &de) && de.Kind == workflows.ErrTypeNotAnApprover:
+		return apiError(c, http.StatusForbidden, "not_an_approver", "%v", err)
+	case errors.As(err, &de) && de.Kind == workflows.ErrTypeNotWaiting:
+		return apiError(c, http.StatusConflict, "not_waiting", "%v", err)
+	case errors.As(err, &de):
+		return apiError(c, http.StatusBadRequest, "bad_request", "%v", err)
+	}
+	return apiError(c, http.StatusServiceUnavailable, "decision_unavailable", "%v", err)
 }

@@ -29,8 +29,9 @@ type Server struct {
 	Starter *starter.Starter
 	Client  client.Client
 	Config  *chain.Loaded
-	// Token is the resolved bearer token of /api/v1 (empty: refused, not open).
-	Token string
+	// Tokens are the resolved bearer tokens of /api/v1 (none: every
+	// request is refused, not let in), each with its identity.
+	Tokens []Token
 	// Secrets are the resolved webhook secrets by source name.
 	Secrets map[string]string
 	MaxBody int64
@@ -80,8 +81,8 @@ func newServer(st *starter.Starter, l *chain.Loaded, namespace string, m *metric
 		s.UIURL = "http://127.0.0.1:8233"
 	}
 	var err error
-	if s.Token, err = l.Config.API.Token.Resolve(); err != nil {
-		return nil, fmt.Errorf("api.token: %w", err)
+	if s.Tokens, err = resolveTokens(l.Config.API); err != nil {
+		return nil, err
 	}
 	for _, src := range l.Config.Sources {
 		if s.Secrets[src.Name], err = src.Secret.Resolve(); err != nil {
@@ -109,7 +110,7 @@ func (s *Server) Handler() *echo.Echo {
 	v1.POST("/replications", s.startReplication)
 	// Run IDs hold "/" and ":": the id is the rest of the path (escaped or not).
 	v1.GET("/runs/*", s.getRun)
-	v1.POST("/runs/*", s.cancelRun) // …/runs/<id>/cancel
+	v1.POST("/runs/*", s.runAction) // …/runs/<id>/cancel, …/runs/<id>/approval
 	return e
 }
 
@@ -146,16 +147,52 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	_ = apiError(c, status, strings.ToLower(strings.ReplaceAll(http.StatusText(status), " ", "_")), "%s", msg)
 }
 
-// auth requires the bearer token on /api/v1.
+// Token is a bearer token of /api/v1 and who a request with it acts as.
+type Token struct {
+	Identity, Value string
+}
+
+// resolveTokens reads api.token and api.tokens (inside this process).
+func resolveTokens(a chain.API) ([]Token, error) {
+	var out []Token
+	if v, err := a.Token.Resolve(); err != nil {
+		return nil, fmt.Errorf("api.token: %w", err)
+	} else if v != "" {
+		out = append(out, Token{Identity: chain.TokenIdentity, Value: v})
+	}
+	for i, t := range a.Tokens {
+		v, err := t.Token.Resolve()
+		if err != nil {
+			return nil, fmt.Errorf("api.tokens[%d] (%s): %w", i, t.Name, err)
+		}
+		if v == "" {
+			return nil, fmt.Errorf("api.tokens[%d] (%s): the token is empty", i, t.Name)
+		}
+		out = append(out, Token{Identity: t.Name, Value: v})
+	}
+	return out, nil
+}
+
+// identityKey is where auth leaves the request's identity in echo's context.
+const identityKey = "dchain.identity"
+
+// auth requires a bearer token on /api/v1 and records whose it is.
 func (s *Server) auth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if s.Token == "" {
-			return apiError(c, http.StatusUnauthorized, "unauthorized", "the API has no token configured (api.token in the config); it refuses every request")
+		if len(s.Tokens) == 0 {
+			return apiError(c, http.StatusUnauthorized, "unauthorized", "the API has no token configured (api.token or api.tokens in the config); it refuses every request")
 		}
 		got, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) != 1 {
+		who := ""
+		for _, t := range s.Tokens { // every token compared, in constant time each
+			if subtle.ConstantTimeCompare([]byte(got), []byte(t.Value)) == 1 && who == "" {
+				who = t.Identity
+			}
+		}
+		if !ok || who == "" {
 			return apiError(c, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required (Authorization: Bearer <api.token>)")
 		}
+		c.Set(identityKey, who)
 		return next(c)
 	}
 }

@@ -290,3 +290,36 @@ func ParseName(field, s string) (string, error) {
 	}
 	return s, nil
 }
+
+// MaxCommentBytes bounds an approval's comment or reason: it is recorded in
+// the run's history and shown in its status.
+const MaxCommentBytes = 2000
+
+// ParseIdentity checks who acts (an approver: an API token's name, a CLI
+// identity).
+func ParseIdentity(field, s string) (string, error) {
+	if !IdentityRe.MatchString(s) {
+		return "", refuse(field, "%q is not an identity: 1-128 letters, digits, '.', '_', '@', '+' or '-', starting with a letter or digit", clip(s))
+	}
+	return s, nil
+}
+
+// ParseComment checks a free text a person gives (an approval's comment or
+// reason): valid UTF-8, printable, at most MaxCommentBytes; required says a
+// blank one is refused.
+func ParseComment(field, s string, required bool) (string, error) {
+	switch {
+	case !utf8.ValidString(s):
+		return "", refuse(field, "is not valid UTF-8")
+	case len(s) > MaxCommentBytes:
+		return "", refuse(field, "is %d bytes; at most %d", len(s), MaxCommentBytes)
+	case required && strings.TrimSpace(s) == "":
+		return "", refuse(field, "is required")
+	}
+	for _, r := range s {
+		if r < ' ' && r != '\n' && r != '\t' || r == 0x7f {
+			return "", refuse(field, "has a control character %U", r)
+		}
+	}
+	return s, nil
+}

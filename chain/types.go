@@ -66,6 +66,9 @@ type Chain struct {
 	// Verify, when set, requires a valid signature before replication.
 	Verify      *Verify           `yaml:"verify" json:"verify,omitempty"`
 	Replication []ReplicationRule `yaml:"replication" json:"replication,omitempty"`
+	// Approval, when set, makes every run wait for a listed approver
+	// before it copies anything.
+	Approval *Approval `yaml:"approval" json:"approval,omitempty"`
 	// Concurrency says what a newer push to the same ref does while an older
 	// run of this chain is still going: "queue" (default: wait for it) or
 	// "supersede" (cancel it if it is still building).
@@ -198,13 +201,26 @@ type Source struct {
 type API struct {
 	// Listen is host:port (default 127.0.0.1:8080).
 	Listen string `yaml:"listen" json:"listen,omitempty"`
-	// Token guards /api/v1 (a bearer token); webhooks use their sources' secrets.
+	// Token guards /api/v1 (a bearer token); webhooks use their sources'
+	// secrets. A request with it acts as TokenIdentity.
 	Token SecretRef `yaml:"token" json:"token,omitempty"`
+	// Tokens are more bearer tokens, each with the name a request made
+	// with it acts as (what approval.approvers list).
+	Tokens []APIToken `yaml:"tokens" json:"tokens,omitempty"`
 	// MaxBodyBytes limits a request body (default 1 MiB).
 	MaxBodyBytes int64 `yaml:"maxBodyBytes" json:"maxBodyBytes,omitempty"`
 	// UIURL is the Temporal Web UI, for links to runs (default http://127.0.0.1:8233).
 	UIURL string `yaml:"uiURL" json:"uiURL,omitempty"`
 }
+
+// APIToken is a named bearer token of /api/v1.
+type APIToken struct {
+	Name  string    `yaml:"name" json:"name"`
+	Token SecretRef `yaml:"token" json:"token"`
+}
+
+// TokenIdentity is who a request with api.token (the unnamed one) acts as.
+const TokenIdentity = "api"
 
 // Providers of webhook sources.
 var (

@@ -136,6 +136,18 @@ func (v *validator) config(c *Config) {
 		v.secret(f+".secret", src.Secret)
 	}
 	v.secret("api.token", c.API.Token)
+	seen = map[string]string{}
+	if c.API.Token != "" {
+		seen[TokenIdentity] = "api.token"
+	}
+	for i, t := range c.API.Tokens {
+		f := "api.tokens[" + strconv.Itoa(i) + "]"
+		v.identity(f+".name", t.Name)
+		v.unique(seen, f+".name", t.Name)
+		if v.required(f+".token", string(t.Token)) {
+			v.secret(f+".token", t.Token)
+		}
+	}
 	if c.API.MaxBodyBytes < 0 {
 		v.add("api.maxBodyBytes", "must be positive")
 	}
@@ -157,6 +169,12 @@ func (v *validator) chain(c *Chain) {
 		v.verify(c.Verify)
 	}
 	v.signingRequired(c)
+	if c.Approval != nil {
+		v.approval("approval", c.Approval)
+		if len(c.Replication) == 0 {
+			v.add("approval", "a chain without replication rules has nothing to approve")
+		}
+	}
 	switch c.Concurrency {
 	case "", ConcurrencyQueue, ConcurrencySupersede:
 	default:
@@ -231,15 +249,20 @@ func (v *validator) replication(f string, r *ReplicationRule, s *Scope, seen map
 	v.regex(f+".tagFilter", r.TagFilter)
 }
 
+// url checks a delivery URL: absolute, http or https.
+func (v *validator) url(f, value string) {
+	if v.required(f, value) {
+		u, err := url.Parse(value)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.add(f, "%q must be an absolute http:// or https:// URL", value)
+		}
+	}
+}
+
 func (v *validator) trigger(f string, t *Trigger, seen map[string]string) {
 	v.name(f+".name", t.Name)
 	v.unique(seen, f+".name", t.Name)
-	if v.required(f+".url", t.URL) {
-		u, err := url.Parse(t.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			v.add(f+".url", "%q must be an absolute http:// or https:// URL", t.URL)
-		}
-	}
+	v.url(f+".url", t.URL)
 	switch t.Mode {
 	case TriggerAll:
 	case TriggerRegexp:

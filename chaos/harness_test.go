@@ -116,19 +116,14 @@ func (w *world) start(m *testing.M) (int, error) {
 			return 0, err
 		}
 	}
-	for range 2 {
+	for i := range 2 {
 		port, err := devstack.FreePort("127.0.0.1")
 		if err != nil {
 			return 0, err
 		}
-		listen := fmt.Sprintf("127.0.0.1:%d", port)
-		p, err := w.spawn(fmt.Sprintf("api-%d", len(w.apis)+1), "api", "--listen", listen)
-		if err != nil {
+		w.apis, w.apiURLs = append(w.apis, nil), append(w.apiURLs, fmt.Sprintf("http://127.0.0.1:%d", port))
+		if err := w.startAPI(i); err != nil {
 			return 0, err
-		}
-		w.apis, w.apiURLs = append(w.apis, p), append(w.apiURLs, "http://"+listen)
-		if err := waitHTTP("http://"+listen+"/healthz", 30*time.Second); err != nil {
-			return 0, fmt.Errorf("api %s: %w (log: %s)", listen, err, p.tail())
 		}
 	}
 	for _, q := range []string{workflows.DefaultTaskQueue, workflows.ReplicationQueue(workflows.DefaultTaskQueue, "eu"), workflows.ReplicationQueue(workflows.DefaultTaskQueue, "us")} {
@@ -176,6 +171,12 @@ scope: {registry: src, namespace: chaos, repository: hook}
 triggers:
   - {name: redeploy, url: %q, mode: all, secret: env:DCHAIN_CHAOS_TRIGGER_SECRET}
 `, w.receiver.URL+"/redeploy"),
+		"gate.yaml": `name: gate
+scope: {registry: src, namespace: chaos, repository: gate}
+replication:
+  - {name: to-us, destination: us, level: repository}
+approval: {approvers: [alice], timeout: 720h}
+`,
 		"intake.yaml": `name: intake
 scope: {registry: src, namespace: chaos, repository: intake}
 replication:
@@ -216,6 +217,20 @@ func (w *world) startTemporal() error {
 	w.temporal = p
 	if err := devstack.WaitListening(w.temporalAddr(), 60*time.Second); err != nil {
 		return fmt.Errorf("temporal: %w (log: %s)", err, p.tail())
+	}
+	return nil
+}
+
+// startAPI runs API replica i on its address.
+func (w *world) startAPI(i int) error {
+	listen := strings.TrimPrefix(w.apiURLs[i], "http://")
+	p, err := w.spawn(fmt.Sprintf("api-%d", i+1), "api", "--listen", listen)
+	if err != nil {
+		return err
+	}
+	w.apis[i] = p
+	if err := waitHTTP(w.apiURLs[i]+"/healthz", 30*time.Second); err != nil {
+		return fmt.Errorf("api %s: %w (log: %s)", listen, err, p.tail())
 	}
 	return nil
 }

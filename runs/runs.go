@@ -70,7 +70,9 @@ type Row struct {
 // Filter selects runs; empty fields match everything.
 type Filter struct {
 	Kind, Chain, Outcome, Repository, Tag string
-	Limit                                 int
+	// Waiting selects the chain runs waiting for approval.
+	Waiting bool
+	Limit   int
 }
 
 // Query is the visibility query for ChainRun workflows matching f. A run
@@ -80,7 +82,7 @@ type Filter struct {
 func (f Filter) Query() string {
 	var types []string
 	for _, k := range Kinds {
-		if f.Kind == "" || f.Kind == k {
+		if (f.Kind == "" && !f.Waiting) || f.Kind == k || (f.Waiting && k == KindChain) {
 			types = append(types, kindTypes[k]...)
 		}
 	}
@@ -95,6 +97,9 @@ func (f Filter) Query() string {
 	// Syncs and scans record no outcome of their own: Temporal's status is it.
 	if status, ok := recordsNoOutcome[workflows.Outcome(outcome)]; ok && (f.Kind == KindSync || f.Kind == KindScan) {
 		q, outcome = q.Eq("ExecutionStatus", status), ""
+	}
+	if f.Waiting {
+		q = q.Eq("ExecutionStatus", "Running").Eq(workflows.AttrStage.GetName(), workflows.StageApprove)
 	}
 	for _, kv := range []struct{ key, value string }{
 		{workflows.AttrChain.GetName(), f.Chain}, {workflows.AttrOutcome.GetName(), outcome},
@@ -238,7 +243,7 @@ func Status(ctx context.Context, c client.Client, id string) (workflows.RunStatu
 
 // Outcomes are the outcomes a run can have, as the filter accepts them.
 var Outcomes = []workflows.Outcome{workflows.OutcomeRunning, workflows.OutcomeSucceeded, workflows.OutcomeFailed, workflows.OutcomeCanceled, workflows.OutcomeBlocked,
-	workflows.OutcomeTerminated, workflows.OutcomeTimedOut, workflows.OutcomeContinuedAsNew}
+	workflows.OutcomeRejected, workflows.OutcomeTerminated, workflows.OutcomeTimedOut, workflows.OutcomeContinuedAsNew}
 
 // Check checks a filter from outside (CLI flags, query parameters) with
 // the shared validator; name gives each field's outside name ("kind",
@@ -274,6 +279,9 @@ func (f Filter) Check(name func(field string) string) (Filter, error) {
 			return f, &chain.InputError{Field: name("outcome"), Reason: fmt.Sprintf("%q is not an outcome: one of %v", f.Outcome, Outcomes)}
 		}
 		f.Outcome = string(Outcomes[i])
+	}
+	if f.Waiting && f.Kind != "" && f.Kind != KindChain {
+		return f, &chain.InputError{Field: name("waiting"), Reason: "only chain runs wait for approval (kind " + f.Kind + " does not)"}
 	}
 	if f.Limit < 0 || f.Limit > 1000 {
 		return f, &chain.InputError{Field: name("limit"), Reason: fmt.Sprintf("%d: want 1 to 1000 (0: the default, 50)", f.Limit)}

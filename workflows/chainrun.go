@@ -29,6 +29,8 @@ func ChainRun(ctx workflow.Context, in ChainRunInput) (*RunStatus, error) {
 const (
 	ErrTypeRunFailed  = "ChainRunFailed"
 	ErrTypeRunBlocked = "Blocked"
+	// ErrTypeRunRejected: an approver or the approval's timeout said no.
+	ErrTypeRunRejected = "Rejected"
 )
 
 // errSkipped marks a stage that had nothing to do; its text is the reason.
@@ -57,6 +59,9 @@ func newRun(ctx workflow.Context, in ChainRunInput) *run {
 		r.status.Commit = string(in.Push.Commit)
 	}
 	for _, s := range Stages {
+		if s == StageApprove && in.Chain.Approval == nil {
+			continue
+		}
 		r.status.Stages = append(r.status.Stages, StageStatus{Name: s, State: StatePending})
 	}
 	return r
@@ -64,6 +69,9 @@ func newRun(ctx workflow.Context, in ChainRunInput) *run {
 
 func (r *run) setup(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (RunStatus, error) { return r.status, nil }); err != nil {
+		return err
+	}
+	if err := r.setApprovalHandler(ctx); err != nil {
 		return err
 	}
 	if r.in.AttributesAtStart {
@@ -87,6 +95,13 @@ func (r *run) run(ctx workflow.Context) (*RunStatus, error) {
 		steps = slices.Delete(steps, 4, 5)
 		r.status.Stages = slices.DeleteFunc(r.status.Stages, func(s StageStatus) bool { return s.Name == StageSign })
 	}
+	// The approve stage exists where the chain asks for it (runs recorded
+	// before it existed had no approval in their input).
+	if r.in.Chain.Approval != nil {
+		i := slices.Index(stages, StageReplicate)
+		stages = slices.Insert(stages, i, StageApprove)
+		steps = slices.Insert(steps, i, r.approve)
+	}
 	r.metrics(ctx).Counter(MetricRunsStarted).Inc(1)
 	for i, step := range steps {
 		if err := r.stage(ctx, stages[i], step); err != nil {
@@ -106,9 +121,12 @@ func (r *run) stage(ctx workflow.Context, name string, step func(workflow.Contex
 	s.EndedAt = workflow.Now(ctx)
 	var skipped errSkipped
 	var blocked errBlocked
+	var rejected errRejected
 	switch {
 	case err == nil:
 		s.State = StateSucceeded
+	case errors.As(err, &rejected):
+		s.State, s.Message = StateRejected, rejected.Error()
 	case errors.As(err, &blocked):
 		s.State, s.Message = StateBlocked, blocked.Error()
 	case errors.As(err, &skipped):
@@ -141,9 +159,12 @@ func (r *run) publish(ctx workflow.Context, stage string) {
 func (r *run) finish(ctx workflow.Context, stage string, err error) (*RunStatus, error) {
 	r.status.EndedAt = workflow.Now(ctx)
 	var blocked errBlocked
+	var rejected errRejected
 	switch {
 	case err == nil:
 		r.status.Outcome = OutcomeSucceeded
+	case errors.As(err, &rejected):
+		r.status.Outcome, r.status.FailedStage, r.status.Message = OutcomeRejected, stage, rejected.Error()
 	case errors.As(err, &blocked):
 		r.status.Outcome, r.status.FailedStage, r.status.Message = OutcomeBlocked, stage, "blocked by the "+blocked.by+": "+blocked.reason
 	case temporal.IsCanceledError(err):
@@ -157,8 +178,11 @@ func (r *run) finish(ctx workflow.Context, stage string, err error) (*RunStatus,
 	for i := range r.status.Stages {
 		if r.status.Stages[i].State == StatePending && err != nil {
 			r.status.Stages[i].State, r.status.Stages[i].Message = StateSkipped, "not reached"
-			if r.status.Outcome == OutcomeBlocked {
+			switch r.status.Outcome {
+			case OutcomeBlocked:
 				r.status.Stages[i].Message = "blocked"
+			case OutcomeRejected:
+				r.status.Stages[i].Message = "rejected"
 			}
 		}
 	}
@@ -178,6 +202,9 @@ func (r *run) finish(ctx workflow.Context, stage string, err error) (*RunStatus,
 			return &r.status, nil
 		}
 		return nil, temporal.NewApplicationErrorWithOptions(r.status.Message, ErrTypeRunBlocked,
+			temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{r.status}})
+	case OutcomeRejected:
+		return nil, temporal.NewApplicationErrorWithOptions(r.status.Message, ErrTypeRunRejected,
 			temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{r.status}})
 	case OutcomeCanceled:
 		return nil, temporal.NewCanceledError(r.status)

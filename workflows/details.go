@@ -3,6 +3,7 @@ package workflows
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // currentDetails renders the run as Markdown for the Web UI's "current details".
@@ -18,6 +19,12 @@ func currentDetails(s *RunStatus) string {
 			}
 			b.WriteString("\n")
 		}
+	}
+	if a := s.Approval; a.Waiting() {
+		fmt.Fprintf(&b, "**WAITING FOR APPROVAL** since %s by %s; at %s the run is %s (`dchain run approve|reject`)\n\n",
+			a.RequestedAt.UTC().Format(time.RFC3339), strings.Join(a.Approvers, " or "), a.Deadline.UTC().Format(time.RFC3339), a.TimeoutOutcome())
+	} else if a != nil && a.Decision != nil {
+		fmt.Fprintf(&b, "Approval: %s at %s\n\n", a.Decision, a.Decision.At.UTC().Format(time.RFC3339))
 	}
 	fmt.Fprintf(&b, "**%s** %s — %s\n\n", s.Chain, s.Image.String(), s.Outcome)
 	if s.Scan != nil && len(s.Scan.Inventory) > 0 {

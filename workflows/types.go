@@ -73,6 +73,10 @@ const (
 	// OutcomeBlocked: the blocking policy stopped the chain (the workflow
 	// fails with ErrTypeRunBlocked, so the Web UI shows it apart).
 	OutcomeBlocked Outcome = "Blocked"
+	// OutcomeRejected: an approver (or the approval's timeout) rejected
+	// the run before it copied anything (the workflow fails with
+	// ErrTypeRunRejected).
+	OutcomeRejected Outcome = "Rejected"
 	// OutcomeTerminated: ended outside dchain (Temporal's terminate, the
 	// Web UI's, a reset); the run's own record stopped where it was.
 	OutcomeTerminated Outcome = "Terminated"
@@ -94,6 +98,10 @@ const (
 	StateSkipped   State = "Skipped"
 	StateCanceled  State = "Canceled"
 	StateBlocked   State = "Blocked"
+	// StateWaiting: the approval stage waits for a person.
+	StateWaiting State = "Waiting"
+	// StateRejected: the approval stage ended with a rejection.
+	StateRejected State = "Rejected"
 )
 
 // Stage names, in run order.
@@ -103,12 +111,14 @@ const (
 	StageScan      = "scan"
 	StageEvaluate  = "evaluate"
 	StageSign      = "sign"
+	StageApprove   = "approve"
 	StageReplicate = "replicate"
 	StageTrigger   = "trigger"
 )
 
-// Stages lists the stages in run order.
-var Stages = []string{StageBuild, StageResolve, StageScan, StageEvaluate, StageSign, StageReplicate, StageTrigger}
+// Stages lists the stages in run order. A run has the approve stage only
+// when its chain asks for approval.
+var Stages = []string{StageBuild, StageResolve, StageScan, StageEvaluate, StageSign, StageApprove, StageReplicate, StageTrigger}
 
 // RunStatus is the live and final record of a run: the query result, the
 // workflow result, and the details of a failure or cancellation.
@@ -135,9 +145,11 @@ type RunStatus struct {
 	Decision *chain.Decision `json:"decision,omitempty"`
 	Block    *BlockResult    `json:"block,omitempty"`
 	// Signing is what the sign stage verified and signed.
-	Signing   *Signing  `json:"signing,omitempty"`
-	StartedAt time.Time `json:"startedAt"`
-	EndedAt   time.Time `json:"endedAt,omitzero"`
+	Signing *Signing `json:"signing,omitempty"`
+	// Approval is the approval stage's request and decision.
+	Approval  *ApprovalStatus `json:"approval,omitempty"`
+	StartedAt time.Time       `json:"startedAt"`
+	EndedAt   time.Time       `json:"endedAt,omitzero"`
 }
 
 // StageStatus is one stage of the run.
@@ -318,6 +330,9 @@ type TriggerEvent struct {
 	// Signing names the signature and attestations the image carries in
 	// every region (when the chain signs or verifies).
 	Signing *SigningRef `json:"signing,omitempty"`
+	// Approval is set on an approval request (not on a delivery): who may
+	// decide, and until when.
+	Approval *ApprovalRequest `json:"approval,omitempty"`
 }
 
 // DeliverResult is a delivery's answer.

@@ -26,8 +26,8 @@ import (
 )
 
 func newRunCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "run", Short: "Start, cancel, list, show and watch chain runs"}
-	cmd.AddCommand(runStartCmd(g), runCancelCmd(g), runListCmd(g), runShowCmd(g), runWatchCmd(g), runLogsCmd(g))
+	cmd := &cobra.Command{Use: "run", Short: "Start, cancel, approve, list, show and watch chain runs"}
+	cmd.AddCommand(runStartCmd(g), runCancelCmd(g), runDecideCmd(g, true), runDecideCmd(g, false), runListCmd(g), runShowCmd(g), runWatchCmd(g), runLogsCmd(g))
 	return cmd
 }
 
@@ -126,7 +126,12 @@ func runStartCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+// actor is who the CLI acts as: $DCHAIN_IDENTITY, else the user name (a
+// run's cause, an approval's decider).
 func actor() string {
+	if id := os.Getenv("DCHAIN_IDENTITY"); id != "" {
+		return id
+	}
 	if u, err := user.Current(); err == nil {
 		return u.Username
 	}
@@ -151,6 +156,7 @@ func runCancelCmd(g *globals) *cobra.Command {
 func runListCmd(g *globals) *cobra.Command {
 	var kind, chainName, outcome, repo, tag, output string
 	var limit int
+	var waiting bool
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List runs (Temporal visibility, filtered by dchain's search attributes)",
@@ -159,13 +165,16 @@ func runListCmd(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			f, err := runs.Filter{Kind: kind, Chain: chainName, Outcome: outcome, Repository: repo, Tag: tag, Limit: limit}.Check(func(f string) string { return "--" + f })
+			f, err := runs.Filter{Kind: kind, Chain: chainName, Outcome: outcome, Repository: repo, Tag: tag, Waiting: waiting, Limit: limit}.Check(func(f string) string { return "--" + f })
 			if err != nil {
 				return err
 			}
 			list, err := runs.List(cmd.Context(), c, f)
 			if err != nil {
 				return err
+			}
+			if waiting {
+				return printWaiting(cmd.Context(), c, list, output == "json")
 			}
 			if output == "json" {
 				return printJSON(os.Stdout, list)
@@ -185,10 +194,11 @@ func runListCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&kind, "kind", "", "only runs of this kind: chain, replication, sync or scan (default: every kind)")
 	cmd.Flags().StringVar(&chainName, "chain", "", "only runs of this chain")
-	cmd.Flags().StringVar(&outcome, "outcome", "", "only runs with this outcome (Running, Succeeded, Failed, Canceled, Blocked; any case)")
+	cmd.Flags().StringVar(&outcome, "outcome", "", "only runs with this outcome (Running, Succeeded, Failed, Canceled, Blocked, Rejected; any case)")
 	cmd.Flags().StringVar(&repo, "repository", "", "only runs of this repository (namespace/name)")
 	cmd.Flags().StringVar(&tag, "tag", "", "only runs of this tag")
 	cmd.Flags().IntVar(&limit, "limit", 50, "at most this many runs")
+	cmd.Flags().BoolVar(&waiting, "waiting", false, "only chain runs waiting for approval, with who may approve and since when")
 	outputFlag(cmd, &output)
 	return cmd
 }
@@ -222,7 +232,7 @@ func runWatchCmd(g *globals) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
 		Use:   "watch RUN-ID",
-		Short: "Follow a run as it happens (stages, build, scan and copy progress) until it ends; exit code 0 Succeeded, 1 Failed, 3 Canceled, 4 Blocked",
+		Short: "Follow a run as it happens (stages, build, scan and copy progress) until it ends; exit code 0 Succeeded, 1 Failed, 3 Canceled, 4 Blocked, 5 Rejected",
 		Args:  cobra.ExactArgs(1),
 		RunE: g.withClient(func(cmd *cobra.Command, c client.Client, args []string) error {
 			if err := checkOutput(output); err != nil {
@@ -288,6 +298,7 @@ func printStatus(w io.Writer, id string, st workflows.RunStatus) {
 		}
 	}
 	printSigning(w, st.Signing)
+	printApproval(w, id, st.Approval)
 	fmt.Fprintf(w, "Outcome:  %s", st.Outcome)
 	if st.Message != "" {
 		fmt.Fprintf(w, " — %s", st.Message)

@@ -128,7 +128,7 @@ func busy(st workflows.RunStatus) bool {
 
 // outcomeExit is the exit code of an ended run: 0 Succeeded, 1 Failed
 // (or ended outside dchain: Terminated, TimedOut, ContinuedAsNew), 3
-// Canceled, 4 Blocked.
+// Canceled, 4 Blocked, 5 Rejected (by an approver or the approval's timeout).
 func outcomeExit(o workflows.Outcome) error {
 	switch o {
 	case workflows.OutcomeSucceeded:
@@ -137,6 +137,8 @@ func outcomeExit(o workflows.Outcome) error {
 		return &exitError{code: 3}
 	case workflows.OutcomeBlocked:
 		return &exitError{code: 4}
+	case workflows.OutcomeRejected:
+		return &exitError{code: 5}
 	default:
 		return &exitError{code: 1}
 	}

@@ -1,0 +1,72 @@
+package chain
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const replicated = base + "replication:\n  - {name: eu, destination: frankfurt, level: namespace}\n"
+
+func TestApprovalProblems(t *testing.T) {
+	cfg := testConfig(t)
+	for _, tc := range []struct {
+		name, doc, field, msg string
+		line                  int
+	}{
+		{"no approvers", replicated + "approval: {}\n", "approval.approvers", "at least one approver", 8},
+		{"bad approver", replicated + "approval:\n  approvers: [alice, 'bob smith']\n", "approval.approvers[1]", `"bob smith" must be 1-128 letters`, 9},
+		{"approver twice", replicated + "approval:\n  approvers: [alice, alice]\n", "approval.approvers[1]", `duplicate name "alice"`, 9},
+		{"short timeout", replicated + "approval:\n  approvers: [alice]\n  timeout: 10s\n", "approval.timeout", "between 1m and", 10},
+		{"long timeout", replicated + "approval:\n  approvers: [alice]\n  timeout: 9000h\n", "approval.timeout", "between 1m and", 10},
+		{"onTimeout", replicated + "approval:\n  approvers: [alice]\n  onTimeout: escalate\n", "approval.onTimeout", `"escalate" is not a choice`, 10},
+		{"notify url", replicated + "approval:\n  approvers: [alice]\n  notify: {url: 'ftp://pager'}\n", "approval.notify.url", "absolute http:// or https:// URL", 10},
+		{"notify secret", replicated + "approval:\n  approvers: [alice]\n  notify: {url: 'https://pager', secret: hunter2}\n", "approval.notify.secret", "", 10},
+		{"nothing to approve", base + "approval:\n  approvers: [alice]\n", "approval", "without replication rules", 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) { expectProblem(t, cfg, tc.doc, tc.field, tc.msg, tc.line) })
+	}
+	good := replicated + "approval:\n  approvers: [alice, ci-bot@example.com]\n  timeout: 24h\n  onTimeout: approve\n  notify: {url: 'https://pager.example/hooks', secret: env:PAGER}\n"
+	chains, ps := cfg.ParseChains("c.yaml", []byte(good))
+	if len(ps) > 0 || len(chains) != 1 {
+		t.Fatalf("a good approval: %v", ps)
+	}
+	a := chains[0].Approval
+	if a.TimeoutOr() != 24*time.Hour || !a.MayApprove("ci-bot@example.com") || a.MayApprove("bob") || a.NotifyTrigger().Format != FormatCloudEvents {
+		t.Fatalf("approval %+v", a)
+	}
+	if (&Approval{}).TimeoutOr() != DefaultApprovalTimeout {
+		t.Fatal("the default timeout")
+	}
+}
+
+// api.tokens name who a request acts as: names are identities, unique
+// (api.token is "api"), each with a secret reference.
+func TestAPITokens(t *testing.T) {
+	dir := t.TempDir()
+	write := func(api string) error {
+		p := filepath.Join(dir, "dchain.yaml")
+		doc := "registries:\n  - {name: a, address: 'a:5000'}\napi:\n" + api
+		if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := ReadConfig(p)
+		return err
+	}
+	if err := write("  token: env:T\n  tokens:\n    - {name: alice, token: env:A}\n    - {name: ci-bot, token: file:/run/ci}\n"); err != nil {
+		t.Fatal(err)
+	}
+	for api, want := range map[string]string{
+		"  token: env:T\n  tokens: [{name: api, token: env:A}]\n":                `api.tokens[0].name: duplicate name "api"`,
+		"  tokens: [{name: alice, token: env:A}, {name: alice, token: env:B}]\n": `api.tokens[1].name: duplicate name "alice"`,
+		"  tokens: [{name: 'al ice', token: env:A}]\n":                           `api.tokens[0].name: "al ice" must be`,
+		"  tokens: [{name: alice}]\n":                                            "api.tokens[0].token: is required",
+		"  tokens: [{name: alice, token: secret}]\n":                             "api.tokens[0].token:",
+	} {
+		if err := write(api); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", api, err, want)
+		}
+	}
+}

@@ -1,0 +1,170 @@
+package devstack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/dchain-dev/dchain/activities"
+	"github.com/dchain-dev/dchain/api"
+	"github.com/dchain-dev/dchain/chain"
+	"github.com/dchain-dev/dchain/runs"
+	"github.com/dchain-dev/dchain/workflows"
+)
+
+// decideOver POSTs an approval decision with token; it returns the status
+// and the body.
+func decideOver(t *testing.T, url, id, token, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url+"/api/v1/runs/"+id+"/approval", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(raw)
+}
+
+// waitWaiting waits until the run waits for approval, and returns its status.
+func waitWaiting(t *testing.T, id string) workflows.RunStatus {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st, err := runs.Status(context.Background(), stack.Client, id)
+		if err == nil && st.Approval.Waiting() {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run %s never waited for approval: %+v %v", id, st, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// A chain with an approval gate on the embedded stack: the run waits with
+// nothing copied, the approval request reaches its receiver signed, only a
+// listed approver's token decides, and the approved run delivers; a
+// decision on an ended run is refused with the reason; a rejected run ends
+// Rejected with nothing copied.
+func TestApprovalGate(t *testing.T) {
+	l, ch := testChain("it-approval", "approval/app")
+	ch.Approval = &chain.Approval{Approvers: []string{"alice"}, Notify: &chain.ApprovalNotify{
+		URL: stack.Receiver.URL + "/it-approval/approval", Secret: "env:" + TriggerSecretEnv}}
+	l.Chains[0] = ch
+	t.Setenv("DCHAIN_IT_ALICE", "alice-token")
+	t.Setenv("DCHAIN_IT_MALLORY", "mallory-token")
+	l.Config.API.Tokens = []chain.APIToken{{Name: "alice", Token: "env:DCHAIN_IT_ALICE"}, {Name: "mallory", Token: "env:DCHAIN_IT_MALLORY"}}
+	srv, _ := apiServer(t, l, stack.Client)
+	ctx := context.Background()
+	digest, err := PushSample(ctx, stack.Endpoints.Registries["src"], "approval/app", "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := startRun(t, l, "approval/app:v1").WorkflowID
+	st := waitWaiting(t, id)
+	if s := st.Stage(workflows.StageApprove); s.State != workflows.StateWaiting || st.Stage(workflows.StageReplicate).State != workflows.StatePending {
+		t.Fatalf("waiting: %+v", st.Stages)
+	}
+	for _, reg := range []string{"eu", "us"} {
+		ref, _ := name.ParseReference(stack.Endpoints.Registries[reg]+"/approval/app:v1", name.Insecure)
+		if _, err := remote.Head(ref); err == nil {
+			t.Fatalf("%s has the image before anybody approved it", reg)
+		}
+	}
+	// Listed as waiting (visibility catches up within a second or so).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		list, err := runs.List(ctx, stack.Client, runs.Filter{Waiting: true, Chain: "it-approval"})
+		if err == nil && slices.ContainsFunc(list, func(r runs.Row) bool { return r.WorkflowID == id }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run list --waiting never listed %s: %+v %v", id, list, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// The request reached the receiver, signed, as a CloudEvent.
+	var req activities.CloudEvent
+	for d := range slices.Values(stack.Receiver.Deliveries()) {
+		if d.Path == "/it-approval/approval" && d.Run == id {
+			if !d.SignatureValid {
+				t.Fatal("the approval request's signature does not verify")
+			}
+			_ = json.Unmarshal(d.Body, &req)
+		}
+	}
+	if req.Type != activities.CloudEventTypeApproval || req.Data.Approval == nil || req.Data.Approval.Approvers[0] != "alice" || req.Data.Digest != digest {
+		t.Fatalf("approval request %+v", req)
+	}
+
+	for _, tc := range []struct {
+		what, token, body string
+		code              int
+		want              string
+	}{
+		{"not an approver", "mallory-token", `{"decision":"approve"}`, http.StatusForbidden, `mallory may not decide this run; the approvers are alice`},
+		{"a rejection without its reason", "alice-token", `{"decision":"reject"}`, http.StatusBadRequest, `"field":"comment"`},
+		{"no decision", "alice-token", `{"decision":"maybe"}`, http.StatusBadRequest, `"field":"decision"`},
+		{"an unknown member", "alice-token", `{"decision":"approve","by":"bob"}`, http.StatusBadRequest, `by`},
+		{"a bad token", "nope", `{"decision":"approve"}`, http.StatusUnauthorized, "bearer token"},
+	} {
+		if code, body := decideOver(t, srv.URL, id, tc.token, tc.body); code != tc.code || !strings.Contains(body, tc.want) {
+			t.Errorf("%s: %d %s", tc.what, code, body)
+		}
+	}
+	if code, body := decideOver(t, srv.URL, "it-approval:nope", "alice-token", `{"decision":"approve"}`); code != http.StatusNotFound {
+		t.Errorf("an unknown run: %d %s", code, body)
+	}
+	code, body := decideOver(t, srv.URL, id, "alice-token", `{"decision":"approve","comment":"checked the canary"}`)
+	var ans api.ApprovalAnswer
+	if err := json.Unmarshal([]byte(body), &ans); code != http.StatusOK || err != nil || ans.Decision.By != "alice" || ans.Decision.Via != "api" {
+		t.Fatalf("approve: %d %s", code, body)
+	}
+	st = waitRun(t, id, 2*time.Minute)
+	if st.Outcome != workflows.OutcomeSucceeded || st.Approval.Decision.Comment != "checked the canary" {
+		t.Fatalf("after approval: %s %s %+v", st.Outcome, st.Message, st.Approval)
+	}
+	assertReplicated(t, "eu", "approval/app", "v1", digest)
+	recordHistory(t, id, "chainrun-approved.json")
+	if code, body := decideOver(t, srv.URL, id, "alice-token", `{"decision":"approve"}`); code != http.StatusConflict || !strings.Contains(body, "has ended (Succeeded)") {
+		t.Errorf("a decision on an ended run: %d %s", code, body)
+	}
+
+	// Rejected (as the CLI does it): Rejected, nothing copied.
+	if _, err := PushSample(ctx, stack.Endpoints.Registries["src"], "approval/app", "v2"); err != nil {
+		t.Fatal(err)
+	}
+	id2 := startRun(t, l, "approval/app:v2").WorkflowID
+	waitWaiting(t, id2)
+	if _, err := runs.Decide(ctx, stack.Client, id2, workflows.ApprovalDecision{By: "alice", Via: "cli", Comment: "freeze until Monday"}); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	err = stack.Client.GetWorkflow(wctx, id2, "").Get(wctx, nil)
+	st2, serr := runs.Status(ctx, stack.Client, id2)
+	if err == nil || serr != nil || st2.Outcome != workflows.OutcomeRejected || st2.Message != "rejected by alice via cli: freeze until Monday" {
+		t.Fatalf("rejected run: %v / %+v %v", err, st2, serr)
+	}
+	recordHistory(t, id2, "chainrun-rejected.json")
+	ref, _ := name.ParseReference(stack.Endpoints.Registries["eu"]+"/approval/app:v2", name.Insecure)
+	if _, err := remote.Head(ref); err == nil {
+		t.Fatal("a rejected image reached eu")
+	}
+	var de *runs.DecisionError
+	if _, err := runs.Decide(ctx, stack.Client, id2, workflows.ApprovalDecision{Approve: true, By: "alice"}); !errors.As(err, &de) || de.Kind != workflows.ErrTypeNotWaiting {
+		t.Fatalf("a decision on a rejected run: %v", err)
+	}
+}

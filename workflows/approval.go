@@ -1,0 +1,236 @@
+package workflows
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/dchain-dev/dchain/chain"
+)
+
+// UpdateApproval is the Temporal Update that decides a run waiting for
+// approval. Its argument is an ApprovalDecision; its result the decision as
+// recorded. `dchain run approve|reject`, POST /api/v1/runs/<id>/approval and
+// any Temporal client send it.
+const UpdateApproval = "approval"
+
+// Reasons an approval decision is refused (application error types of the
+// update's validator, so callers tell them apart without reading text).
+const (
+	ErrTypeNotWaiting    = "NotWaitingForApproval"
+	ErrTypeNotAnApprover = "NotAnApprover"
+	ErrTypeBadDecision   = "BadDecision"
+)
+
+// Who decides when nobody did: Via of a decision the timeout made.
+const ViaTimeout = "timeout"
+
+// maxDecisionVia bounds a decision's Via.
+const maxDecisionVia = 32
+
+// ApprovalStatus is a run's approval: the request and, once made, the
+// decision.
+type ApprovalStatus struct {
+	Approvers   []string  `json:"approvers"`
+	RequestedAt time.Time `json:"requestedAt"`
+	// Deadline is when the timeout decides, as OnTimeout says.
+	Deadline  time.Time `json:"deadline"`
+	OnTimeout string    `json:"onTimeout"`
+	// Notify is the delivery of the request to approval.notify.
+	Notify   *TriggerStatus    `json:"notify,omitempty"`
+	Decision *ApprovalDecision `json:"decision,omitempty"`
+}
+
+// ApprovalDecision is an approver's answer (the update's argument), or the
+// timeout's.
+type ApprovalDecision struct {
+	Approve bool `json:"approve"`
+	// By is who decided: an API token's name, a CLI identity ("timeout"
+	// when nobody did).
+	By string `json:"by"`
+	// Via is how: "api", "cli", another client's name, or "timeout".
+	Via string `json:"via,omitempty"`
+	// Comment is the approver's comment, or a rejection's reason.
+	Comment string `json:"comment,omitempty"`
+	// At is when the run took the decision (set by the run).
+	At time.Time `json:"at,omitzero"`
+}
+
+// String is "approved by alice via cli: looks good".
+func (d ApprovalDecision) String() string {
+	verb := "rejected"
+	if d.Approve {
+		verb = "approved"
+	}
+	s := verb + " by " + d.By
+	if d.Via != "" && d.Via != ViaTimeout {
+		s += " via " + d.Via
+	}
+	if d.Comment != "" {
+		s += ": " + d.Comment
+	}
+	return s
+}
+
+// ApprovalRequest is what approval.notify is told.
+type ApprovalRequest struct {
+	Approvers []string  `json:"approvers"`
+	Deadline  time.Time `json:"deadline"`
+	OnTimeout string    `json:"onTimeout"`
+}
+
+// TimeoutOutcome is what the deadline makes of the run: "approved" or "rejected".
+func (a *ApprovalStatus) TimeoutOutcome() string {
+	if a.OnTimeout == chain.OnTimeoutApprove {
+		return "approved"
+	}
+	return "rejected"
+}
+
+// Waiting says whether the run waits for a decision now.
+func (a *ApprovalStatus) Waiting() bool { return a != nil && a.Decision == nil }
+
+// errRejected ends a run whose approval said no.
+type errRejected struct{ d ApprovalDecision }
+
+func (e errRejected) Error() string { return e.d.String() }
+
+// approve asks for a decision and waits for it, or for the deadline.
+func (r *run) approve(ctx workflow.Context) error {
+	a := r.in.Chain.Approval
+	now := workflow.Now(ctx)
+	timeout := a.TimeoutOr()
+	onTimeout := a.OnTimeout
+	if onTimeout == "" {
+		onTimeout = chain.OnTimeoutReject
+	}
+	r.status.Approval = &ApprovalStatus{Approvers: a.Approvers, RequestedAt: now, Deadline: now.Add(timeout), OnTimeout: onTimeout}
+	s := r.stageStatus(StageApprove)
+	s.State = StateWaiting
+	s.Message = fmt.Sprintf("waiting for %s until %s (then %s)", strings.Join(a.Approvers, " or "),
+		r.status.Approval.Deadline.UTC().Format(time.RFC3339), r.status.Approval.TimeoutOutcome())
+	r.publish(ctx, StageApprove)
+	r.attrs.flush(ctx) // listed as waiting (Stage = approve) while it waits
+
+	notifyCtx, stopNotify := workflow.WithCancel(ctx)
+	notified := r.notifyApprovers(notifyCtx)
+	ok, err := workflow.AwaitWithTimeout(ctx, timeout, func() bool { return r.status.Approval.Decision != nil })
+	stopNotify()
+	notified.Wait(ctx)
+	if err != nil {
+		return err // canceled
+	}
+	d := r.status.Approval.Decision
+	if !ok {
+		d = &ApprovalDecision{Approve: onTimeout == chain.OnTimeoutApprove, By: ViaTimeout, Via: ViaTimeout, At: workflow.Now(ctx),
+			Comment: fmt.Sprintf("no decision within %s", timeout)}
+		r.status.Approval.Decision = d
+	}
+	if !d.Approve {
+		return errRejected{*d}
+	}
+	s.Message = d.String()
+	return nil
+}
+
+// notifyApprovers delivers the approval request to approval.notify, if
+// set, while the run waits; a decision cancels a delivery still retrying.
+func (r *run) notifyApprovers(ctx workflow.Context) workflow.WaitGroup {
+	wg := workflow.NewWaitGroup(ctx)
+	a := r.in.Chain.Approval
+	if a.Notify == nil {
+		return wg
+	}
+	t := a.NotifyTrigger()
+	src, err := r.registry(r.in.Image.Registry)
+	if err != nil {
+		return wg
+	}
+	r.status.Approval.Notify = &TriggerStatus{Name: t.Name, URL: t.URL, State: StateRunning}
+	ev := TriggerEvent{
+		Chain: r.in.Chain.Name, RunID: workflow.GetInfo(ctx).WorkflowExecution.ID,
+		Registry: src.Address, Region: src.RegionName(), Repository: r.status.Image.Repository,
+		Tag: r.status.Image.Tag, Digest: r.status.Image.Digest, PushedAt: r.in.Cause.At, Signing: r.status.Signing.Ref(),
+		Approval: &ApprovalRequest{Approvers: a.Approvers, Deadline: r.status.Approval.Deadline, OnTimeout: r.status.Approval.OnTimeout},
+	}
+	in := DeliverInput{Trigger: t, Event: ev, IdempotencyKey: idempotencyKey(workflow.GetInfo(ctx).WorkflowExecution.RunID, "approval")}
+	opts := r.activityOptions(r.in.TaskQueue, "approval requested → "+t.URL, time.Minute, r.in.Retry.TriggerTimeout.Or(time.Hour))
+	opts.WaitForCancellation = false // a decision ends the wait for it
+	wg.Add(1)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		defer wg.Done()
+		var res DeliverResult
+		err := r.execute(workflow.WithActivityOptions(ctx, opts), ActivityDeliverTrigger, in).Get(ctx, &res)
+		n := r.status.Approval.Notify
+		switch {
+		case err == nil:
+			n.State, n.HTTPStatus, n.Attempts = StateSucceeded, res.HTTPStatus, res.Attempts
+		case temporal.IsCanceledError(err):
+			n.State, n.Message = StateCanceled, "decided before the request was delivered"
+		default:
+			n.State, n.Message = StateFailed, errorMessage(err)
+			if d, ok := failureDetails[DeliverResult](err); ok {
+				n.HTTPStatus, n.Attempts = d.HTTPStatus, d.Attempts
+			}
+		}
+		workflow.SetCurrentDetails(ctx, currentDetails(&r.status))
+	})
+	return wg
+}
+
+// setApprovalHandler lets approvers decide while the run waits: the
+// validator refuses a decision the run cannot take (not waiting, not an
+// approver, no reason for a rejection) before anything is recorded.
+func (r *run) setApprovalHandler(ctx workflow.Context) error {
+	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateApproval,
+		func(ctx workflow.Context, d ApprovalDecision) (ApprovalDecision, error) {
+			d.At = workflow.Now(ctx)
+			r.status.Approval.Decision = &d
+			return d, nil
+		},
+		workflow.UpdateHandlerOptions{Validator: r.validateDecision})
+}
+
+func (r *run) validateDecision(d ApprovalDecision) error {
+	a := r.in.Chain.Approval
+	refuse := func(typ, format string, args ...any) error {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), typ, nil)
+	}
+	switch {
+	case a == nil:
+		return refuse(ErrTypeNotWaiting, "chain %s asks for no approval: the run has nothing to decide", r.in.Chain.Name)
+	case r.status.Approval == nil:
+		return refuse(ErrTypeNotWaiting, "the run is not waiting for approval yet (it is at %s)", r.currentStage())
+	case r.status.Approval.Decision != nil:
+		return refuse(ErrTypeNotWaiting, "the run is not waiting for approval: already %s", r.status.Approval.Decision)
+	case len(d.Via) > maxDecisionVia || d.Via == ViaTimeout:
+		return refuse(ErrTypeBadDecision, "via: %q is not a client's name", d.Via)
+	}
+	// Any Temporal client may send the update: the same checks as the CLI's and the API's.
+	if _, err := chain.ParseIdentity("by", d.By); err != nil {
+		return refuse(ErrTypeBadDecision, "%v", err)
+	}
+	if _, err := chain.ParseComment("comment", d.Comment, !d.Approve); err != nil {
+		return refuse(ErrTypeBadDecision, "%v", err)
+	}
+	if !a.MayApprove(d.By) {
+		return refuse(ErrTypeNotAnApprover, "%s may not decide this run; the approvers are %s", d.By, strings.Join(a.Approvers, ", "))
+	}
+	return nil
+}
+
+// currentStage names the stage under way ("the end" once none is).
+func (r *run) currentStage() string {
+	for _, s := range r.status.Stages {
+		if s.State == StateRunning || s.State == StateWaiting {
+			return "stage " + s.Name
+		}
+	}
+	if r.status.Outcome != OutcomeRunning {
+		return "its end (" + string(r.status.Outcome) + ")"
+	}
+	return "its start"
+}
