@@ -22,8 +22,10 @@ const (
 	ErrDigestMismatch   = "DigestMismatch"
 	ErrTriggerRejected  = "TriggerRejected"
 	ErrTriggerFailed    = "TriggerFailed"
-	ErrBuildFailed      = "BuildFailed"
-	ErrStalled          = "Stalled"
+	// ErrHealthFailed: a wave's health URL did not answer 2xx (retried).
+	ErrHealthFailed = "HealthCheckFailed"
+	ErrBuildFailed  = "BuildFailed"
+	ErrStalled      = "Stalled"
 )
 
 // registryError decides, once, whether a registry error is worth retrying:

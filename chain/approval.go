@@ -65,6 +65,20 @@ func (a *Approval) MayApprove(identity string) bool {
 	return false
 }
 
+// AsksApproval says whether a run of c may wait for an approver: before
+// any copy, or before a wave.
+func (c Chain) AsksApproval() bool {
+	if c.Approval != nil {
+		return true
+	}
+	for _, w := range c.Waves {
+		if w.Approval != nil {
+			return true
+		}
+	}
+	return false
+}
+
 func (v *validator) approval(f string, a *Approval) {
 	if len(a.Approvers) == 0 {
 		v.add(f+".approvers", "at least one approver is required (API token names or CLI identities)")

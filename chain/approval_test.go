@@ -70,3 +70,34 @@ func TestAPITokens(t *testing.T) {
 		}
 	}
 }
+
+func TestWaveProblems(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Registries = append(cfg.Registries, Registry{Name: "virginia", Address: "v:5000"})
+	two := base + "replication:\n  - {name: eu, destination: frankfurt, level: namespace}\n  - {name: us, destination: virginia, level: namespace}\ntriggers:\n  - {name: all, url: 'http://x', mode: all}\n"
+	for _, tc := range []struct {
+		name, doc, field, msg string
+		line                  int
+	}{
+		{"not a destination", two + "waves:\n  - {destinations: [frankfurt, tokyo]}\n  - {destinations: [virginia]}\n", "waves[0].destinations[1]", `"tokyo" is the destination of no replication rule`, 12},
+		{"in no wave", two + "waves:\n  - {destinations: [frankfurt]}\n", "replication[1].destination", `"virginia" is in no wave`, 8},
+		{"twice", two + "waves:\n  - {destinations: [frankfurt, virginia]}\n  - {destinations: [virginia]}\n", "waves[1].destinations[0]", `duplicate name "virginia"`, 13},
+		{"empty", two + "waves:\n  - {destinations: [frankfurt, virginia]}\n  - {name: late}\n", "waves[1].destinations", "at least one destination", 13},
+		{"unknown trigger", two + "waves:\n  - {destinations: [frankfurt], triggers: [nope]}\n  - {destinations: [virginia]}\n", "waves[0].triggers[0]", `"nope" is not a trigger`, 12},
+		{"soak on the last", two + "waves:\n  - {destinations: [frankfurt]}\n  - {destinations: [virginia], soak: 1h}\n", "waves[1]", "the last wave has no wave after it", 13},
+		{"bad health url", two + "waves:\n  - {destinations: [frankfurt], health: {url: 'canary'}}\n  - {destinations: [virginia]}\n", "waves[0].health.url", "absolute http:// or https:// URL", 12},
+		{"wave approval", two + "waves:\n  - {destinations: [frankfurt]}\n  - {destinations: [virginia], approval: {approvers: []}}\n", "waves[1].approval.approvers", "at least one approver", 13},
+		{"same name", two + "waves:\n  - {name: wave-2, destinations: [frankfurt]}\n  - {destinations: [virginia]}\n", "waves[1].name", `duplicate name "wave-2"`, 13},
+	} {
+		t.Run(tc.name, func(t *testing.T) { expectProblem(t, cfg, tc.doc, tc.field, tc.msg, tc.line) })
+	}
+	good := two + "waves:\n  - {name: canary, destinations: [frankfurt], triggers: [all], soak: 30m, health: {url: 'https://canary/healthz'}}\n  - destinations: [virginia]\n    approval: {approvers: [alice]}\n"
+	chains, ps := cfg.ParseChains("c.yaml", []byte(good))
+	if len(ps) > 0 || len(chains) != 1 {
+		t.Fatalf("good waves: %v", ps)
+	}
+	c := chains[0]
+	if c.WaveName(1) != "wave-2" || c.WaveOf("virginia") != 1 || c.TriggerWave("all") != 0 || !c.AsksApproval() {
+		t.Fatalf("waves %+v", c.Waves)
+	}
+}

@@ -69,6 +69,9 @@ type Chain struct {
 	// Approval, when set, makes every run wait for a listed approver
 	// before it copies anything.
 	Approval *Approval `yaml:"approval" json:"approval,omitempty"`
+	// Waves, when set, copy the destinations in ordered groups (a canary
+	// region first): each wave after the one before succeeded.
+	Waves []Wave `yaml:"waves" json:"waves,omitempty"`
 	// Concurrency says what a newer push to the same ref does while an older
 	// run of this chain is still going: "queue" (default: wait for it) or
 	// "supersede" (cancel it if it is still building).

@@ -198,6 +198,7 @@ func (v *validator) chain(c *Chain) {
 	for i := range c.Triggers {
 		v.trigger("triggers["+strconv.Itoa(i)+"]", &c.Triggers[i], seen)
 	}
+	v.waves(c)
 }
 
 func (v *validator) scope(s *Scope) {

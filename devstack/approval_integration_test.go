@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -166,5 +167,89 @@ func TestApprovalGate(t *testing.T) {
 	var de *runs.DecisionError
 	if _, err := runs.Decide(ctx, stack.Client, id2, workflows.ApprovalDecision{Approve: true, By: "alice"}); !errors.As(err, &de) || de.Kind != workflows.ErrTypeNotWaiting {
 		t.Fatalf("a decision on a rejected run: %v", err)
+	}
+}
+
+// Waves on the embedded stack: the canary region gets the image and its
+// trigger first, soaks, passes its health check; the next wave waits for
+// its approver with nothing copied, then copies. A canary whose health
+// check never passes stops the rollout there.
+func TestWaves(t *testing.T) {
+	l, ch := testChain("it-waves", "waves/app")
+	ch.Waves = []chain.Wave{
+		{Name: "canary", Destinations: []string{"eu"}, Triggers: []string{"ce"}, Soak: chain.Duration(time.Second),
+			Health: &chain.HealthCheck{URL: stack.Receiver.URL + "/deliveries"}}, // GET answers 200
+		{Destinations: []string{"us"}, Approval: &chain.Approval{Approvers: []string{"alice"}}},
+	}
+	l.Chains[0] = ch
+	ctx := context.Background()
+	digest, err := PushSample(ctx, stack.Endpoints.Registries["src"], "waves/app", "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := startRun(t, l, "waves/app:v1").WorkflowID
+	deadline := time.Now().Add(time.Minute)
+	var st workflows.RunStatus
+	for {
+		st, err = runs.Status(ctx, stack.Client, id)
+		if a, wave := st.PendingApproval(); err == nil && a != nil && wave == "wave-2" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("wave-2 never waited: %+v %v", st, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	canary := st.Waves[0]
+	if canary.State != workflows.StateSucceeded || canary.Health == nil || canary.Health.HTTPStatus != http.StatusOK ||
+		canary.SoakUntil.Sub(canary.StartedAt) < time.Second {
+		t.Fatalf("canary %+v", canary)
+	}
+	assertReplicated(t, "eu", "waves/app", "v1", digest)
+	ref, _ := name.ParseReference(stack.Endpoints.Registries["us"]+"/waves/app:v1", name.Insecure)
+	if _, err := remote.Head(ref); err == nil {
+		t.Fatal("us has the image while its wave waits for approval")
+	}
+	var ce activities.CloudEvent
+	for d := range slices.Values(stack.Receiver.Deliveries()) {
+		if d.Path == "/it-waves/ce" && d.Run == id {
+			_ = json.Unmarshal(d.Body, &ce)
+		}
+	}
+	if ce.Data.Wave != "canary" || strings.Join(ce.Data.Regions, ",") != "region-eu" {
+		t.Fatalf("the canary's trigger: %+v", ce.Data)
+	}
+	if _, err := runs.Decide(ctx, stack.Client, id, workflows.ApprovalDecision{Approve: true, By: "alice", Via: "cli"}); err != nil {
+		t.Fatal(err)
+	}
+	st = waitRun(t, id, 2*time.Minute)
+	if st.Outcome != workflows.OutcomeSucceeded || st.Waves[1].State != workflows.StateSucceeded {
+		t.Fatalf("after approval: %s %s %+v", st.Outcome, st.Message, st.Waves)
+	}
+	assertReplicated(t, "us", "waves/app", "v1", digest)
+	recordHistory(t, id, "chainrun-waves.json")
+
+	// A canary that never turns healthy.
+	port, err := FreePort("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.Name, ch.Waves[0].Health = "it-waves-sick", &chain.HealthCheck{URL: fmt.Sprintf("http://127.0.0.1:%d/healthz", port), Timeout: chain.Duration(3 * time.Second)}
+	l.Chains[0] = ch
+	if _, err := PushSample(ctx, stack.Endpoints.Registries["src"], "waves/app", "v2"); err != nil {
+		t.Fatal(err)
+	}
+	id2 := startRun(t, l, "waves/app:v2").WorkflowID
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	_ = stack.Client.GetWorkflow(wctx, id2, "").Get(wctx, nil)
+	st2, err := runs.Status(ctx, stack.Client, id2)
+	if err != nil || st2.Outcome != workflows.OutcomeFailed || !strings.Contains(st2.Message, "wave canary failed: health check") ||
+		st2.Waves[1].State != workflows.StateSkipped {
+		t.Fatalf("a sick canary: %v %s %s %+v", err, st2.Outcome, st2.Message, st2.Waves)
+	}
+	ref, _ = name.ParseReference(stack.Endpoints.Registries["us"]+"/waves/app:v2", name.Insecure)
+	if _, err := remote.Head(ref); err == nil {
+		t.Fatal("us got the image past a sick canary")
 	}
 }

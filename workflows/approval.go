@@ -80,6 +80,8 @@ type ApprovalRequest struct {
 	Approvers []string  `json:"approvers"`
 	Deadline  time.Time `json:"deadline"`
 	OnTimeout string    `json:"onTimeout"`
+	// Wave is the wave that waits ("": the run, before any copy).
+	Wave string `json:"wave,omitempty"`
 }
 
 // TimeoutOutcome is what the deadline makes of the run: "approved" or "rejected".
@@ -98,65 +100,91 @@ type errRejected struct{ d ApprovalDecision }
 
 func (e errRejected) Error() string { return e.d.String() }
 
-// approve asks for a decision and waits for it, or for the deadline.
+// approve is the approve stage: the chain's approval before any copy.
 func (r *run) approve(ctx workflow.Context) error {
-	a := r.in.Chain.Approval
-	now := workflow.Now(ctx)
-	timeout := a.TimeoutOr()
-	onTimeout := a.OnTimeout
-	if onTimeout == "" {
-		onTimeout = chain.OnTimeoutReject
-	}
-	r.status.Approval = &ApprovalStatus{Approvers: a.Approvers, RequestedAt: now, Deadline: now.Add(timeout), OnTimeout: onTimeout}
+	r.status.Approval = r.newApproval(ctx, r.in.Chain.Approval)
 	s := r.stageStatus(StageApprove)
-	s.State = StateWaiting
-	s.Message = fmt.Sprintf("waiting for %s until %s (then %s)", strings.Join(a.Approvers, " or "),
-		r.status.Approval.Deadline.UTC().Format(time.RFC3339), r.status.Approval.TimeoutOutcome())
+	s.State, s.Message = StateWaiting, r.status.Approval.waitingFor()
 	r.publish(ctx, StageApprove)
-	r.attrs.flush(ctx) // listed as waiting (Stage = approve) while it waits
-
-	notifyCtx, stopNotify := workflow.WithCancel(ctx)
-	notified := r.notifyApprovers(notifyCtx)
-	ok, err := workflow.AwaitWithTimeout(ctx, timeout, func() bool { return r.status.Approval.Decision != nil })
-	stopNotify()
-	notified.Wait(ctx)
+	d, err := r.awaitDecision(ctx, r.in.Chain.Approval, r.status.Approval, "")
 	if err != nil {
-		return err // canceled
-	}
-	d := r.status.Approval.Decision
-	if !ok {
-		d = &ApprovalDecision{Approve: onTimeout == chain.OnTimeoutApprove, By: ViaTimeout, Via: ViaTimeout, At: workflow.Now(ctx),
-			Comment: fmt.Sprintf("no decision within %s", timeout)}
-		r.status.Approval.Decision = d
-	}
-	if !d.Approve {
-		return errRejected{*d}
+		return err
 	}
 	s.Message = d.String()
 	return nil
 }
 
-// notifyApprovers delivers the approval request to approval.notify, if
-// set, while the run waits; a decision cancels a delivery still retrying.
-func (r *run) notifyApprovers(ctx workflow.Context) workflow.WaitGroup {
+// newApproval is a request of cfg made now.
+func (r *run) newApproval(ctx workflow.Context, cfg *chain.Approval) *ApprovalStatus {
+	now := workflow.Now(ctx)
+	onTimeout := cfg.OnTimeout
+	if onTimeout == "" {
+		onTimeout = chain.OnTimeoutReject
+	}
+	return &ApprovalStatus{Approvers: cfg.Approvers, RequestedAt: now, Deadline: now.Add(cfg.TimeoutOr()), OnTimeout: onTimeout}
+}
+
+// waitingFor is a waiting approval's note: "waiting for alice or bob until … (then rejected)".
+func (a *ApprovalStatus) waitingFor() string {
+	return fmt.Sprintf("waiting for %s until %s (then %s)", strings.Join(a.Approvers, " or "),
+		a.Deadline.UTC().Format(time.RFC3339), a.TimeoutOutcome())
+}
+
+// awaitDecision asks for the decision st stands for (of the chain, or of
+// wave) and waits for it, or for the deadline; a rejection is errRejected.
+// The run is listed as waiting (Stage = approve) meanwhile.
+func (r *run) awaitDecision(ctx workflow.Context, cfg *chain.Approval, st *ApprovalStatus, wave string) (*ApprovalDecision, error) {
+	r.pending, r.pendingCfg = st, cfg
+	defer func() { r.pending, r.pendingCfg = nil, nil }()
+	if wave != "" {
+		r.attrs.set(ctx, keyword(AttrStage, StageApprove))
+		workflow.SetCurrentDetails(ctx, currentDetails(&r.status))
+	}
+	r.attrs.flush(ctx)
+
+	notifyCtx, stopNotify := workflow.WithCancel(ctx)
+	notified := r.notifyApprovers(notifyCtx, cfg, st, wave)
+	timeout := cfg.TimeoutOr()
+	ok, err := workflow.AwaitWithTimeout(ctx, timeout, func() bool { return st.Decision != nil })
+	stopNotify()
+	notified.Wait(ctx)
+	if wave != "" {
+		r.attrs.set(ctx, keyword(AttrStage, StageReplicate))
+	}
+	if err != nil {
+		return nil, err // canceled
+	}
+	if !ok {
+		st.Decision = &ApprovalDecision{Approve: st.OnTimeout == chain.OnTimeoutApprove, By: ViaTimeout, Via: ViaTimeout, At: workflow.Now(ctx),
+			Comment: fmt.Sprintf("no decision within %s", timeout)}
+	}
+	if !st.Decision.Approve {
+		return st.Decision, errRejected{*st.Decision}
+	}
+	return st.Decision, nil
+}
+
+// notifyApprovers delivers the approval request to cfg.notify, if set,
+// while the run waits; a decision cancels a delivery still retrying.
+func (r *run) notifyApprovers(ctx workflow.Context, cfg *chain.Approval, st *ApprovalStatus, wave string) workflow.WaitGroup {
 	wg := workflow.NewWaitGroup(ctx)
-	a := r.in.Chain.Approval
-	if a.Notify == nil {
+	if cfg.Notify == nil {
 		return wg
 	}
-	t := a.NotifyTrigger()
+	t := cfg.NotifyTrigger()
 	src, err := r.registry(r.in.Image.Registry)
 	if err != nil {
 		return wg
 	}
-	r.status.Approval.Notify = &TriggerStatus{Name: t.Name, URL: t.URL, State: StateRunning}
+	st.Notify = &TriggerStatus{Name: t.Name, URL: t.URL, State: StateRunning, Wave: wave}
 	ev := TriggerEvent{
 		Chain: r.in.Chain.Name, RunID: workflow.GetInfo(ctx).WorkflowExecution.ID,
 		Registry: src.Address, Region: src.RegionName(), Repository: r.status.Image.Repository,
 		Tag: r.status.Image.Tag, Digest: r.status.Image.Digest, PushedAt: r.in.Cause.At, Signing: r.status.Signing.Ref(),
-		Approval: &ApprovalRequest{Approvers: a.Approvers, Deadline: r.status.Approval.Deadline, OnTimeout: r.status.Approval.OnTimeout},
+		Approval: &ApprovalRequest{Approvers: cfg.Approvers, Deadline: st.Deadline, OnTimeout: st.OnTimeout, Wave: wave},
+		Wave:     wave,
 	}
-	in := DeliverInput{Trigger: t, Event: ev, IdempotencyKey: idempotencyKey(workflow.GetInfo(ctx).WorkflowExecution.RunID, "approval")}
+	in := DeliverInput{Trigger: t, Event: ev, IdempotencyKey: idempotencyKey(workflow.GetInfo(ctx).WorkflowExecution.RunID, waveKey("approval", wave))}
 	opts := r.activityOptions(r.in.TaskQueue, "approval requested → "+t.URL, time.Minute, r.in.Retry.TriggerTimeout.Or(time.Hour))
 	opts.WaitForCancellation = false // a decision ends the wait for it
 	wg.Add(1)
@@ -164,7 +192,7 @@ func (r *run) notifyApprovers(ctx workflow.Context) workflow.WaitGroup {
 		defer wg.Done()
 		var res DeliverResult
 		err := r.execute(workflow.WithActivityOptions(ctx, opts), ActivityDeliverTrigger, in).Get(ctx, &res)
-		n := r.status.Approval.Notify
+		n := st.Notify
 		switch {
 		case err == nil:
 			n.State, n.HTTPStatus, n.Attempts = StateSucceeded, res.HTTPStatus, res.Attempts
@@ -181,6 +209,15 @@ func (r *run) notifyApprovers(ctx workflow.Context) workflow.WaitGroup {
 	return wg
 }
 
+// waveKey is what makes a wave's delivery key differ from another wave's
+// (the name alone outside waves, as before waves).
+func waveKey(name, wave string) string {
+	if wave == "" {
+		return name
+	}
+	return name + "\x00" + wave
+}
+
 // setApprovalHandler lets approvers decide while the run waits: the
 // validator refuses a decision the run cannot take (not waiting, not an
 // approver, no reason for a rejection) before anything is recorded.
@@ -188,24 +225,27 @@ func (r *run) setApprovalHandler(ctx workflow.Context) error {
 	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateApproval,
 		func(ctx workflow.Context, d ApprovalDecision) (ApprovalDecision, error) {
 			d.At = workflow.Now(ctx)
-			r.status.Approval.Decision = &d
+			r.pending.Decision = &d
 			return d, nil
 		},
 		workflow.UpdateHandlerOptions{Validator: r.validateDecision})
 }
 
 func (r *run) validateDecision(d ApprovalDecision) error {
-	a := r.in.Chain.Approval
+	a := r.pendingCfg
 	refuse := func(typ, format string, args ...any) error {
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), typ, nil)
 	}
 	switch {
-	case a == nil:
+	case !r.in.Chain.AsksApproval():
 		return refuse(ErrTypeNotWaiting, "chain %s asks for no approval: the run has nothing to decide", r.in.Chain.Name)
-	case r.status.Approval == nil:
+	case r.pending == nil:
+		if last := r.lastDecision(); last != nil {
+			return refuse(ErrTypeNotWaiting, "the run is not waiting for approval: already %s (it is at %s)", last, r.currentStage())
+		}
 		return refuse(ErrTypeNotWaiting, "the run is not waiting for approval yet (it is at %s)", r.currentStage())
-	case r.status.Approval.Decision != nil:
-		return refuse(ErrTypeNotWaiting, "the run is not waiting for approval: already %s", r.status.Approval.Decision)
+	case r.pending.Decision != nil:
+		return refuse(ErrTypeNotWaiting, "the run is not waiting for approval: already %s", r.pending.Decision)
 	case len(d.Via) > maxDecisionVia || d.Via == ViaTimeout:
 		return refuse(ErrTypeBadDecision, "via: %q is not a client's name", d.Via)
 	}
@@ -220,6 +260,20 @@ func (r *run) validateDecision(d ApprovalDecision) error {
 		return refuse(ErrTypeNotAnApprover, "%s may not decide this run; the approvers are %s", d.By, strings.Join(a.Approvers, ", "))
 	}
 	return nil
+}
+
+// lastDecision is the run's latest approval decision (nil: none yet).
+func (r *run) lastDecision() *ApprovalDecision {
+	var d *ApprovalDecision
+	if r.status.Approval != nil {
+		d = r.status.Approval.Decision
+	}
+	for _, w := range r.status.Waves {
+		if w.Approval != nil && w.Approval.Decision != nil {
+			d = w.Approval.Decision
+		}
+	}
+	return d
 }
 
 // currentStage names the stage under way ("the end" once none is).

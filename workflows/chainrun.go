@@ -42,6 +42,10 @@ type run struct {
 	in     ChainRunInput
 	status RunStatus
 	attrs  attrs
+	// pending is the approval the run waits for now (of the chain or of a
+	// wave), and pendingCfg its settings; nil when it waits for none.
+	pending    *ApprovalStatus
+	pendingCfg *chain.Approval
 }
 
 func newRun(ctx workflow.Context, in ChainRunInput) *run {

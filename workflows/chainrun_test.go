@@ -58,6 +58,8 @@ type fakes struct {
 	verified Verification
 	refuse   string // what SignImage refuses to sign, and why
 	events   []TriggerEvent
+	keys     []string // the deliveries' idempotency keys
+	health   func(ctx context.Context, in HealthInput) (HealthResult, error)
 }
 
 func runWorkflow(t *testing.T, in ChainRunInput, f *fakes, setup func(env *testsuite.TestWorkflowEnvironment)) (*RunStatus, error) {
@@ -93,6 +95,7 @@ func runWorkflow(t *testing.T, in ChainRunInput, f *fakes, setup func(env *tests
 	env.RegisterActivityWithOptions(func(ctx context.Context, in DeliverInput) (DeliverResult, error) {
 		f.delivered = append(f.delivered, in.Trigger.Name)
 		f.events = append(f.events, in.Event)
+		f.keys = append(f.keys, in.IdempotencyKey)
 		if f.deliver != nil {
 			return f.deliver(ctx, in)
 		}
@@ -115,6 +118,12 @@ func runWorkflow(t *testing.T, in ChainRunInput, f *fakes, setup func(env *tests
 		f.blocked = append(f.blocked, in.Action)
 		return BlockResult{Deleted: in.Tags}, nil
 	}, activity.RegisterOptions{Name: ActivityApplyBlock})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in HealthInput) (HealthResult, error) {
+		if f.health != nil {
+			return f.health(ctx, in)
+		}
+		return HealthResult{HTTPStatus: 200, Attempts: 1}, nil
+	}, activity.RegisterOptions{Name: ActivityCheckHealth})
 	if setup != nil {
 		setup(env)
 	}

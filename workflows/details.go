@@ -20,10 +20,14 @@ func currentDetails(s *RunStatus) string {
 			b.WriteString("\n")
 		}
 	}
-	if a := s.Approval; a.Waiting() {
-		fmt.Fprintf(&b, "**WAITING FOR APPROVAL** since %s by %s; at %s the run is %s (`dchain run approve|reject`)\n\n",
-			a.RequestedAt.UTC().Format(time.RFC3339), strings.Join(a.Approvers, " or "), a.Deadline.UTC().Format(time.RFC3339), a.TimeoutOutcome())
-	} else if a != nil && a.Decision != nil {
+	if a, wave := s.PendingApproval(); a != nil {
+		what := "the run"
+		if wave != "" {
+			what = "wave " + wave
+		}
+		fmt.Fprintf(&b, "**WAITING FOR APPROVAL** since %s by %s; at %s %s is %s (`dchain run approve|reject`)\n\n",
+			a.RequestedAt.UTC().Format(time.RFC3339), strings.Join(a.Approvers, " or "), a.Deadline.UTC().Format(time.RFC3339), what, a.TimeoutOutcome())
+	} else if a := s.Approval; a != nil && a.Decision != nil {
 		fmt.Fprintf(&b, "Approval: %s at %s\n\n", a.Decision, a.Decision.At.UTC().Format(time.RFC3339))
 	}
 	fmt.Fprintf(&b, "**%s** %s — %s\n\n", s.Chain, s.Image.String(), s.Outcome)
@@ -33,6 +37,12 @@ func currentDetails(s *RunStatus) string {
 	b.WriteString("| stage | state | note |\n|---|---|---|\n")
 	for _, st := range s.Stages {
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", st.Name, st.State, st.Message)
+	}
+	if len(s.Waves) > 0 {
+		b.WriteString("\n| wave | destinations | state | note |\n|---|---|---|---|\n")
+		for _, w := range s.Waves {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", w.Name, strings.Join(w.Destinations, ", "), w.State, w.Message)
+		}
 	}
 	if len(s.Destinations) > 0 {
 		b.WriteString("\n| destination | region | state | digest | referrers | note |\n|---|---|---|---|---|---|\n")

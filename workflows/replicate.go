@@ -11,29 +11,53 @@ import (
 
 // replicate fans out one branch per destination; each branch copies the
 // image by digest and succeeds or fails on its own. The stage fails if any
-// branch failed, after every branch has ended.
+// branch failed, after every branch has ended. A chain with waves copies
+// wave after wave (waves.go).
 func (r *run) replicate(ctx workflow.Context) error {
 	if len(r.in.Chain.Replication) == 0 {
 		return errSkipped("no replication rules")
 	}
-	src, err := r.registry(r.in.Image.Registry)
+	copies, err := r.planCopies()
 	if err != nil {
 		return err
 	}
+	if len(r.in.Chain.Waves) > 0 {
+		return r.replicateInWaves(ctx, copies)
+	}
+	r.copyAll(ctx, copies)
+	return r.replicationOutcome(ctx)
+}
+
+// aCopy is one replication branch to run: its destination's index in the
+// status and its input.
+type aCopy struct {
+	i  int
+	in ReplicateInput
+}
+
+// planCopies records every rule's destination in the status (skipped when
+// the rule covers none of the run's tags) and returns the copies to make.
+func (r *run) planCopies() ([]aCopy, error) {
+	src, err := r.registry(r.in.Image.Registry)
+	if err != nil {
+		return nil, err
+	}
 	img := r.status.Image
-	// Branches keep pointers into this slice: give it its final capacity first.
+	var copies []aCopy
 	r.status.Destinations = make([]DestinationStatus, 0, len(r.in.Chain.Replication))
-	wg := workflow.NewWaitGroup(ctx)
 	for _, rule := range r.in.Chain.Replication {
 		dst, err := r.registry(rule.Destination)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		i := len(r.status.Destinations)
 		r.status.Destinations = append(r.status.Destinations, DestinationStatus{
 			Rule: rule.Name, Registry: dst.Name, Region: dst.RegionName(),
 			Reference: dst.Address + "/" + img.Repository + ":" + img.Tag, State: StatePending,
 		})
+		if w := r.in.Chain.WaveOf(dst.Name); w >= 0 {
+			r.status.Destinations[i].Wave = r.in.Chain.WaveName(w)
+		}
 		var tags []string
 		why := ""
 		for _, tag := range r.status.Tags {
@@ -49,18 +73,26 @@ func (r *run) replicate(ctx workflow.Context) error {
 			continue
 		}
 		r.status.Destinations[i].Reference = dst.Address + "/" + img.Repository + ":" + strings.Join(tags, ",")
-		in := ReplicateInput{Source: src, Destination: dst, Repository: img.Repository, Tag: tags[0], Tags: tags[1:], Digest: img.Digest, Overwrite: rule.Overwrite,
-			SkipReferrers: !rule.CopiesReferrers(), ImmutableTags: r.in.Chain.ImmutableTags, Alone: len(r.in.Chain.Replication) == 1}
+		copies = append(copies, aCopy{i: i, in: ReplicateInput{Source: src, Destination: dst, Repository: img.Repository, Tag: tags[0], Tags: tags[1:], Digest: img.Digest, Overwrite: rule.Overwrite,
+			SkipReferrers: !rule.CopiesReferrers(), ImmutableTags: r.in.Chain.ImmutableTags, Alone: len(r.in.Chain.Replication) == 1}})
+	}
+	return copies, nil
+}
+
+// copyAll runs copies at once, one branch each, and waits for them all.
+func (r *run) copyAll(ctx workflow.Context, copies []aCopy) {
+	wg := workflow.NewWaitGroup(ctx)
+	for _, c := range copies {
+		dst, in := c.in.Destination, c.in
 		opts := r.replicationOptions(dst.Name,
-			fmt.Sprintf("replicate %s → %s (%s)", img.Repository+":"+strings.Join(tags, ","), dst.Name, dst.RegionName()))
+			fmt.Sprintf("replicate %s → %s (%s)", in.Repository+":"+strings.Join(append([]string{in.Tag}, in.Tags...), ","), dst.Name, dst.RegionName()))
 		wg.Add(1)
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer wg.Done()
-			r.replicateTo(workflow.WithActivityOptions(ctx, opts), i, in)
+			r.replicateTo(workflow.WithActivityOptions(ctx, opts), c.i, in)
 		})
 	}
 	wg.Wait(ctx)
-	return r.replicationOutcome(ctx)
 }
 
 // replicationOptions are the options of a copy into registry: on its
@@ -103,9 +135,26 @@ func (r *run) replicateTo(ctx workflow.Context, i int, in ReplicateInput) {
 
 // replicationOutcome turns the branches' states into the stage's result.
 func (r *run) replicationOutcome(ctx workflow.Context) error {
+	copied, err := r.copiesOutcome(ctx, "")
+	if err != nil {
+		return err
+	}
+	if copied == 0 {
+		return errSkipped("no replication rule applies to " + r.status.Image.Repository + ":" + r.status.Image.Tag)
+	}
+	return nil
+}
+
+// copiesOutcome is the result of the copies of wave ("": every
+// destination): how many succeeded, and an error if any failed.
+func (r *run) copiesOutcome(ctx workflow.Context, wave string) (int, error) {
 	var failed []string
-	copied := 0
+	copied, total := 0, 0
 	for _, d := range r.status.Destinations {
+		if wave != "" && d.Wave != wave {
+			continue
+		}
+		total++
 		switch d.State {
 		case StateFailed:
 			failed = append(failed, fmt.Sprintf("%s: %s", d.Registry, d.Message))
@@ -113,13 +162,7 @@ func (r *run) replicationOutcome(ctx workflow.Context) error {
 			copied++
 		}
 	}
-	if err := branchesOutcome(ctx, "destinations", "ReplicationFailed", failed, len(r.status.Destinations)); err != nil {
-		return err
-	}
-	if copied == 0 {
-		return errSkipped("no replication rule applies to " + r.status.Image.Repository + ":" + r.status.Image.Tag)
-	}
-	return nil
+	return copied, branchesOutcome(ctx, "destinations", "ReplicationFailed", failed, total)
 }
 
 // branchesOutcome is the result of a stage that ran parallel branches:

@@ -5,17 +5,36 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/dchain-dev/dchain/chain"
 )
 
-// trigger fires every trigger whose filter matches the tag, in parallel.
+// trigger fires every trigger whose filter matches the tag, in parallel
+// (with waves: those no wave fired).
 func (r *run) trigger(ctx workflow.Context) error {
 	if len(r.in.Chain.Triggers) == 0 {
 		return errSkipped("no triggers")
 	}
+	triggers := r.in.Chain.Triggers
+	if len(r.in.Chain.Waves) > 0 {
+		triggers = slices.DeleteFunc(slices.Clone(triggers), func(t chain.Trigger) bool { return r.in.Chain.TriggerWave(t.Name) >= 0 })
+		if len(triggers) == 0 {
+			return errSkipped("every trigger fired with its wave")
+		}
+	} else {
+		r.status.Triggers = make([]TriggerStatus, 0, len(triggers))
+	}
+	return r.fire(ctx, triggers, "")
+}
+
+// fire delivers triggers in parallel and waits for them: after every copy
+// (wave ""), or after wave's copies, with the regions they reached.
+func (r *run) fire(ctx workflow.Context, triggers []chain.Trigger, wave string) error {
 	src, err := r.registry(r.in.Image.Registry)
 	if err != nil {
 		return err
@@ -24,18 +43,19 @@ func (r *run) trigger(ctx workflow.Context) error {
 		Chain: r.in.Chain.Name, RunID: workflow.GetInfo(ctx).WorkflowExecution.ID,
 		Registry: src.Address, Region: src.RegionName(), Repository: r.status.Image.Repository,
 		Tag: r.status.Image.Tag, Digest: r.status.Image.Digest, PushedAt: r.in.Cause.At,
-		Signing: r.status.Signing.Ref(),
+		Signing: r.status.Signing.Ref(), Wave: wave,
 	}
 	for _, d := range r.status.Destinations {
-		if d.State == StateSucceeded {
+		if d.State == StateSucceeded && (wave == "" || d.Wave == wave) {
 			event.Regions = append(event.Regions, d.Region)
 		}
 	}
-	r.status.Triggers = make([]TriggerStatus, 0, len(r.in.Chain.Triggers))
+	// Branches keep pointers into the slice: give it its capacity first.
+	r.status.Triggers = slices.Grow(r.status.Triggers, len(triggers))
 	wg := workflow.NewWaitGroup(ctx)
-	for _, t := range r.in.Chain.Triggers {
+	for _, t := range triggers {
 		i := len(r.status.Triggers)
-		r.status.Triggers = append(r.status.Triggers, TriggerStatus{Name: t.Name, URL: t.URL, State: StatePending})
+		r.status.Triggers = append(r.status.Triggers, TriggerStatus{Name: t.Name, URL: t.URL, State: StatePending, Wave: wave})
 		ev, ok := event, false
 		for _, tag := range r.status.Tags {
 			if ok = t.Matches(tag); ok {
@@ -47,7 +67,7 @@ func (r *run) trigger(ctx workflow.Context) error {
 			r.status.Triggers[i].State, r.status.Triggers[i].Message = StateSkipped, fmt.Sprintf("no tag of %v matches (mode %s)", r.status.Tags, t.Mode)
 			continue
 		}
-		in := DeliverInput{Trigger: t, Event: ev, IdempotencyKey: idempotencyKey(workflow.GetInfo(ctx).WorkflowExecution.RunID, t.Name)}
+		in := DeliverInput{Trigger: t, Event: ev, IdempotencyKey: idempotencyKey(workflow.GetInfo(ctx).WorkflowExecution.RunID, waveKey(t.Name, wave))}
 		opts := r.activityOptions(r.in.TaskQueue, fmt.Sprintf("trigger %s → %s", t.Name, t.URL), time.Minute, r.in.Retry.TriggerTimeout.Or(time.Hour))
 		wg.Add(1)
 		workflow.Go(ctx, func(ctx workflow.Context) {
@@ -56,7 +76,7 @@ func (r *run) trigger(ctx workflow.Context) error {
 		})
 	}
 	wg.Wait(ctx)
-	return r.triggerOutcome(ctx)
+	return r.triggerOutcome(ctx, wave)
 }
 
 // deliver runs one trigger delivery and records it.
@@ -93,14 +113,20 @@ func failureDetails[T any](err error) (T, bool) {
 	return d, false
 }
 
-func (r *run) triggerOutcome(ctx workflow.Context) error {
+// triggerOutcome is the result of the deliveries after wave ("": after every copy).
+func (r *run) triggerOutcome(ctx workflow.Context, wave string) error {
 	var failed []string
+	total := 0
 	for _, t := range r.status.Triggers {
+		if t.Wave != wave {
+			continue
+		}
+		total++
 		if t.State == StateFailed {
 			failed = append(failed, fmt.Sprintf("%s: %s", t.Name, t.Message))
 		}
 	}
-	return branchesOutcome(ctx, "triggers", "TriggerFailed", failed, len(r.status.Triggers))
+	return branchesOutcome(ctx, "triggers", "TriggerFailed", failed, total)
 }
 
 // idempotencyKey is stable for one trigger of one run: the same on every

@@ -147,9 +147,11 @@ type RunStatus struct {
 	// Signing is what the sign stage verified and signed.
 	Signing *Signing `json:"signing,omitempty"`
 	// Approval is the approval stage's request and decision.
-	Approval  *ApprovalStatus `json:"approval,omitempty"`
-	StartedAt time.Time       `json:"startedAt"`
-	EndedAt   time.Time       `json:"endedAt,omitzero"`
+	Approval *ApprovalStatus `json:"approval,omitempty"`
+	// Waves are the waves of a chain with waves, in order.
+	Waves     []WaveStatus `json:"waves,omitempty"`
+	StartedAt time.Time    `json:"startedAt"`
+	EndedAt   time.Time    `json:"endedAt,omitzero"`
 }
 
 // StageStatus is one stage of the run.
@@ -163,7 +165,9 @@ type StageStatus struct {
 
 // DestinationStatus is one replication branch.
 type DestinationStatus struct {
-	Rule         string        `json:"rule"`
+	Rule string `json:"rule"`
+	// Wave is the wave that copies it (chains with waves).
+	Wave         string        `json:"wave,omitempty"`
 	Registry     string        `json:"registry"`
 	Region       string        `json:"region"`
 	Reference    string        `json:"reference"`
@@ -227,7 +231,9 @@ func (s *RunStatus) Stage(name string) *StageStatus {
 
 // TriggerStatus is one distribution trigger.
 type TriggerStatus struct {
-	Name       string `json:"name"`
+	Name string `json:"name"`
+	// Wave is the wave after whose copies it fired ("": after every copy).
+	Wave       string `json:"wave,omitempty"`
 	URL        string `json:"url"`
 	State      State  `json:"state"`
 	HTTPStatus int    `json:"httpStatus,omitempty"`
@@ -333,6 +339,9 @@ type TriggerEvent struct {
 	// Approval is set on an approval request (not on a delivery): who may
 	// decide, and until when.
 	Approval *ApprovalRequest `json:"approval,omitempty"`
+	// Wave is the wave whose copies the delivery follows (then Regions are
+	// that wave's), or that waits for approval.
+	Wave string `json:"wave,omitempty"`
 }
 
 // DeliverResult is a delivery's answer.

@@ -63,6 +63,8 @@ func runDecideCmd(g *globals, approve bool) *cobra.Command {
 type WaitingRun struct {
 	runs.Row
 	Approval *workflows.ApprovalStatus `json:"approval,omitempty"`
+	// Wave is the wave that waits ("": the run, before any copy).
+	Wave string `json:"wave,omitempty"`
 }
 
 // printWaiting prints the waiting runs with each one's request, read from
@@ -71,8 +73,8 @@ func printWaiting(ctx context.Context, c client.Client, list []runs.Row, asJSON 
 	out := make([]WaitingRun, 0, len(list))
 	for _, r := range list {
 		w := WaitingRun{Row: r}
-		if st, err := runs.Status(ctx, c, r.WorkflowID); err == nil && st.Approval.Waiting() {
-			w.Approval = st.Approval
+		if st, err := runs.Status(ctx, c, r.WorkflowID); err == nil {
+			w.Approval, w.Wave = st.PendingApproval()
 		}
 		out = append(out, w)
 	}
@@ -86,16 +88,48 @@ func printWaiting(ctx context.Context, c client.Client, list []runs.Row, asJSON 
 			who, since = strings.Join(a.Approvers, ","), a.RequestedAt.Local().Format(time.DateTime)
 			until = a.Deadline.Local().Format(time.DateTime) + " (then " + a.TimeoutOutcome() + ")"
 		}
-		rows = append(rows, []string{w.WorkflowID, w.Chain, w.Repository + ":" + w.Tag, who, since, until})
+		before := "any copy"
+		if w.Wave != "" {
+			before = "wave " + w.Wave
+		}
+		rows = append(rows, []string{w.WorkflowID, w.Chain, w.Repository + ":" + w.Tag, before, who, since, until})
 	}
-	table(os.Stdout, "RUN\tCHAIN\tIMAGE\tAPPROVERS\tWAITING SINCE\tUNTIL", rows)
+	table(os.Stdout, "RUN\tCHAIN\tIMAGE\tBEFORE\tAPPROVERS\tWAITING SINCE\tUNTIL", rows)
 	return nil
 }
 
-// printApproval is `run show`'s approval: the request and the decision.
-func printApproval(w io.Writer, id string, a *workflows.ApprovalStatus) {
+// printWaves is `run show`'s waves: each one's state, approval, soak and health.
+func printWaves(w io.Writer, id string, waves []workflows.WaveStatus) {
+	if len(waves) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	var rows [][]string
+	for _, v := range waves {
+		health := ""
+		if v.Health != nil {
+			health = fmt.Sprintf("HTTP %d after %d attempts", v.Health.HTTPStatus, v.Health.Attempts)
+		}
+		soak := ""
+		if !v.SoakUntil.IsZero() {
+			soak = "until " + v.SoakUntil.Local().Format(time.DateTime)
+		}
+		rows = append(rows, []string{v.Name, strings.Join(v.Destinations, ","), string(v.State), soak, health, v.Message})
+	}
+	table(w, "WAVE\tDESTINATIONS\tSTATE\tSOAK\tHEALTH\tNOTE", rows)
+	for _, v := range waves {
+		printApproval(w, id, v.Approval, v.Name)
+	}
+}
+
+// printApproval is `run show`'s approval (of the run, or of wave): the
+// request and the decision.
+func printApproval(w io.Writer, id string, a *workflows.ApprovalStatus, wave string) {
 	if a == nil {
 		return
+	}
+	if wave != "" {
+		fmt.Fprintf(w, "Wave %s: ", wave)
 	}
 	switch d := a.Decision; {
 	case d == nil:

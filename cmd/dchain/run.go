@@ -298,7 +298,7 @@ func printStatus(w io.Writer, id string, st workflows.RunStatus) {
 		}
 	}
 	printSigning(w, st.Signing)
-	printApproval(w, id, st.Approval)
+	printApproval(w, id, st.Approval, "")
 	fmt.Fprintf(w, "Outcome:  %s", st.Outcome)
 	if st.Message != "" {
 		fmt.Fprintf(w, " — %s", st.Message)
@@ -317,6 +317,7 @@ func printStatus(w io.Writer, id string, st workflows.RunStatus) {
 		rows = append(rows, []string{s.Name, string(s.State), d, s.Message})
 	}
 	table(w, "STAGE\tSTATE\tTOOK\tNOTE", rows)
+	printWaves(w, id, st.Waves)
 	if len(st.Destinations) > 0 {
 		fmt.Fprintln(w)
 		rows = nil
@@ -325,7 +326,11 @@ func printStatus(w io.Writer, id string, st workflows.RunStatus) {
 			if d.State != workflows.StateRunning && d.State != workflows.StatePending {
 				took = d.Duration.Round(time.Millisecond).String()
 			}
-			rows = append(rows, []string{d.Registry, d.Region, d.Reference, string(d.State), d.Digest, took,
+			reg := d.Registry
+			if d.Wave != "" {
+				reg += " (" + d.Wave + ")"
+			}
+			rows = append(rows, []string{reg, d.Region, d.Reference, string(d.State), d.Digest, took,
 				copyProgress(d), strconv.Itoa(d.Referrers), destinationNote(d)})
 		}
 		table(w, "DESTINATION\tREGION\tTARGET\tSTATE\tDIGEST\tTOOK\tBLOBS\tREFERRERS\tNOTE", rows)
@@ -334,7 +339,11 @@ func printStatus(w io.Writer, id string, st workflows.RunStatus) {
 		fmt.Fprintln(w)
 		rows = nil
 		for _, t := range st.Triggers {
-			rows = append(rows, []string{t.Name, string(t.State), fmt.Sprint(t.HTTPStatus), fmt.Sprint(t.Attempts), t.URL, t.Message})
+			name := t.Name
+			if t.Wave != "" {
+				name += " (after " + t.Wave + ")"
+			}
+			rows = append(rows, []string{name, string(t.State), fmt.Sprint(t.HTTPStatus), fmt.Sprint(t.Attempts), t.URL, t.Message})
 		}
 		table(w, "TRIGGER\tSTATE\tHTTP\tATTEMPTS\tURL\tNOTE", rows)
 	}

@@ -1,0 +1,188 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/dchain-dev/dchain/chain"
+)
+
+// ActivityCheckHealth asks a wave's health URL whether its clusters are
+// healthy (2xx), retrying until the check's timeout.
+const ActivityCheckHealth = "CheckHealth"
+
+// HealthInput is one health check of a wave.
+type HealthInput struct {
+	URL  string `json:"url"`
+	Wave string `json:"wave"`
+}
+
+// HealthResult is a health check's answer.
+type HealthResult struct {
+	HTTPStatus int   `json:"httpStatus"`
+	Attempts   int32 `json:"attempts"`
+}
+
+// WaveStatus is one wave of a run.
+type WaveStatus struct {
+	Name         string   `json:"name"`
+	Destinations []string `json:"destinations"`
+	State        State    `json:"state"`
+	Message      string   `json:"message,omitempty"`
+	// Approval is the wave's approval, when it has one.
+	Approval *ApprovalStatus `json:"approval,omitempty"`
+	// SoakUntil is when the soak after the wave ends.
+	SoakUntil time.Time `json:"soakUntil,omitzero"`
+	// Health is the last answer of the wave's health check.
+	Health    *HealthResult `json:"health,omitempty"`
+	StartedAt time.Time     `json:"startedAt,omitzero"`
+	EndedAt   time.Time     `json:"endedAt,omitzero"`
+}
+
+// PendingApproval is the approval the run waits for now, and the wave that
+// waits ("": the run's approval before any copy); nil when none.
+func (s *RunStatus) PendingApproval() (*ApprovalStatus, string) {
+	if s.Approval.Waiting() {
+		return s.Approval, ""
+	}
+	for _, w := range s.Waves {
+		if w.Approval.Waiting() {
+			return w.Approval, w.Name
+		}
+	}
+	return nil, ""
+}
+
+// replicateInWaves copies wave after wave; a wave that fails (a copy, a
+// trigger, its health check), is rejected or is canceled stops the waves
+// after it, whose destinations are left uncopied and say why.
+func (r *run) replicateInWaves(ctx workflow.Context, copies []aCopy) error {
+	c := r.in.Chain
+	r.status.Waves = make([]WaveStatus, len(c.Waves))
+	for i, w := range c.Waves {
+		r.status.Waves[i] = WaveStatus{Name: c.WaveName(i), Destinations: w.Destinations, State: StatePending}
+	}
+	copied := 0
+	for i := range c.Waves {
+		w := &r.status.Waves[i]
+		n, err := r.wave(ctx, i, copies)
+		copied += n
+		w.EndedAt = workflow.Now(ctx)
+		if err == nil {
+			w.State = StateSucceeded
+			workflow.SetCurrentDetails(ctx, currentDetails(&r.status))
+			continue
+		}
+		var rejected errRejected
+		switch {
+		case errors.As(err, &rejected):
+			w.State, w.Message = StateRejected, rejected.Error()
+		case temporal.IsCanceledError(err):
+			w.State, w.Message = StateCanceled, "canceled"
+		default:
+			w.State, w.Message = StateFailed, errorMessage(err)
+		}
+		why := fmt.Sprintf("wave %s %s", w.Name, strings.ToLower(string(w.State)))
+		for j := i + 1; j < len(r.status.Waves); j++ {
+			r.status.Waves[j].State, r.status.Waves[j].Message = StateSkipped, "not started: "+why
+		}
+		for k := range r.status.Destinations {
+			if d := &r.status.Destinations[k]; d.State == StatePending {
+				d.State, d.Message = StateSkipped, "not copied: "+why
+			}
+		}
+		workflow.SetCurrentDetails(ctx, currentDetails(&r.status))
+		if errors.As(err, &rejected) || temporal.IsCanceledError(err) {
+			return err
+		}
+		return temporal.NewNonRetryableApplicationError(why+": "+w.Message, "WaveFailed", nil)
+	}
+	if copied == 0 {
+		return errSkipped("no replication rule applies to " + r.status.Image.Repository + ":" + r.status.Image.Tag)
+	}
+	return nil
+}
+
+// wave runs wave i: its approval, its copies, its triggers, and (when a
+// wave comes after it) its soak and health check. It returns how many
+// destinations it copied.
+func (r *run) wave(ctx workflow.Context, i int, copies []aCopy) (int, error) {
+	cfg, w := r.in.Chain.Waves[i], &r.status.Waves[i]
+	w.StartedAt = workflow.Now(ctx)
+	stage := r.stageStatus(StageReplicate)
+	if cfg.Approval != nil {
+		w.Approval = r.newApproval(ctx, cfg.Approval)
+		w.State, w.Message = StateWaiting, w.Approval.waitingFor()
+		stage.State, stage.Message = StateWaiting, "wave "+w.Name+" "+w.Message
+		d, err := r.awaitDecision(ctx, cfg.Approval, w.Approval, w.Name)
+		stage.State, stage.Message = StateRunning, ""
+		if err != nil {
+			return 0, err
+		}
+		w.Message = d.String()
+	}
+	w.State = StateRunning
+	var mine []aCopy
+	for _, c := range copies {
+		if slices.Contains(cfg.Destinations, c.in.Destination.Name) {
+			mine = append(mine, c)
+		}
+	}
+	for k := range mine {
+		mine[k].in.Alone = len(mine) == 1
+	}
+	workflow.SetCurrentDetails(ctx, currentDetails(&r.status))
+	r.copyAll(ctx, mine)
+	copied, err := r.copiesOutcome(ctx, w.Name)
+	if err != nil {
+		return copied, err
+	}
+	var triggers []chain.Trigger
+	for _, t := range r.in.Chain.Triggers {
+		if slices.Contains(cfg.Triggers, t.Name) {
+			triggers = append(triggers, t)
+		}
+	}
+	if len(triggers) > 0 {
+		if err := r.fire(ctx, triggers, w.Name); err != nil {
+			return copied, err
+		}
+	}
+	if i == len(r.in.Chain.Waves)-1 {
+		return copied, nil
+	}
+	if soak := time.Duration(cfg.Soak); soak > 0 {
+		w.SoakUntil = workflow.Now(ctx).Add(soak)
+		w.Message = "soaking until " + w.SoakUntil.UTC().Format(time.RFC3339)
+		workflow.SetCurrentDetails(ctx, currentDetails(&r.status))
+		if err := workflow.Sleep(ctx, soak); err != nil {
+			return copied, err
+		}
+	}
+	if h := cfg.Health; h != nil {
+		w.Message = "checking health at " + h.URL
+		workflow.SetCurrentDetails(ctx, currentDetails(&r.status))
+		opts := r.activityOptions(r.in.TaskQueue, "health of wave "+w.Name+" → "+h.URL, time.Minute, h.Timeout.Or(chain.DefaultHealthTimeout))
+		opts.RetryPolicy.MaximumInterval = min(opts.RetryPolicy.MaximumInterval, 30*time.Second)
+		var res HealthResult
+		err := r.execute(workflow.WithActivityOptions(ctx, opts), ActivityCheckHealth, HealthInput{URL: h.URL, Wave: w.Name}).Get(ctx, &res)
+		if d, ok := failureDetails[HealthResult](err); ok {
+			res = d
+		}
+		w.Health = &res
+		if err != nil {
+			if temporal.IsCanceledError(err) {
+				return copied, err
+			}
+			return copied, temporal.NewNonRetryableApplicationError("health check "+h.URL+": "+errorMessage(err), "HealthCheckFailed", nil)
+		}
+	}
+	w.Message = ""
+	return copied, nil
+}
