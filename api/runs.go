@@ -167,7 +167,10 @@ func (s *Server) runAction(c echo.Context) error {
 	if id, ok := strings.CutSuffix(id, "/approval"); ok {
 		return s.decide(c, id)
 	}
-	return apiError(c, http.StatusNotFound, "not_found", "POST /api/v1/runs/<id>/cancel cancels a run, …/approval decides one waiting for approval; POST /api/v1/runs starts one")
+	if id, ok := strings.CutSuffix(id, "/rerun"); ok {
+		return s.rerun(c, id)
+	}
+	return apiError(c, http.StatusNotFound, "not_found", "POST /api/v1/runs/<id>/cancel cancels a run, …/approval decides one waiting for approval, …/rerun runs an ended one again from a stage; POST /api/v1/runs starts one")
 }
 
 func (s *Server) cancelRun(c echo.Context, id string) error {
@@ -272,4 +275,47 @@ func (s *Server) decide(c echo.Context, id string) error {
 		return apiError(c, http.StatusBadRequest, "bad_request", "%v", err)
 	}
 	return apiError(c, http.StatusServiceUnavailable, "decision_unavailable", "%v", err)
+}
+
+// RerunRequest runs an ended run again from a stage — POST
+// /api/v1/runs/<id>/rerun; with destinations (from replicate), it copies
+// into those again only.
+type RerunRequest struct {
+	From         string   `json:"from"`
+	Destinations []string `json:"destinations,omitempty"`
+}
+
+func (s *Server) rerun(c echo.Context, id string) error {
+	var body RerunRequest
+	if err := s.decode(c, &body); err != nil {
+		return err
+	}
+	req, err := starter.CheckRerun(starter.RerunRequest{Run: id, From: body.From, Destinations: body.Destinations}, func(f string) string {
+		if f == "destination" {
+			return "destinations"
+		}
+		return f
+	})
+	if err != nil {
+		return badInput(c, err)
+	}
+	who, _ := c.Get(identityKey).(string)
+	req.Cause = workflows.Cause{Kind: "rerun", Actor: who, At: time.Now().UTC()}
+	st, err := s.Starter.StartRerun(c.Request().Context(), req)
+	var re *starter.RerunError
+	switch {
+	case err == nil:
+		code := http.StatusAccepted
+		if st.Existing {
+			code = http.StatusOK
+		}
+		return c.JSON(code, map[string]any{"run": st, "link": s.runLink(st.WorkflowID)})
+	case errors.Is(err, runs.ErrNotFound):
+		return apiError(c, http.StatusNotFound, "unknown_run", "%v", err)
+	case errors.As(err, &re):
+		return apiError(c, http.StatusConflict, "not_rerunnable", "%v", err)
+	case isBadInput(err):
+		return badInput(c, err)
+	}
+	return apiError(c, http.StatusServiceUnavailable, "rerun_unavailable", "%v", err)
 }

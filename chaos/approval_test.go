@@ -93,4 +93,12 @@ func TestApprovalAcrossRestart(t *testing.T) {
 	if out, err := cli("alice", "run", "approve", id); err == nil || !strings.Contains(out, "has ended (Succeeded): it is not waiting for approval") {
 		t.Fatalf("approve an ended run: %v\n%s", err, out)
 	}
+	// Copy it again (a rerun from replicate): the approval is the earlier run's.
+	out, err = cli("bob", "run", "rerun", id, "--from", "replicate", "--watch")
+	if err != nil || !strings.Contains(out, "a rerun of "+id+" from replicate") {
+		t.Fatalf("run rerun: %v\n%s", err, out)
+	}
+	if out, err := cli("bob", "run", "show", id); err != nil || !strings.Contains(out, id+"~replicate-") {
+		t.Fatalf("run show does not list the rerun: %v\n%s", err, out)
+	}
 }

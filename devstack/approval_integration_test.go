@@ -26,7 +26,13 @@ import (
 // and the body.
 func decideOver(t *testing.T, url, id, token, body string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, url+"/api/v1/runs/"+id+"/approval", strings.NewReader(body))
+	return postJSON(t, url+"/api/v1/runs/"+id+"/approval", token, body)
+}
+
+// postJSON POSTs body to url with the bearer token.
+func postJSON(t *testing.T, url, token, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
@@ -141,6 +147,22 @@ func TestApprovalGate(t *testing.T) {
 	recordHistory(t, id, "chainrun-approved.json")
 	if code, body := decideOver(t, srv.URL, id, "alice-token", `{"decision":"approve"}`); code != http.StatusConflict || !strings.Contains(body, "has ended (Succeeded)") {
 		t.Errorf("a decision on an ended run: %d %s", code, body)
+	}
+	// Fire its triggers again (a rerun from trigger, through the API): the
+	// approval is the earlier run's, nothing is copied.
+	for _, tc := range []struct {
+		body string
+		code int
+		want string
+	}{
+		{`{"from":"build"}`, http.StatusBadRequest, `"field":"from"`},
+		{`{"from":"trigger","destinations":["eu"]}`, http.StatusBadRequest, `"field":"destinations"`},
+		{`{"from":"trigger"}`, http.StatusAccepted, `~trigger-`},
+		{`{"from":"trigger"}`, http.StatusOK, `"existing":true`},
+	} {
+		if code, body := postJSON(t, srv.URL+"/api/v1/runs/"+id+"/rerun", "alice-token", tc.body); code != tc.code || !strings.Contains(body, tc.want) {
+			t.Errorf("rerun %s: %d %s", tc.body, code, body)
+		}
 	}
 
 	// Rejected (as the CLI does it): Rejected, nothing copied.

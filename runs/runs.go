@@ -153,12 +153,17 @@ func List(ctx context.Context, c client.Client, f Filter) ([]Row, error) {
 	if f.Limit <= 0 {
 		f.Limit = 50
 	}
+	return list(ctx, c, f.Query(), f.Limit)
+}
+
+// list lists up to limit runs matching the visibility query q.
+func list(ctx context.Context, c client.Client, q string, limit int) ([]Row, error) {
 	rows := []Row{}
 	var token []byte
-	for len(rows) < f.Limit {
-		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: f.Query(), PageSize: int32(min(f.Limit, 100)), NextPageToken: token})
+	for len(rows) < limit {
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: int32(min(limit, 100)), NextPageToken: token})
 		if err != nil {
-			return nil, fmt.Errorf("list runs (%s): %w", f.Query(), err)
+			return nil, fmt.Errorf("list runs (%s): %w", q, err)
 		}
 		for _, e := range resp.Executions {
 			fields := e.GetSearchAttributes().GetIndexedFields()
@@ -188,7 +193,7 @@ func List(ctx context.Context, c client.Client, f Filter) ([]Row, error) {
 			break
 		}
 	}
-	return rows[:min(len(rows), f.Limit)], nil
+	return rows[:min(len(rows), limit)], nil
 }
 
 // ErrNotFound means there is no run with that id.

@@ -277,6 +277,9 @@ func (s *Starter) StartPush(ctx context.Context, req PushRequest) ([]Started, er
 
 // staticDetails is the run's description in the Web UI.
 func staticDetails(in workflows.ChainRunInput) string {
+	if r := in.Rerun; r != nil {
+		return fmt.Sprintf("a rerun of `%s` (run id `%s`) from %s, started by %s %s; digest `%s`", r.Of, r.OfRun, r.From, in.Cause.Kind, in.Cause.Actor, in.Image.Digest)
+	}
 	if in.Push != nil && in.Build != nil {
 		return fmt.Sprintf("build rule `%s` of %s at `%s` (%s) → tags %v for %v; started by %s %s",
 			in.Build.Rule, in.Chain.Build.Source.URL, in.Push.Commit, in.Push.Ref, in.Build.Tags, in.Build.Platforms, in.Cause.Kind, in.Cause.Actor)

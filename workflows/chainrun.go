@@ -106,6 +106,9 @@ func (r *run) run(ctx workflow.Context) (*RunStatus, error) {
 		stages = slices.Insert(stages, i, StageApprove)
 		steps = slices.Insert(steps, i, r.approve)
 	}
+	if r.in.Rerun != nil {
+		stages, steps = r.reusedStages(ctx, stages, steps)
+	}
 	r.metrics(ctx).Counter(MetricRunsStarted).Inc(1)
 	for i, step := range steps {
 		if err := r.stage(ctx, stages[i], step); err != nil {

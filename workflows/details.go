@@ -31,6 +31,9 @@ func currentDetails(s *RunStatus) string {
 		fmt.Fprintf(&b, "Approval: %s at %s\n\n", a.Decision, a.Decision.At.UTC().Format(time.RFC3339))
 	}
 	fmt.Fprintf(&b, "**%s** %s — %s\n\n", s.Chain, s.Image.String(), s.Outcome)
+	if r := s.RerunOf; r != nil {
+		fmt.Fprintf(&b, "Rerun of `%s` (run id `%s`) from %s; its reruns: `WorkflowId STARTS_WITH \"%s~\"`\n\n", r.Of, r.OfRun, r.From, r.Of)
+	}
 	if s.Scan != nil && len(s.Scan.Inventory) > 0 {
 		b.WriteString("Analysed: " + strings.Join(InventoryLines(s.Scan.Inventory), "; ") + "\n\n")
 	}

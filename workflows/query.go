@@ -17,6 +17,11 @@ func (q Query) Eq(attr, value string) Query { return append(q, attr+" = "+Quote(
 // Ne adds "attr != 'value'".
 func (q Query) Ne(attr, value string) Query { return append(q, attr+" != "+Quote(value)) }
 
+// StartsWith adds "attr STARTS_WITH 'prefix'".
+func (q Query) StartsWith(attr, prefix string) Query {
+	return append(q, attr+" STARTS_WITH "+Quote(prefix))
+}
+
 // In adds "attr IN ('a', 'b', …)".
 func (q Query) In(attr string, values ...string) Query {
 	quoted := make([]string, len(values))

@@ -58,6 +58,16 @@ func (r *run) planCopies() ([]aCopy, error) {
 		if w := r.in.Chain.WaveOf(dst.Name); w >= 0 {
 			r.status.Destinations[i].Wave = r.in.Chain.WaveName(w)
 		}
+		if !r.retried(dst.Name) {
+			// run retry of other destinations: this one's copy is the earlier run's.
+			if d, ok := r.earlierDestination(rule.Name); ok {
+				d.Message = strings.TrimSpace(d.Message + " (run " + r.in.Rerun.Of + ")")
+				r.status.Destinations[i] = d
+			} else {
+				r.status.Destinations[i].State, r.status.Destinations[i].Message = StateSkipped, "not retried"
+			}
+			continue
+		}
 		var tags []string
 		why := ""
 		for _, tag := range r.status.Tags {

@@ -30,6 +30,8 @@ type ChainRunInput struct {
 	Build *chain.BuildPlan `json:"build,omitempty"`
 	// TaskQueue is the base task queue; replication runs on ReplicationQueue(TaskQueue, destination).
 	TaskQueue string `json:"taskQueue"`
+	// Rerun is set on a rerun of an earlier run from a stage.
+	Rerun *Rerun `json:"rerun,omitempty"`
 	// AttributesAtStart says the starter set the run's first search
 	// attributes (StartAttributes) and that the run batches its changes.
 	AttributesAtStart bool `json:"attributesAtStart,omitempty"`
@@ -102,6 +104,8 @@ const (
 	StateWaiting State = "Waiting"
 	// StateRejected: the approval stage ended with a rejection.
 	StateRejected State = "Rejected"
+	// StateReused: a rerun took the stage's result from the earlier run.
+	StateReused State = "Reused"
 )
 
 // Stage names, in run order.
@@ -148,6 +152,8 @@ type RunStatus struct {
 	Signing *Signing `json:"signing,omitempty"`
 	// Approval is the approval stage's request and decision.
 	Approval *ApprovalStatus `json:"approval,omitempty"`
+	// RerunOf is set on a rerun: the earlier run and the stage it started at.
+	RerunOf *RerunOf `json:"rerunOf,omitempty"`
 	// Waves are the waves of a chain with waves, in order.
 	Waves     []WaveStatus `json:"waves,omitempty"`
 	StartedAt time.Time    `json:"startedAt"`

@@ -26,8 +26,8 @@ import (
 )
 
 func newRunCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "run", Short: "Start, cancel, approve, list, show and watch chain runs"}
-	cmd.AddCommand(runStartCmd(g), runCancelCmd(g), runDecideCmd(g, true), runDecideCmd(g, false), runListCmd(g), runShowCmd(g), runWatchCmd(g), runLogsCmd(g))
+	cmd := &cobra.Command{Use: "run", Short: "Start, cancel, approve, re-run, list, show and watch chain runs"}
+	cmd.AddCommand(runStartCmd(g), runCancelCmd(g), runDecideCmd(g, true), runDecideCmd(g, false), runRerunCmd(g, false), runRerunCmd(g, true), runListCmd(g), runShowCmd(g), runWatchCmd(g), runLogsCmd(g))
 	return cmd
 }
 
@@ -221,6 +221,7 @@ func runShowCmd(g *globals) *cobra.Command {
 				return printJSON(os.Stdout, st)
 			}
 			printStatus(cmd.OutOrStdout(), args[0], st)
+			printReruns(cmd.Context(), cmd.OutOrStdout(), c, args[0])
 			return nil
 		}),
 	}
@@ -252,6 +253,13 @@ func printStatus(w io.Writer, id string, st workflows.RunStatus) {
 	}
 	if st.Commit != "" {
 		fmt.Fprintf(w, "Commit:   %s\n", st.Commit)
+	}
+	if r := st.RerunOf; r != nil {
+		fmt.Fprintf(w, "Rerun of: %s (run id %s) from %s", r.Of, r.OfRun, r.From)
+		if len(r.Destinations) > 0 {
+			fmt.Fprintf(w, ", copying into %s again", strings.Join(r.Destinations, ", "))
+		}
+		fmt.Fprintln(w)
 	}
 	if b := st.Build; b != nil {
 		if b.ReusedFrom != "" {

@@ -1,0 +1,142 @@
+package starter
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/dchain-dev/dchain/chain"
+	"github.com/dchain-dev/dchain/runs"
+	"github.com/dchain-dev/dchain/workflows"
+)
+
+// RerunRequest asks to run an ended chain run again from a stage (run
+// rerun), or to copy into some of its destinations again (run retry:
+// From replicate with Destinations).
+type RerunRequest struct {
+	Run          string
+	From         string
+	Destinations []string
+	Cause        workflows.Cause
+}
+
+// CheckRerun checks a rerun request from outside with the shared
+// validator; name gives each field's outside name ("from", "destination").
+func CheckRerun(req RerunRequest, name func(field string) string) (RerunRequest, error) {
+	if !slices.Contains(workflows.RerunStages, req.From) {
+		return req, &chain.InputError{Field: name("from"), Reason: fmt.Sprintf("%q: a rerun starts from one of %v", req.From, workflows.RerunStages)}
+	}
+	for i, d := range req.Destinations {
+		var err error
+		if req.Destinations[i], err = chain.ParseName(name("destination"), d); err != nil {
+			return req, err
+		}
+	}
+	if len(req.Destinations) > 0 && req.From != workflows.StageReplicate {
+		return req, &chain.InputError{Field: name("destination"), Reason: "only a rerun from replicate copies into chosen destinations"}
+	}
+	return req, nil
+}
+
+// RerunError is why a run cannot be re-run as asked (a 409: the request
+// is well-formed, the run's record says no).
+type RerunError struct{ Reason string }
+
+func (e *RerunError) Error() string { return e.Reason }
+
+// StartRerun starts a new run of the earlier run's chain (its current
+// configuration) on the earlier run's image, from req.From on: the stages
+// before it are the earlier run's. The same request twice is one rerun.
+func (s *Starter) StartRerun(ctx context.Context, req RerunRequest) (Started, error) {
+	earlier, err := runs.Status(ctx, s.Client, req.Run)
+	if err != nil {
+		return Started{}, err
+	}
+	in0, runID, err := runs.Input(ctx, s.Client, req.Run)
+	if err != nil {
+		return Started{}, err
+	}
+	ch, err := s.Config.Chain(in0.Chain.Name)
+	if err != nil {
+		return Started{}, &RerunError{Reason: fmt.Sprintf("run %s: its chain %s is not in the configuration any more", req.Run, in0.Chain.Name)}
+	}
+	if err := rerunnable(ch, earlier, req); err != nil {
+		return Started{}, err
+	}
+	img := in0.Image
+	img.Digest = earlier.Image.Digest
+	in, err := Input(s.Config.Config, ch, img, req.Cause, s.taskQueue())
+	if err != nil {
+		return Started{}, err
+	}
+	in.Push, in.Build = in0.Push, in0.Build
+	in.Rerun = &workflows.Rerun{Of: req.Run, OfRun: runID, From: req.From, Destinations: req.Destinations, Earlier: earlier}
+	return s.start(ctx, workflows.RerunWorkflowID(req.Run, runID, req.From, req.Destinations), in, false)
+}
+
+// rerunnable says why the earlier run cannot be re-run as req asks: the
+// stages a rerun takes from it must have done what the chain asks now, so a
+// rerun never gets past a policy, a signature or a copy the earlier run did
+// not pass.
+func rerunnable(ch chain.Chain, earlier workflows.RunStatus, req RerunRequest) error {
+	refuse := func(format string, args ...any) error {
+		return &RerunError{Reason: fmt.Sprintf("run %s: ", req.Run) + fmt.Sprintf(format, args...)}
+	}
+	if earlier.Outcome == workflows.OutcomeRunning {
+		return refuse("it is still running; a rerun starts from an ended run (cancel it, or wait)")
+	}
+	if earlier.Image.Digest == "" {
+		return refuse("it ended (%s at %s) before it had an image: start it again (dchain run start --rerun)", earlier.Outcome, earlier.FailedStage)
+	}
+	from := slices.Index(workflows.Stages, req.From)
+	done := func(stage string) bool {
+		s := earlier.Stage(stage)
+		return s != nil && (s.State == workflows.StateSucceeded || s.State == workflows.StateReused)
+	}
+	skipped := func(stage string) bool {
+		s := earlier.Stage(stage)
+		return s != nil && s.State == workflows.StateSkipped
+	}
+	reused := func(stage string) bool { return slices.Index(workflows.Stages, stage) < from }
+	switch {
+	case earlier.Outcome == workflows.OutcomeBlocked && reused(workflows.StageEvaluate):
+		return refuse("the blocking policy stopped it; a rerun from %s would pass the policy by: rerun --from scan", req.From)
+	case ch.Scan != nil && reused(workflows.StageScan) && !done(workflows.StageScan):
+		return refuse("chain %s scans, and this run's scan did not pass (%s): rerun --from scan", ch.Name, stageState(earlier, workflows.StageScan))
+	case ch.Scan != nil && reused(workflows.StageScan) && !done(workflows.StageEvaluate) && !skipped(workflows.StageEvaluate):
+		return refuse("chain %s applies a policy, and this run's policy stage did not pass (%s): rerun --from scan", ch.Name, stageState(earlier, workflows.StageEvaluate))
+	case (ch.Signing != nil || ch.Verify != nil) && reused(workflows.StageSign) && !done(workflows.StageSign):
+		return refuse("chain %s signs or verifies, and this run's sign stage did not pass (%s): rerun --from scan", ch.Name, stageState(earlier, workflows.StageSign))
+	case req.From == workflows.StageTrigger && !done(workflows.StageReplicate) && len(ch.Replication) > 0:
+		return refuse("its copies did not all succeed (%s): rerun --from replicate, or run retry --destination", stageState(earlier, workflows.StageReplicate))
+	}
+	for _, d := range req.Destinations {
+		i := slices.IndexFunc(earlier.Destinations, func(x workflows.DestinationStatus) bool { return x.Registry == d })
+		switch {
+		case i < 0:
+			var had []string
+			for _, x := range earlier.Destinations {
+				had = append(had, x.Registry)
+			}
+			return refuse("it had no destination %q (its destinations: %s)", d, strings.Join(had, ", "))
+		case earlier.Destinations[i].State == workflows.StateSucceeded:
+			return refuse("%s already has the image (its copy succeeded)", d)
+		case !slices.ContainsFunc(ch.Replication, func(r chain.ReplicationRule) bool { return r.Destination == d }):
+			return refuse("chain %s no longer replicates to %s", ch.Name, d)
+		}
+	}
+	return nil
+}
+
+// stageState is "Failed: its message" of the earlier run's stage.
+func stageState(st workflows.RunStatus, stage string) string {
+	s := st.Stage(stage)
+	if s == nil {
+		return "the run had no " + stage + " stage"
+	}
+	if s.Message == "" {
+		return string(s.State)
+	}
+	return string(s.State) + ": " + s.Message
+}
