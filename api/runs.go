@@ -124,8 +124,17 @@ func (s *Server) listRuns(c echo.Context) error {
 			return badInput(c, &chain.InputError{Field: "limit", Reason: fmt.Sprintf("%q is not a number", l)})
 		}
 	}
+	var waiting bool
+	switch w := c.QueryParam("waiting"); w {
+	case "", "false":
+	case "true":
+		waiting = true
+	default:
+		return badInput(c, &chain.InputError{Field: "waiting", Reason: fmt.Sprintf("%q: want true or false", w)})
+	}
 	f, err := runs.Filter{
-		Kind: c.QueryParam("kind"), Chain: c.QueryParam("chain"), Outcome: c.QueryParam("outcome"), Repository: c.QueryParam("repository"), Tag: c.QueryParam("tag"), Limit: limit,
+		Kind: c.QueryParam("kind"), Chain: c.QueryParam("chain"), Outcome: c.QueryParam("outcome"), Repository: c.QueryParam("repository"), Tag: c.QueryParam("tag"),
+		Waiting: waiting, Limit: limit,
 	}.Check(func(f string) string { return f })
 	if err != nil {
 		return badInput(c, err)

@@ -63,3 +63,18 @@ func TestLivePollers(t *testing.T) {
 		t.Fatalf("%d live pollers, want 2", n)
 	}
 }
+
+// --waiting selects the chain runs at the approve stage; another kind is refused.
+func TestFilterWaiting(t *testing.T) {
+	f, err := Filter{Waiting: true, Chain: "demo"}.Check(func(f string) string { return "--" + f })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := f.Query(); q != "WorkflowType IN ('ChainRun') AND ExecutionStatus = 'Running' AND DchainStage = 'approve' AND DchainChain = 'demo'" {
+		t.Fatalf("query %s", q)
+	}
+	var in *chain.InputError
+	if _, err := (Filter{Waiting: true, Kind: "sync"}).Check(func(f string) string { return "--" + f }); !errors.As(err, &in) || in.Field != "--waiting" {
+		t.Fatalf("--waiting --kind sync: %v", err)
+	}
+}

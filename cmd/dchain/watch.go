@@ -89,6 +89,13 @@ func printChanges(out io.Writer, st workflows.RunStatus, lines map[string]string
 			lines[s.Name] = line
 		}
 	}
+	for _, w := range st.Waves {
+		line := string(w.State) + " " + w.Message
+		if k := "wave/" + w.Name; w.State != workflows.StatePending && lines[k] != line {
+			fmt.Fprintf(out, "%s  wave %-4s %s\n", now, w.Name, line)
+			lines[k] = line
+		}
+	}
 	for _, d := range st.Destinations {
 		// The previous attempt's error is said once, when the attempt
 		// starts; the progress lines of the attempt that follows carry
