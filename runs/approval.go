@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -23,6 +24,9 @@ type DecisionError struct {
 
 func (e *DecisionError) Error() string { return e.Message }
 
+// decisionErrors are the refusals of the run's validator.
+var decisionErrors = []string{workflows.ErrTypeNotWaiting, workflows.ErrTypeNotAnApprover, workflows.ErrTypeBadDecision}
+
 // Decide sends an approver's decision to a run waiting for approval (the
 // Temporal Update workflows.UpdateApproval) and returns it as the run
 // recorded it. A run that cannot take it answers a *DecisionError; an
@@ -40,8 +44,11 @@ func Decide(ctx context.Context, c client.Client, id string, d workflows.Approva
 	switch {
 	case err == nil:
 		return out, nil
-	case errors.As(err, &app):
+	case errors.As(err, &app) && slices.Contains(decisionErrors, app.Type()):
 		return out, &DecisionError{Kind: app.Type(), Message: fmt.Sprintf("run %s: %s", id, app.Message())}
+	case errors.As(err, &app):
+		// No handler took it: not a chain run, or its worker predates approvals.
+		return out, &DecisionError{Kind: workflows.ErrTypeNotWaiting, Message: fmt.Sprintf("run %s takes no approval decisions (not a chain run, or its worker predates approvals): %s", id, app.Message())}
 	case errors.As(err, &nf):
 		// No such run, or one that has ended.
 		desc, derr := c.DescribeWorkflowExecution(ctx, id, "")

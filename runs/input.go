@@ -13,6 +13,10 @@ import (
 	"github.com/dchain-dev/dchain/workflows"
 )
 
+// ErrNotAChainRun: the run is another kind of workflow (a replication, a
+// sync, a scan).
+var ErrNotAChainRun = errors.New("not a chain run: only chain runs are re-run")
+
 // Input is the input a chain run started with (its first history event)
 // and its run ID.
 func Input(ctx context.Context, c client.Client, id string) (workflows.ChainRunInput, string, error) {
@@ -31,7 +35,7 @@ func Input(ctx context.Context, c client.Client, id string) (workflows.ChainRunI
 	}
 	a := ev.GetWorkflowExecutionStartedEventAttributes()
 	if a == nil || a.GetWorkflowType().GetName() != "ChainRun" {
-		return in, "", fmt.Errorf("run %s is not a chain run (a %s): only chain runs are re-run", id, a.GetWorkflowType().GetName())
+		return in, "", fmt.Errorf("run %s is a %s, %w", id, a.GetWorkflowType().GetName(), ErrNotAChainRun)
 	}
 	if err := converter.GetDefaultDataConverter().FromPayloads(a.GetInput(), &in); err != nil {
 		return in, "", fmt.Errorf("run %s: read its input: %w", id, err)

@@ -1,7 +1,10 @@
 package starter
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -54,6 +57,9 @@ func (s *Starter) StartRerun(ctx context.Context, req RerunRequest) (Started, er
 		return Started{}, err
 	}
 	in0, runID, err := runs.Input(ctx, s.Client, req.Run)
+	if errors.Is(err, runs.ErrNotAChainRun) {
+		return Started{}, &RerunError{Reason: err.Error()}
+	}
 	if err != nil {
 		return Started{}, err
 	}
@@ -64,6 +70,9 @@ func (s *Starter) StartRerun(ctx context.Context, req RerunRequest) (Started, er
 	if err := rerunnable(ch, earlier, req); err != nil {
 		return Started{}, err
 	}
+	if err := sameSettings(in0.Chain, ch, req); err != nil {
+		return Started{}, err
+	}
 	img := in0.Image
 	img.Digest = earlier.Image.Digest
 	in, err := Input(s.Config.Config, ch, img, req.Cause, s.taskQueue())
@@ -71,7 +80,8 @@ func (s *Starter) StartRerun(ctx context.Context, req RerunRequest) (Started, er
 		return Started{}, err
 	}
 	in.Push, in.Build = in0.Push, in0.Build
-	in.Rerun = &workflows.Rerun{Of: req.Run, OfRun: runID, From: req.From, Destinations: req.Destinations, Earlier: earlier}
+	in.Rerun = &workflows.Rerun{Of: req.Run, OfRun: runID, From: req.From, Destinations: req.Destinations, Earlier: earlier,
+		ApprovalChanged: !same(in0.Chain.Approval, ch.Approval)}
 	return s.start(ctx, workflows.RerunWorkflowID(req.Run, runID, req.From, req.Destinations), in, false)
 }
 
@@ -127,6 +137,28 @@ func rerunnable(ch chain.Chain, earlier workflows.RunStatus, req RerunRequest) e
 		}
 	}
 	return nil
+}
+
+// sameSettings refuses a rerun that would reuse a scan, policy or
+// signature made under settings the chain no longer has (tightened since):
+// those stages must run again.
+func sameSettings(then, now chain.Chain, req RerunRequest) error {
+	from := slices.Index(workflows.Stages, req.From)
+	reused := func(stage string) bool { return slices.Index(workflows.Stages, stage) < from }
+	switch {
+	case reused(workflows.StageScan) && !same(then.Scan, now.Scan):
+		return &RerunError{Reason: fmt.Sprintf("run %s: chain %s's scan settings changed since it ran: its scan and policy decision do not stand for them: rerun --from scan", req.Run, now.Name)}
+	case reused(workflows.StageSign) && (!same(then.Signing, now.Signing) || !same(then.Verify, now.Verify)):
+		return &RerunError{Reason: fmt.Sprintf("run %s: chain %s's signing or verify settings changed since it ran: rerun --from scan", req.Run, now.Name)}
+	}
+	return nil
+}
+
+// same says whether two settings sections are the same (as recorded).
+func same(a, b any) bool {
+	x, errx := json.Marshal(a)
+	y, erry := json.Marshal(b)
+	return errx == nil && erry == nil && bytes.Equal(x, y)
 }
 
 // stageState is "Failed: its message" of the earlier run's stage.

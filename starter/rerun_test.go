@@ -66,3 +66,24 @@ func TestRerunnable(t *testing.T) {
 		}
 	}
 }
+
+// Settings tightened since the earlier run: its scan, policy or signing do
+// not stand for them, so a rerun that would reuse them is refused.
+func TestRerunSameSettings(t *testing.T) {
+	then := chain.Chain{Name: "demo", Scan: &chain.Scan{Mode: chain.ModeNonBlocking}}
+	now := chain.Chain{Name: "demo", Scan: &chain.Scan{Mode: chain.ModeBlocking}}
+	var re *RerunError
+	if err := sameSettings(then, now, RerunRequest{Run: "r1", From: "replicate"}); !errors.As(err, &re) || !strings.Contains(err.Error(), "scan settings changed") {
+		t.Fatalf("a tightened policy: %v", err)
+	}
+	if err := sameSettings(then, now, RerunRequest{Run: "r1", From: "scan"}); err != nil {
+		t.Fatalf("from scan: %v", err)
+	}
+	now = chain.Chain{Name: "demo", Scan: then.Scan, Verify: &chain.Verify{Keys: []chain.KeyRef{"env:K"}}}
+	if err := sameSettings(then, now, RerunRequest{Run: "r1", From: "trigger"}); !errors.As(err, &re) || !strings.Contains(err.Error(), "signing or verify") {
+		t.Fatalf("a verify section added: %v", err)
+	}
+	if err := sameSettings(then, chain.Chain{Name: "demo", Scan: &chain.Scan{Mode: chain.ModeNonBlocking}}, RerunRequest{Run: "r1", From: "replicate"}); err != nil {
+		t.Fatalf("the same settings: %v", err)
+	}
+}

@@ -42,6 +42,8 @@ type ApprovalStatus struct {
 	// Notify is the delivery of the request to approval.notify.
 	Notify   *TriggerStatus    `json:"notify,omitempty"`
 	Decision *ApprovalDecision `json:"decision,omitempty"`
+	// Canceled says the run was canceled while it waited: nobody decided.
+	Canceled bool `json:"canceled,omitempty"`
 }
 
 // ApprovalDecision is an approver's answer (the update's argument), or the
@@ -93,12 +95,20 @@ func (a *ApprovalStatus) TimeoutOutcome() string {
 }
 
 // Waiting says whether the run waits for a decision now.
-func (a *ApprovalStatus) Waiting() bool { return a != nil && a.Decision == nil }
+func (a *ApprovalStatus) Waiting() bool { return a != nil && a.Decision == nil && !a.Canceled }
 
-// errRejected ends a run whose approval said no.
-type errRejected struct{ d ApprovalDecision }
+// errRejected ends a run whose approval (of the run, or of a wave) said no.
+type errRejected struct {
+	d    ApprovalDecision
+	wave string
+}
 
-func (e errRejected) Error() string { return e.d.String() }
+func (e errRejected) Error() string {
+	if e.wave != "" {
+		return "wave " + e.wave + " " + e.d.String()
+	}
+	return e.d.String()
+}
 
 // approve is the approve stage: the chain's approval before any copy.
 func (r *run) approve(ctx workflow.Context) error {
@@ -152,14 +162,15 @@ func (r *run) awaitDecision(ctx workflow.Context, cfg *chain.Approval, st *Appro
 		r.attrs.set(ctx, keyword(AttrStage, StageReplicate))
 	}
 	if err != nil {
+		st.Canceled = true
 		return nil, err // canceled
 	}
-	if !ok {
+	if !ok && st.Decision == nil {
 		st.Decision = &ApprovalDecision{Approve: st.OnTimeout == chain.OnTimeoutApprove, By: ViaTimeout, Via: ViaTimeout, At: workflow.Now(ctx),
 			Comment: fmt.Sprintf("no decision within %s", timeout)}
 	}
 	if !st.Decision.Approve {
-		return st.Decision, errRejected{*st.Decision}
+		return st.Decision, errRejected{*st.Decision, wave}
 	}
 	return st.Decision, nil
 }
@@ -184,7 +195,7 @@ func (r *run) notifyApprovers(ctx workflow.Context, cfg *chain.Approval, st *App
 		Approval: &ApprovalRequest{Approvers: cfg.Approvers, Deadline: st.Deadline, OnTimeout: st.OnTimeout, Wave: wave},
 		Wave:     wave,
 	}
-	in := DeliverInput{Trigger: t, Event: ev, IdempotencyKey: idempotencyKey(workflow.GetInfo(ctx).WorkflowExecution.RunID, waveKey("approval", wave))}
+	in := DeliverInput{Trigger: t, Event: ev, IdempotencyKey: idempotencyKey(workflow.GetInfo(ctx).WorkflowExecution.RunID, waveKey("\x00approval", wave))}
 	opts := r.activityOptions(r.in.TaskQueue, "approval requested → "+t.URL, time.Minute, r.in.Retry.TriggerTimeout.Or(time.Hour))
 	opts.WaitForCancellation = false // a decision ends the wait for it
 	wg.Add(1)
@@ -197,7 +208,10 @@ func (r *run) notifyApprovers(ctx workflow.Context, cfg *chain.Approval, st *App
 		case err == nil:
 			n.State, n.HTTPStatus, n.Attempts = StateSucceeded, res.HTTPStatus, res.Attempts
 		case temporal.IsCanceledError(err):
-			n.State, n.Message = StateCanceled, "decided before the request was delivered"
+			n.State, n.Message = StateCanceled, "the wait ended before the request was delivered"
+			if st.Decision != nil {
+				n.Message = "decided before the request was delivered"
+			}
 		default:
 			n.State, n.Message = StateFailed, errorMessage(err)
 			if d, ok := failureDetails[DeliverResult](err); ok {

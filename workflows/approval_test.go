@@ -202,6 +202,9 @@ func TestApprovalCanceledWhileWaiting(t *testing.T) {
 	if !temporal.IsCanceledError(err) || st.Outcome != OutcomeCanceled || st.FailedStage != StageApprove || len(f.replicated) != 0 {
 		t.Fatalf("%v %s at %s, copied %v", err, st.Outcome, st.FailedStage, f.replicated)
 	}
+	if a, _ := st.PendingApproval(); a != nil || !st.Approval.Canceled || st.Approval.Waiting() || strings.Contains(currentDetails(st), "WAITING") {
+		t.Fatalf("a canceled run still waits: %+v", st.Approval)
+	}
 }
 
 func TestApprovalDetails(t *testing.T) {

@@ -46,6 +46,9 @@ type run struct {
 	// wave), and pendingCfg its settings; nil when it waits for none.
 	pending    *ApprovalStatus
 	pendingCfg *chain.Approval
+	// missing are the destinations (indexes into status.Destinations) a
+	// run retry leaves without the image: the replicate stage fails on them.
+	missing []int
 }
 
 func newRun(ctx workflow.Context, in ChainRunInput) *run {

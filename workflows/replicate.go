@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,6 +28,10 @@ func (r *run) replicate(ctx workflow.Context) error {
 	r.copyAll(ctx, copies)
 	return r.replicationOutcome(ctx)
 }
+
+// notCopied starts the note of a destination a run did not copy into
+// though its rule applies (a wave before it failed, a retry left it out).
+const notCopied = "not copied"
 
 // aCopy is one replication branch to run: its destination's index in the
 // status and its input.
@@ -59,12 +64,23 @@ func (r *run) planCopies() ([]aCopy, error) {
 			r.status.Destinations[i].Wave = r.in.Chain.WaveName(w)
 		}
 		if !r.retried(dst.Name) {
-			// run retry of other destinations: this one's copy is the earlier run's.
-			if d, ok := r.earlierDestination(rule.Name); ok {
+			// run retry of other destinations: this one's copy is the
+			// earlier run's; one that never got the image still lacks it.
+			d, ok := r.earlierDestination(rule.Name)
+			switch {
+			case ok && d.State == StateSucceeded:
 				d.Message = strings.TrimSpace(d.Message + " (run " + r.in.Rerun.Of + ")")
 				r.status.Destinations[i] = d
-			} else {
-				r.status.Destinations[i].State, r.status.Destinations[i].Message = StateSkipped, "not retried"
+			case ok && d.State == StateSkipped && !strings.HasPrefix(d.Message, notCopied):
+				r.status.Destinations[i] = d // its rule covers none of the tags
+			default:
+				was := "no copy"
+				if ok {
+					was = string(d.State) + ": " + d.Message
+				}
+				d := &r.status.Destinations[i]
+				d.State, d.Message = StateSkipped, fmt.Sprintf("%s: not retried, still without the image (run %s: %s)", notCopied, r.in.Rerun.Of, was)
+				r.missing = append(r.missing, i)
 			}
 			continue
 		}
@@ -160,11 +176,15 @@ func (r *run) replicationOutcome(ctx workflow.Context) error {
 func (r *run) copiesOutcome(ctx workflow.Context, wave string) (int, error) {
 	var failed []string
 	copied, total := 0, 0
-	for _, d := range r.status.Destinations {
+	for k, d := range r.status.Destinations {
 		if wave != "" && d.Wave != wave {
 			continue
 		}
 		total++
+		if slices.Contains(r.missing, k) {
+			failed = append(failed, fmt.Sprintf("%s: %s", d.Registry, d.Message))
+			continue
+		}
 		switch d.State {
 		case StateFailed:
 			failed = append(failed, fmt.Sprintf("%s: %s", d.Registry, d.Message))

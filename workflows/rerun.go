@@ -24,6 +24,9 @@ type Rerun struct {
 	Destinations []string `json:"destinations,omitempty"`
 	// Earlier is the earlier run's final status.
 	Earlier RunStatus `json:"earlier"`
+	// ApprovalChanged says the chain's approval settings are not those the
+	// earlier run was approved under: the rerun asks again.
+	ApprovalChanged bool `json:"approvalChanged,omitempty"`
 }
 
 // RerunOf is what a run re-runs: the earlier run and the stage it starts at.
@@ -74,7 +77,7 @@ func (r *run) reusedStages(ctx workflow.Context, stages []string, steps []func(w
 	for i, name := range stages {
 		reuse := i < first
 		if name == StageApprove && reuse {
-			if s := e.Stage(StageApprove); s == nil || s.State != StateSucceeded {
+			if s := e.Stage(StageApprove); s == nil || (s.State != StateSucceeded && s.State != StateReused) || rr.ApprovalChanged {
 				reuse = false // not approved before: ask again
 			} else {
 				r.status.Approval = e.Approval

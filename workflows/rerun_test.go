@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 
@@ -101,5 +102,53 @@ func TestRerunWorkflowID(t *testing.T) {
 	}
 	if q := RerunsQuery("a'b").String(); q != `WorkflowType = 'ChainRun' AND WorkflowId STARTS_WITH 'a\'b~'` {
 		t.Fatal(q)
+	}
+}
+
+// A retry that leaves out a destination still without the image does not
+// end Succeeded: the run says which one still lacks it.
+func TestRetryLeavesAMissingDestination(t *testing.T) {
+	in, earlier := earlierRun(t)
+	for i := range earlier.Destinations {
+		earlier.Destinations[i].State, earlier.Destinations[i].Message = StateFailed, "denied"
+	}
+	in.Rerun = &Rerun{Of: "demo:x", OfRun: "run-1", From: StageReplicate, Destinations: []string{"frankfurt"}, Earlier: earlier}
+	f := &fakes{}
+	st, err := runWorkflow(t, in, f, nil)
+	if err == nil || st.Outcome != OutcomeFailed || !strings.Contains(st.Message, "virginia: not copied: not retried, still without the image (run demo:x: Failed: denied)") {
+		t.Fatalf("%v: %s %s", err, st.Outcome, st.Message)
+	}
+	if strings.Join(f.replicated, ",") != "frankfurt" || len(f.delivered) != 0 {
+		t.Fatalf("copied %v, delivered %v", f.replicated, f.delivered)
+	}
+}
+
+// A retry of the second wave's destination does not run the canary again:
+// no copy, no trigger, no soak there; the canary says it is the earlier run's.
+func TestRetryInWavesReusesTheWavesBefore(t *testing.T) {
+	in := wavesInput(chain.Wave{Soak: chain.Duration(time.Hour)})
+	f := &fakes{replicate: func(ctx context.Context, in ReplicateInput) (ReplicateResult, error) {
+		if in.Destination.Name == "virginia" {
+			return ReplicateResult{}, temporal.NewNonRetryableApplicationError("denied", "AccessDenied", nil)
+		}
+		return ReplicateResult{Digest: in.Digest}, nil
+	}}
+	earlier, _ := runWorkflow(t, in, f, nil)
+	if earlier.Waves[0].State != StateSucceeded || earlier.Waves[1].State != StateFailed {
+		t.Fatalf("earlier waves %+v", earlier.Waves)
+	}
+	in.Rerun = &Rerun{Of: "demo:x", OfRun: "run-1", From: StageReplicate, Destinations: []string{"virginia"}, Earlier: *earlier}
+	f = &fakes{}
+	st, err := runWorkflow(t, in, f, nil)
+	if err != nil || strings.Join(f.replicated, ",") != "virginia" || st.Waves[0].State != StateReused || st.Waves[1].State != StateSucceeded {
+		t.Fatalf("%v: copied %v, waves %+v", err, f.replicated, st.Waves)
+	}
+	for _, ev := range f.events {
+		if ev.Wave == "canary" {
+			t.Fatalf("the canary's trigger fired again: %+v", ev)
+		}
+	}
+	if d := st.EndedAt.Sub(st.StartedAt); d >= time.Hour {
+		t.Fatalf("the canary soaked again: the run took %s", d)
 	}
 }

@@ -21,7 +21,9 @@ func (r *run) trigger(ctx workflow.Context) error {
 		return errSkipped("no triggers")
 	}
 	triggers := r.in.Chain.Triggers
-	if len(r.in.Chain.Waves) > 0 {
+	// With waves, a wave's triggers fired with it (a rerun from trigger
+	// runs no wave: it fires them all here).
+	if len(r.in.Chain.Waves) > 0 && (r.in.Rerun == nil || r.in.Rerun.From != StageTrigger) {
 		triggers = slices.DeleteFunc(slices.Clone(triggers), func(t chain.Trigger) bool { return r.in.Chain.TriggerWave(t.Name) >= 0 })
 		if len(triggers) == 0 {
 			return errSkipped("every trigger fired with its wave")

@@ -76,8 +76,9 @@ const (
 	// fails with ErrTypeRunBlocked, so the Web UI shows it apart).
 	OutcomeBlocked Outcome = "Blocked"
 	// OutcomeRejected: an approver (or the approval's timeout) rejected
-	// the run before it copied anything (the workflow fails with
-	// ErrTypeRunRejected).
+	// the run before its copies, or before a wave (the waves before it
+	// copied and fired their triggers); the workflow fails with
+	// ErrTypeRunRejected.
 	OutcomeRejected Outcome = "Rejected"
 	// OutcomeTerminated: ended outside dchain (Temporal's terminate, the
 	// Web UI's, a reset); the run's own record stopped where it was.

@@ -48,6 +48,9 @@ type WaveStatus struct {
 // PendingApproval is the approval the run waits for now, and the wave that
 // waits ("": the run's approval before any copy); nil when none.
 func (s *RunStatus) PendingApproval() (*ApprovalStatus, string) {
+	if s.Outcome != OutcomeRunning { // ended, whatever its record said last
+		return nil, ""
+	}
 	if s.Approval.Waiting() {
 		return s.Approval, ""
 	}
@@ -71,6 +74,10 @@ func (r *run) replicateInWaves(ctx workflow.Context, copies []aCopy) error {
 	copied := 0
 	for i := range c.Waves {
 		w := &r.status.Waves[i]
+		if earlier, ok := r.reusedWave(i); ok {
+			*w = earlier
+			continue
+		}
 		n, err := r.wave(ctx, i, copies)
 		copied += n
 		w.EndedAt = workflow.Now(ctx)
@@ -94,7 +101,7 @@ func (r *run) replicateInWaves(ctx workflow.Context, copies []aCopy) error {
 		}
 		for k := range r.status.Destinations {
 			if d := &r.status.Destinations[k]; d.State == StatePending {
-				d.State, d.Message = StateSkipped, "not copied: "+why
+				d.State, d.Message = StateSkipped, notCopied+": "+why
 			}
 		}
 		workflow.SetCurrentDetails(ctx, currentDetails(&r.status))
@@ -107,6 +114,23 @@ func (r *run) replicateInWaves(ctx workflow.Context, copies []aCopy) error {
 		return errSkipped("no replication rule applies to " + r.status.Image.Repository + ":" + r.status.Image.Tag)
 	}
 	return nil
+}
+
+// reusedWave is the earlier run's wave i, where a run retry copies into
+// none of its destinations and that wave succeeded: it is not run again
+// (no approval, copy, trigger, soak or health check).
+func (r *run) reusedWave(i int) (WaveStatus, bool) {
+	rr := r.in.Rerun
+	if rr == nil || len(rr.Destinations) == 0 || i >= len(rr.Earlier.Waves) {
+		return WaveStatus{}, false
+	}
+	w := rr.Earlier.Waves[i]
+	if w.Name != r.status.Waves[i].Name || w.State != StateSucceeded && w.State != StateReused ||
+		slices.ContainsFunc(r.in.Chain.Waves[i].Destinations, r.retried) {
+		return WaveStatus{}, false
+	}
+	w.State, w.Message = StateReused, "from run "+rr.Of
+	return w, true
 }
 
 // wave runs wave i: its approval, its copies, its triggers, and (when a

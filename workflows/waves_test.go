@@ -144,7 +144,8 @@ func TestWavesApproval(t *testing.T) {
 		switch {
 		case approve && (err != nil || len(f.replicated) != 2 || st.Waves[1].Approval.Decision.By != "alice"):
 			t.Fatalf("approved: %v %v %+v", err, f.replicated, st.Waves[1])
-		case !approve && (st.Outcome != OutcomeRejected || len(f.replicated) != 1 || st.Waves[1].State != StateRejected):
+		case !approve && (st.Outcome != OutcomeRejected || len(f.replicated) != 1 || st.Waves[1].State != StateRejected ||
+			st.Message != "wave wave-2 rejected by alice via cli: region by region"):
 			t.Fatalf("rejected: %s %s %v %+v", st.Outcome, st.Message, f.replicated, st.Waves[1])
 		}
 	}

@@ -23,7 +23,7 @@ func runDecideCmd(g *globals, approve bool) *cobra.Command {
 	var text string
 	use, short, flag, usage := "approve RUN-ID", "Approve a run waiting for approval: it goes on to replicate", "comment", "a comment, recorded with the decision"
 	if !approve {
-		use, short, flag, usage = "reject RUN-ID --reason TEXT", "Reject a run waiting for approval: it ends Rejected, nothing copied", "reason", "why (required), recorded with the decision"
+		use, short, flag, usage = "reject RUN-ID --reason TEXT", "Reject a run waiting for approval: it ends Rejected, copying nothing more (with waves, the waves before the one waiting keep their copies)", "reason", "why (required), recorded with the decision"
 	}
 	cmd := &cobra.Command{
 		Use:   use,
@@ -99,7 +99,7 @@ func printWaiting(ctx context.Context, c client.Client, list []runs.Row, asJSON 
 }
 
 // printWaves is `run show`'s waves: each one's state, approval, soak and health.
-func printWaves(w io.Writer, id string, waves []workflows.WaveStatus) {
+func printWaves(w io.Writer, id string, waves []workflows.WaveStatus, running bool) {
 	if len(waves) == 0 {
 		return
 	}
@@ -118,13 +118,13 @@ func printWaves(w io.Writer, id string, waves []workflows.WaveStatus) {
 	}
 	table(w, "WAVE\tDESTINATIONS\tSTATE\tSOAK\tHEALTH\tNOTE", rows)
 	for _, v := range waves {
-		printApproval(w, id, v.Approval, v.Name)
+		printApproval(w, id, v.Approval, v.Name, running)
 	}
 }
 
 // printApproval is `run show`'s approval (of the run, or of wave): the
 // request and the decision.
-func printApproval(w io.Writer, id string, a *workflows.ApprovalStatus, wave string) {
+func printApproval(w io.Writer, id string, a *workflows.ApprovalStatus, wave string, running bool) {
 	if a == nil {
 		return
 	}
@@ -132,6 +132,10 @@ func printApproval(w io.Writer, id string, a *workflows.ApprovalStatus, wave str
 		fmt.Fprintf(w, "Wave %s: ", wave)
 	}
 	switch d := a.Decision; {
+	case d == nil && a.Canceled:
+		fmt.Fprintf(w, "Approval: nobody decided: the run was canceled while it waited (requested %s)\n", a.RequestedAt.Local().Format(time.DateTime))
+	case d == nil && !running:
+		fmt.Fprintf(w, "Approval: nobody decided (requested %s)\n", a.RequestedAt.Local().Format(time.DateTime))
 	case d == nil:
 		fmt.Fprintf(w, "Approval: WAITING since %s for %s; at %s it is %s (dchain run approve|reject %s)\n",
 			a.RequestedAt.Local().Format(time.DateTime), strings.Join(a.Approvers, " or "), a.Deadline.Local().Format(time.DateTime), a.TimeoutOutcome(), id)

@@ -64,7 +64,11 @@ func runRerunCmd(g *globals, retry bool) *cobra.Command {
 					return err
 				}
 			case st.Existing:
-				fmt.Fprintf(out, "run %s is this rerun of %s already (run id %s)\n", st.WorkflowID, args[0], st.RunID)
+				ended := ""
+				if was, err := runs.Status(ctx, s.Client, st.WorkflowID); err == nil && was.Outcome != workflows.OutcomeRunning {
+					ended = fmt.Sprintf("; it ended %s: to run it again, rerun it (dchain run rerun %s --from …)", was.Outcome, st.WorkflowID)
+				}
+				fmt.Fprintf(out, "run %s is this rerun of %s already (run id %s)%s\n", st.WorkflowID, args[0], st.RunID, ended)
 			default:
 				fmt.Fprintf(out, "started run %s (run id %s), a rerun of %s from %s\n", st.WorkflowID, st.RunID, args[0], req.From)
 			}

@@ -306,7 +306,7 @@ func printStatus(w io.Writer, id string, st workflows.RunStatus) {
 		}
 	}
 	printSigning(w, st.Signing)
-	printApproval(w, id, st.Approval, "")
+	printApproval(w, id, st.Approval, "", st.Outcome == workflows.OutcomeRunning)
 	fmt.Fprintf(w, "Outcome:  %s", st.Outcome)
 	if st.Message != "" {
 		fmt.Fprintf(w, " — %s", st.Message)
@@ -325,7 +325,7 @@ func printStatus(w io.Writer, id string, st workflows.RunStatus) {
 		rows = append(rows, []string{s.Name, string(s.State), d, s.Message})
 	}
 	table(w, "STAGE\tSTATE\tTOOK\tNOTE", rows)
-	printWaves(w, id, st.Waves)
+	printWaves(w, id, st.Waves, st.Outcome == workflows.OutcomeRunning)
 	if len(st.Destinations) > 0 {
 		fmt.Fprintln(w)
 		rows = nil
