@@ -101,3 +101,20 @@ func TestWaveProblems(t *testing.T) {
 		t.Fatalf("waves %+v", c.Waves)
 	}
 }
+
+func TestAccelerateProblems(t *testing.T) {
+	cfg := testConfig(t)
+	expectProblem(t, cfg, replicated+"accelerate: zstd\n", "accelerate", `"zstd" is not a format; use estargz`, 8)
+	for i := range cfg.Registries {
+		if cfg.Registries[i].Name == "frankfurt" {
+			cfg.Registries[i].RequireSignature = true
+		}
+	}
+	expectProblem(t, cfg, replicated+"accelerate: estargz\nverify: {keys: [env:K]}\n", "accelerate", "add a signing section", 8)
+	if _, ps := cfg.ParseChains("c.yaml", []byte(replicated+"accelerate: estargz\nsigning: {key: env:K}\n")); len(ps) > 0 {
+		t.Fatal(ps)
+	}
+	if AcceleratedTag("v1") != "v1_accelerated" || AcceleratedTag(strings.Repeat("x", 120)) != "" {
+		t.Fatal("accelerated tags")
+	}
+}

@@ -169,6 +169,9 @@ func FuzzParseChains(f *testing.F) {
 		}
 		f.Add(b)
 	}
+	f.Add([]byte(base + "replication:\n  - {name: eu, destination: frankfurt, level: namespace}\naccelerate: estargz\n" +
+		"approval: {approvers: [alice], timeout: 1h, onTimeout: approve, notify: {url: 'https://x'}}\n" +
+		"waves:\n  - {name: canary, destinations: [frankfurt], soak: 1m, health: {url: 'https://x/h'}, approval: {approvers: [bob]}}\n"))
 	cfg, err := ReadConfig("testdata/dchain.yaml")
 	if err != nil {
 		f.Fatal(err)

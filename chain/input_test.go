@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // hostileRefs are refs an attacker sends: options, query breakers, Git's
@@ -273,4 +274,30 @@ func TestReferrerSubject(t *testing.T) {
 			t.Errorf("%q: %q %v, want %q", tag, got, ok, want)
 		}
 	}
+}
+
+// An approver's identity and a decision's comment, from the CLI, a REST
+// body or any Temporal client.
+func FuzzParseDecision(f *testing.F) {
+	f.Add("alice", "looks good")
+	f.Add("ci-bot@example.com", "line\nbreak")
+	f.Add("", "\x00")
+	f.Add("a b", strings.Repeat("x", MaxCommentBytes+1))
+	f.Fuzz(func(t *testing.T, who, comment string) {
+		if id, err := ParseIdentity("by", who); err == nil {
+			if id != who || len(id) > 128 || strings.ContainsAny(id, " \t\n'\"\\/") {
+				t.Fatalf("accepted identity %q", who)
+			}
+		}
+		if c, err := ParseComment("comment", comment, true); err == nil {
+			if c != comment || len(c) > MaxCommentBytes || strings.TrimSpace(c) == "" || !utf8.ValidString(c) {
+				t.Fatalf("accepted comment %q", comment)
+			}
+			for _, r := range c {
+				if r < ' ' && r != '\n' && r != '\t' || r == 0x7f {
+					t.Fatalf("accepted a control character in %q", comment)
+				}
+			}
+		}
+	})
 }

@@ -69,6 +69,10 @@ type Chain struct {
 	// Approval, when set, makes every run wait for a listed approver
 	// before it copies anything.
 	Approval *Approval `yaml:"approval" json:"approval,omitempty"`
+	// Accelerate, when set ("estargz"), makes a lazily-pullable variant of
+	// every delivered image once the policy passes, tagged
+	// <tag>_accelerated, and delivers it with the image.
+	Accelerate string `yaml:"accelerate" json:"accelerate,omitempty"`
 	// Waves, when set, copy the destinations in ordered groups (a canary
 	// region first): each wave after the one before succeeded.
 	Waves []Wave `yaml:"waves" json:"waves,omitempty"`

@@ -199,6 +199,7 @@ func (v *validator) chain(c *Chain) {
 		v.trigger("triggers["+strconv.Itoa(i)+"]", &c.Triggers[i], seen)
 	}
 	v.waves(c)
+	v.accelerate(c)
 }
 
 func (v *validator) scope(s *Scope) {

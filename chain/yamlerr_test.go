@@ -46,7 +46,7 @@ triggers:
 	}
 
 	_, ps = cfg.ParseChains("far.yaml", []byte("name: c\nscope: {registry: hangzhou, namespace: demo, repository: app}\nzzzzzz: 1\n"))
-	if len(ps) != 1 || !strings.Contains(ps[0].Message, "unknown key (known here: approval, build, concurrency, description") {
+	if len(ps) != 1 || !strings.Contains(ps[0].Message, "unknown key (known here: accelerate, approval, build, concurrency, description") {
 		t.Errorf("a key close to none: %v", ps)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -72,7 +73,10 @@ func CheckDecision(d workflows.ApprovalDecision, name func(field string) string)
 	if d.By, err = chain.ParseIdentity(name("by"), d.By); err != nil {
 		return d, err
 	}
-	if d.Comment, err = chain.ParseComment(name("comment"), d.Comment, !d.Approve); err != nil {
+	if !d.Approve && strings.TrimSpace(d.Comment) == "" {
+		return d, &chain.InputError{Field: name("comment"), Reason: "is required: a rejection needs its reason"}
+	}
+	if d.Comment, err = chain.ParseComment(name("comment"), d.Comment, false); err != nil {
 		return d, err
 	}
 	return d, nil

@@ -28,7 +28,7 @@ type RerunRequest struct {
 // validator; name gives each field's outside name ("from", "destination").
 func CheckRerun(req RerunRequest, name func(field string) string) (RerunRequest, error) {
 	if !slices.Contains(workflows.RerunStages, req.From) {
-		return req, &chain.InputError{Field: name("from"), Reason: fmt.Sprintf("%q: a rerun starts from one of %v", req.From, workflows.RerunStages)}
+		return req, &chain.InputError{Field: name("from"), Reason: fmt.Sprintf("%q: a rerun starts from %s", req.From, strings.Join(workflows.RerunStages, ", "))}
 	}
 	for i, d := range req.Destinations {
 		var err error
@@ -82,7 +82,13 @@ func (s *Starter) StartRerun(ctx context.Context, req RerunRequest) (Started, er
 	in.Push, in.Build = in0.Push, in0.Build
 	in.Rerun = &workflows.Rerun{Of: req.Run, OfRun: runID, From: req.From, Destinations: req.Destinations, Earlier: earlier,
 		ApprovalChanged: !same(in0.Chain.Approval, ch.Approval)}
-	return s.start(ctx, workflows.RerunWorkflowID(req.Run, runID, req.From, req.Destinations), in, false)
+	// The chain's settings are part of the ID: the same request under the
+	// same settings is one rerun; after a fix to the chain, it is a new one.
+	settings, err := json.Marshal(ch)
+	if err != nil {
+		return Started{}, err
+	}
+	return s.start(ctx, workflows.RerunWorkflowID(req.Run, runID+"\x00"+string(settings), req.From, req.Destinations), in, false)
 }
 
 // rerunnable says why the earlier run cannot be re-run as req asks: the
@@ -118,8 +124,12 @@ func rerunnable(ch chain.Chain, earlier workflows.RunStatus, req RerunRequest) e
 		return refuse("chain %s applies a policy, and this run's policy stage did not pass (%s): rerun --from scan", ch.Name, stageState(earlier, workflows.StageEvaluate))
 	case (ch.Signing != nil || ch.Verify != nil) && reused(workflows.StageSign) && !done(workflows.StageSign):
 		return refuse("chain %s signs or verifies, and this run's sign stage did not pass (%s): rerun --from scan", ch.Name, stageState(earlier, workflows.StageSign))
+	case req.From == workflows.StageTrigger && !done(workflows.StageReplicate) && len(ch.Replication) > 0 && len(earlier.Destinations) == 0:
+		return refuse("it copied nothing (%s at %s): rerun --from replicate", earlier.Outcome, earlier.FailedStage)
 	case req.From == workflows.StageTrigger && !done(workflows.StageReplicate) && len(ch.Replication) > 0:
 		return refuse("its copies did not all succeed (%s): rerun --from replicate, or run retry --destination", stageState(earlier, workflows.StageReplicate))
+	case len(req.Destinations) > 0 && len(earlier.Destinations) == 0:
+		return refuse("it copied nothing (%s at %s), so there is no copy to retry: rerun --from replicate", earlier.Outcome, earlier.FailedStage)
 	}
 	for _, d := range req.Destinations {
 		i := slices.IndexFunc(earlier.Destinations, func(x workflows.DestinationStatus) bool { return x.Registry == d })

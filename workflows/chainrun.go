@@ -66,7 +66,7 @@ func newRun(ctx workflow.Context, in ChainRunInput) *run {
 		r.status.Commit = string(in.Push.Commit)
 	}
 	for _, s := range Stages {
-		if s == StageApprove && in.Chain.Approval == nil {
+		if (s == StageApprove && in.Chain.Approval == nil) || (s == StageAccelerate && in.Chain.Accelerate == "") {
 			continue
 		}
 		r.status.Stages = append(r.status.Stages, StageStatus{Name: s, State: StatePending})
@@ -102,8 +102,16 @@ func (r *run) run(ctx workflow.Context) (*RunStatus, error) {
 		steps = slices.Delete(steps, 4, 5)
 		r.status.Stages = slices.DeleteFunc(r.status.Stages, func(s StageStatus) bool { return s.Name == StageSign })
 	}
-	// The approve stage exists where the chain asks for it (runs recorded
-	// before it existed had no approval in their input).
+	// The accelerate and approve stages exist where the chain asks for them
+	// (runs recorded before they existed had neither in their input).
+	if r.in.Chain.Accelerate != "" {
+		i := slices.Index(stages, StageSign)
+		if i < 0 {
+			i = slices.Index(stages, StageReplicate)
+		}
+		stages = slices.Insert(stages, i, StageAccelerate)
+		steps = slices.Insert(steps, i, r.accelerate)
+	}
 	if r.in.Chain.Approval != nil {
 		i := slices.Index(stages, StageReplicate)
 		stages = slices.Insert(stages, i, StageApprove)

@@ -60,6 +60,9 @@ type fakes struct {
 	events   []TriggerEvent
 	keys     []string // the deliveries' idempotency keys
 	health   func(ctx context.Context, in HealthInput) (HealthResult, error)
+	// accelerated: what AccelerateImage was asked; copies: every ReplicateInput.
+	accelerated []AccelerateInput
+	copies      []ReplicateInput
 }
 
 func runWorkflow(t *testing.T, in ChainRunInput, f *fakes, setup func(env *testsuite.TestWorkflowEnvironment)) (*RunStatus, error) {
@@ -72,6 +75,7 @@ func runWorkflow(t *testing.T, in ChainRunInput, f *fakes, setup func(env *tests
 	}, activity.RegisterOptions{Name: ActivityResolveImage})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in ReplicateInput) (ReplicateResult, error) {
 		f.replicated = append(f.replicated, in.Destination.Name)
+		f.copies = append(f.copies, in)
 		if f.replicate != nil {
 			return f.replicate(ctx, in)
 		}
@@ -118,6 +122,10 @@ func runWorkflow(t *testing.T, in ChainRunInput, f *fakes, setup func(env *tests
 		f.blocked = append(f.blocked, in.Action)
 		return BlockResult{Deleted: in.Tags}, nil
 	}, activity.RegisterOptions{Name: ActivityApplyBlock})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in AccelerateInput) (Accelerated, error) {
+		f.accelerated = append(f.accelerated, in)
+		return Accelerated{Format: in.Format, Digest: "sha256:accel", Tags: in.Tags, Layers: 2}, nil
+	}, activity.RegisterOptions{Name: ActivityAccelerateImage})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in HealthInput) (HealthResult, error) {
 		if f.health != nil {
 			return f.health(ctx, in)
@@ -177,8 +185,8 @@ func TestChainRunStagesInOrderAndSkipped(t *testing.T) {
 	for _, s := range st.Stages {
 		names = append(names, s.Name)
 	}
-	// Every stage in order, but approve: the chain asks for no approval.
-	if want := slices.DeleteFunc(slices.Clone(Stages), func(s string) bool { return s == StageApprove }); !slices.Equal(names, want) {
+	// Every stage in order, but approve and accelerate: the chain asks for neither.
+	if want := slices.DeleteFunc(slices.Clone(Stages), func(s string) bool { return s == StageApprove || s == StageAccelerate }); !slices.Equal(names, want) {
 		t.Fatalf("stage order %v, want %v", names, want)
 	}
 	want := map[string]State{StageResolve: StateSucceeded, StageBuild: StateSkipped, StageScan: StateSkipped,

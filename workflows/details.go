@@ -34,6 +34,9 @@ func currentDetails(s *RunStatus) string {
 	if r := s.RerunOf; r != nil {
 		fmt.Fprintf(&b, "Rerun of `%s` (run id `%s`) from %s; its reruns: `WorkflowId STARTS_WITH \"%s~\"`\n\n", r.Of, r.OfRun, r.From, r.Of)
 	}
+	if a := s.Accelerated; a != nil {
+		fmt.Fprintf(&b, "Accelerated: %s\n\n", a)
+	}
 	if s.Scan != nil && len(s.Scan.Inventory) > 0 {
 		b.WriteString("Analysed: " + strings.Join(InventoryLines(s.Scan.Inventory), "; ") + "\n\n")
 	}

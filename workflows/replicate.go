@@ -8,6 +8,8 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/dchain-dev/dchain/chain"
 )
 
 // replicate fans out one branch per destination; each branch copies the
@@ -69,7 +71,9 @@ func (r *run) planCopies() ([]aCopy, error) {
 			d, ok := r.earlierDestination(rule.Name)
 			switch {
 			case ok && d.State == StateSucceeded:
-				d.Message = strings.TrimSpace(d.Message + " (run " + r.in.Rerun.Of + ")")
+				if !strings.Contains(d.Message, "(run ") { // a retry of a retry names the first run
+					d.Message = strings.TrimSpace(d.Message + " (run " + r.in.Rerun.Of + ")")
+				}
 				r.status.Destinations[i] = d
 			case ok && d.State == StateSkipped && !strings.HasPrefix(d.Message, notCopied):
 				r.status.Destinations[i] = d // its rule covers none of the tags
@@ -140,6 +144,8 @@ func (r *run) replicateTo(ctx workflow.Context, i int, in ReplicateInput) {
 	err := r.execute(ctx, ActivityReplicateImage, in).Get(ctx, &res)
 	d.Duration = workflow.Now(ctx).Sub(start)
 	switch {
+	case err == nil && r.status.Accelerated != nil && !in.ReferrersOnly && r.copyVariant(ctx, d, in) != nil:
+		// the image is there, its variant is not: said in the destination's message
 	case err == nil:
 		d.State, d.Digest = StateSucceeded, res.Digest
 		d.BytesCopied, d.BlobsCopied, d.BlobsSkipped, d.Referrers, d.BytesTotal = res.BytesCopied, res.BlobsCopied, res.BlobsSkipped, res.Referrers, res.BytesTotal
@@ -157,6 +163,37 @@ func (r *run) replicateTo(ctx workflow.Context, i int, in ReplicateInput) {
 		d.State, d.Message = StateFailed, errorMessage(err)
 	}
 	workflow.SetCurrentDetails(ctx, currentDetails(&r.status))
+}
+
+// copyVariant copies the image's accelerated variant to the destination of
+// in, under the accelerated tags of the tags in copies there.
+func (r *run) copyVariant(ctx workflow.Context, d *DestinationStatus, in ReplicateInput) error {
+	acc := r.status.Accelerated
+	v := in
+	v.Digest, v.Tag, v.Tags = acc.Digest, "", nil
+	for _, tag := range append([]string{in.Tag}, in.Tags...) {
+		if t := chain.AcceleratedTag(tag); t != "" && slices.Contains(acc.Tags, t) {
+			if v.Tag == "" {
+				v.Tag = t
+			} else {
+				v.Tags = append(v.Tags, t)
+			}
+		}
+	}
+	if v.Tag == "" {
+		return nil
+	}
+	var res ReplicateResult
+	err := r.execute(ctx, ActivityReplicateImage, v).Get(ctx, &res)
+	switch {
+	case err == nil:
+		d.Accelerated = &res
+	case temporal.IsCanceledError(err):
+		d.State, d.Message = StateCanceled, "canceled"
+	default:
+		d.State, d.Message = StateFailed, "accelerated variant: "+errorMessage(err)
+	}
+	return err
 }
 
 // replicationOutcome turns the branches' states into the stage's result.

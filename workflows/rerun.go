@@ -40,12 +40,12 @@ type RerunOf struct {
 // RerunStages are the stages a rerun may start from.
 var RerunStages = []string{StageScan, StageReplicate, StageTrigger}
 
-// RerunWorkflowID is the ID of the rerun of earlier (workflow and run IDs)
-// from stage for destinations: "<earlier>~<from>-<8 hex digits>". The same
-// request twice is one rerun; its prefix finds every rerun of earlier
-// (RerunsQuery).
-func RerunWorkflowID(earlier, earlierRun, from string, destinations []string) string {
-	sum := sha256.Sum256([]byte(earlierRun + "\x00" + from + "\x00" + strings.Join(destinations, ",")))
+// RerunWorkflowID is the ID of the rerun of earlier from stage for
+// destinations, where key says which execution of earlier and under which
+// settings: "<earlier>~<from>-<8 hex digits>". The same request twice is
+// one rerun; its prefix finds every rerun of earlier (RerunsQuery).
+func RerunWorkflowID(earlier, key, from string, destinations []string) string {
+	sum := sha256.Sum256([]byte(key + "\x00" + from + "\x00" + strings.Join(destinations, ",")))
 	return earlier + "~" + from + "-" + hex.EncodeToString(sum[:4])
 }
 
@@ -66,7 +66,7 @@ func (r *run) reusedStages(ctx workflow.Context, stages []string, steps []func(w
 	if len(e.Tags) > 0 {
 		r.status.Tags = e.Tags
 	}
-	r.status.Build, r.status.Scan, r.status.Decision, r.status.Signing = e.Build, e.Scan, e.Decision, e.Signing
+	r.status.Build, r.status.Scan, r.status.Decision, r.status.Signing, r.status.Accelerated = e.Build, e.Scan, e.Decision, e.Signing, e.Accelerated
 	if rr.From == StageTrigger {
 		r.status.Destinations, r.status.Waves = e.Destinations, e.Waves
 	}

@@ -85,6 +85,9 @@ type Verification struct {
 type Signing struct {
 	Verification *Verification `json:"verification,omitempty"`
 	Signed       *Signed       `json:"signed,omitempty"`
+	// Accelerated is the signature of the image's accelerated variant
+	// (signed by the same key; its files are the image's, attested there).
+	Accelerated *Signed `json:"accelerated,omitempty"`
 }
 
 // SigningRef is what a trigger tells its receiver of an image's signing:
@@ -145,6 +148,15 @@ func (r *run) sign(ctx workflow.Context) error {
 		r.status.Signing.Signed = &signed
 		if signed.Refused != "" {
 			return errBlocked{by: "signature policy", reason: signed.Refused}
+		}
+		if acc := r.status.Accelerated; acc != nil {
+			v := SignInput{Registry: src, Repository: in.Repository, Digest: acc.Digest, Key: in.Key}
+			opts.Summary = fmt.Sprintf("sign the accelerated variant %s@%s with %s", v.Repository, v.Digest, v.Key)
+			var vs Signed
+			if err := r.execute(workflow.WithActivityOptions(ctx, opts), ActivitySignImage, v).Get(ctx, &vs); err != nil {
+				return err
+			}
+			r.status.Signing.Accelerated = &vs
 		}
 	}
 	if c.Verify != nil && built {

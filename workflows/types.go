@@ -123,7 +123,7 @@ const (
 
 // Stages lists the stages in run order. A run has the approve stage only
 // when its chain asks for approval.
-var Stages = []string{StageBuild, StageResolve, StageScan, StageEvaluate, StageSign, StageApprove, StageReplicate, StageTrigger}
+var Stages = []string{StageBuild, StageResolve, StageScan, StageEvaluate, StageAccelerate, StageSign, StageApprove, StageReplicate, StageTrigger}
 
 // RunStatus is the live and final record of a run: the query result, the
 // workflow result, and the details of a failure or cancellation.
@@ -151,6 +151,8 @@ type RunStatus struct {
 	Block    *BlockResult    `json:"block,omitempty"`
 	// Signing is what the sign stage verified and signed.
 	Signing *Signing `json:"signing,omitempty"`
+	// Accelerated is the image's accelerated variant (chains with accelerate:).
+	Accelerated *Accelerated `json:"accelerated,omitempty"`
 	// Approval is the approval stage's request and decision.
 	Approval *ApprovalStatus `json:"approval,omitempty"`
 	// RerunOf is set on a rerun: the earlier run and the stage it started at.
@@ -186,6 +188,8 @@ type DestinationStatus struct {
 	BlobsSkipped int           `json:"blobsSkipped,omitempty"`
 	// Referrers counts the attached artifacts copied with the image.
 	Referrers int `json:"referrers,omitempty"`
+	// Accelerated is the copy of the image's accelerated variant.
+	Accelerated *ReplicateResult `json:"accelerated,omitempty"`
 	// BytesTotal, BlobsTotal, Attempt and LastError are live: while the
 	// copy runs, readers (runs.Status) fill them from the activity's
 	// heartbeats and retry state; BytesTotal stays once it succeeded.

@@ -64,11 +64,12 @@ func runRerunCmd(g *globals, retry bool) *cobra.Command {
 					return err
 				}
 			case st.Existing:
-				ended := ""
-				if was, err := runs.Status(ctx, s.Client, st.WorkflowID); err == nil && was.Outcome != workflows.OutcomeRunning {
-					ended = fmt.Sprintf("; it ended %s: to run it again, rerun it (dchain run rerun %s --from …)", was.Outcome, st.WorkflowID)
+				if was, err := runs.Status(ctx, s.Client, st.WorkflowID); err == nil && was.Outcome != workflows.OutcomeSucceeded && was.Outcome != workflows.OutcomeRunning {
+					// Nothing started: say so with the exit code, and how to go on.
+					return fmt.Errorf("run %s is this rerun of %s, under the chain's same settings, and it ended %s: %s; re-run that run (dchain run rerun|retry %s …), or change what failed first",
+						st.WorkflowID, args[0], was.Outcome, was.Message, st.WorkflowID)
 				}
-				fmt.Fprintf(out, "run %s is this rerun of %s already (run id %s)%s\n", st.WorkflowID, args[0], st.RunID, ended)
+				fmt.Fprintf(out, "run %s is this rerun of %s already (run id %s)\n", st.WorkflowID, args[0], st.RunID)
 			default:
 				fmt.Fprintf(out, "started run %s (run id %s), a rerun of %s from %s\n", st.WorkflowID, st.RunID, args[0], req.From)
 			}

@@ -306,6 +306,12 @@ func printStatus(w io.Writer, id string, st workflows.RunStatus) {
 		}
 	}
 	printSigning(w, st.Signing)
+	if a := st.Accelerated; a != nil {
+		fmt.Fprintf(w, "Accelerated: %s\n", a)
+		for _, p := range slices.Sorted(maps.Keys(a.Platforms)) {
+			fmt.Fprintf(w, "          %-14s %s\n", p, a.Platforms[p])
+		}
+	}
 	printApproval(w, id, st.Approval, "", st.Outcome == workflows.OutcomeRunning)
 	fmt.Fprintf(w, "Outcome:  %s", st.Outcome)
 	if st.Message != "" {
@@ -411,6 +417,15 @@ func copyProgress(d workflows.DestinationStatus) string {
 // destinationNote is the destination's message, with the attempt and last
 // error while its copy retries.
 func destinationNote(d workflows.DestinationStatus) string {
+	if v := d.Accelerated; v != nil && d.State == workflows.StateSucceeded {
+		n := destinationNoteOf(d)
+		return strings.TrimPrefix(n+"; accelerated variant "+v.Digest+" too", "; ")
+	}
+	return destinationNoteOf(d)
+}
+
+// destinationNoteOf is the note of the image's own copy.
+func destinationNoteOf(d workflows.DestinationStatus) string {
 	note := d.Message
 	if d.Attempt > 1 && d.LastError != "" {
 		retry := fmt.Sprintf("attempt %d, last error: %s", d.Attempt, d.LastError)
