@@ -1,7 +1,6 @@
 package activities
 
 import (
-	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -10,7 +9,6 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -37,13 +35,11 @@ const (
 
 // AccelerateImage writes the eStargz variant of an image — every platform
 // of an index; BuildKit's attestation manifests stay with the original —
-// into the same repository under in.Tags (and "sha256-<hex>.estargz", by
-// the digest it was made from). Each layer is converted by the
+// into the same repository under in.Tags. Each layer is converted by the
 // estargz library (a table of contents, chunked gzip members), its TOC
 // digest and uncompressed size annotated on the layer as containerd's
-// stargz snapshotter reads them. A variant already made from this digest
-// (found under its digest's tag or one of the run's) is reused and given the
-// other tags.
+// stargz snapshotter reads them. It runs in the Accelerate workflow of the
+// digest: a later run of the same digest reads that record (VariantOf).
 func (a *Activities) AccelerateImage(ctx context.Context, in workflows.AccelerateInput) (workflows.Accelerated, error) {
 	start := time.Now()
 	res := workflows.Accelerated{Format: in.Format, Tags: in.Tags}
@@ -60,24 +56,11 @@ func (a *Activities) AccelerateImage(ctx context.Context, in workflows.Accelerat
 	}
 	opts = append(opts, remote.WithContext(ctx))
 	what := fmt.Sprintf("accelerate %s in registry %s", src, in.Registry.Name)
-	// The variant's own tag in the source, by the digest it was made from
-	// ("sha256-<hex>.estargz", as cosign names its tags), finds it again
-	// whatever tags the next run of that digest delivers; then the run's.
-	key, err := reference(in.Registry, in.Repository, strings.Replace(in.Digest, ":", "-", 1)+"."+in.Format)
-	if err != nil {
-		return res, err
-	}
-	tags := []name.Reference{key}
-	for _, t := range in.Tags {
-		r, err := reference(in.Registry, in.Repository, t)
-		if err != nil {
+	tags := make([]name.Reference, len(in.Tags))
+	for i, t := range in.Tags {
+		if tags[i], err = reference(in.Registry, in.Repository, t); err != nil {
 			return res, err
 		}
-		tags = append(tags, r)
-	}
-	if d, ok := existingVariant(in, tags, opts); ok {
-		res.Digest, res.Reused = d.Digest.String(), true
-		return res, registryError(ctx, what, tagAll(d, tags, opts))
 	}
 
 	dir, err := os.MkdirTemp(a.TempDir, "accelerate-")
@@ -120,6 +103,9 @@ func (a *Activities) AccelerateImage(ctx context.Context, in workflows.Accelerat
 			if m.Annotations[annotationRefType] != "" || !m.MediaType.IsImage() || m.Platform == nil {
 				continue // BuildKit's attestations, nested indexes
 			}
+			if m.Platform.OS != "linux" {
+				continue // lazy pulling is Linux's (the stargz snapshotter, containers/storage)
+			}
 			img, err := idx.Image(m.Digest)
 			if err != nil {
 				return res, registryError(ctx, what, err)
@@ -139,7 +125,8 @@ func (a *Activities) AccelerateImage(ctx context.Context, in workflows.Accelerat
 			adds = append(adds, mutate.IndexAddendum{Add: v, Descriptor: v1.Descriptor{Platform: m.Platform}})
 		}
 		if len(adds) == 0 {
-			return res, temporal.NewNonRetryableApplicationError(what+": the index has no image manifest to convert", ErrRejected, nil)
+			res.Skipped = "the index has no Linux image to accelerate"
+			return res, nil
 		}
 		out := mutate.Annotations(mutate.IndexMediaType(mutate.AppendManifests(empty.Index, adds...), types.OCIImageIndex), annotations).(v1.ImageIndex)
 		if err := remote.WriteIndex(tags[0], out, opts...); err != nil {
@@ -150,6 +137,12 @@ func (a *Activities) AccelerateImage(ctx context.Context, in workflows.Accelerat
 		img, err := desc.Image()
 		if err != nil {
 			return res, registryError(ctx, what, err)
+		}
+		if cf, err := img.ConfigFile(); err != nil {
+			return res, registryError(ctx, what, err)
+		} else if cf.OS != "linux" {
+			res.Skipped = fmt.Sprintf("a %s image: lazy pulling is for Linux images", cf.OS)
+			return res, nil
 		}
 		if ls, err := img.Layers(); err == nil {
 			progress.layers.Add(int64(len(ls)))
@@ -190,37 +183,52 @@ func partialDigest(t remote.Taggable) (v1.Hash, error) {
 	return v1.Hash{}, fmt.Errorf("accelerate: wrote a %T", t)
 }
 
-// existingVariant finds a variant already made from in.Digest in
-// in.Format under one of the tags.
-func existingVariant(in workflows.AccelerateInput, tags []name.Reference, opts []remote.Option) (*remote.Descriptor, bool) {
-	for _, t := range tags {
-		d, err := remote.Get(t, opts...)
+// VariantOf waits for the acceleration in.WorkflowID (another run's, of the
+// same digest) to end and returns its variant, pointing this run's
+// accelerated tags at it: Temporal's record of the conversion, not a tag or
+// an annotation in the registry, says which variant is the image's.
+func (a *Activities) VariantOf(ctx context.Context, in workflows.VariantOfInput) (workflows.Accelerated, error) {
+	var res workflows.Accelerated
+	if a.Temporal == nil {
+		return res, temporal.NewNonRetryableApplicationError("this worker has no Temporal client to read the acceleration "+in.WorkflowID+" with", ErrRejected, nil)
+	}
+	stop := a.every(ctx, func() { activity.RecordHeartbeat(ctx, "waiting for "+in.WorkflowID) })
+	defer stop()
+	if err := a.Temporal.GetWorkflow(ctx, in.WorkflowID, "").Get(ctx, &res); err != nil {
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		// It failed (the next try starts it again: the run's stage retries) or is unreadable now.
+		return res, temporal.NewNonRetryableApplicationError("the acceleration "+in.WorkflowID+" of this digest failed: "+err.Error(), ErrRejected, nil)
+	}
+	res.Reused, res.Tags, res.Layers, res.BytesIn, res.BytesOut, res.Duration = true, in.In.Tags, 0, 0, 0, 0
+	if res.Digest == "" {
+		return res, nil
+	}
+	opts, err := a.remoteOptions(ctx, in.In.Registry)
+	if err != nil {
+		return res, err
+	}
+	opts = append(opts, remote.WithContext(ctx))
+	variant, err := reference(in.In.Registry, in.In.Repository, res.Digest)
+	if err != nil {
+		return res, err
+	}
+	what := fmt.Sprintf("tag the accelerated variant %s", variant)
+	d, err := remote.Get(variant, opts...)
+	if err != nil {
+		return res, registryError(ctx, what, err)
+	}
+	for _, t := range in.In.Tags {
+		ref, err := reference(in.In.Registry, in.In.Repository, t)
 		if err != nil {
-			continue
+			return res, err
 		}
-		var ann map[string]string
-		if d.MediaType.IsIndex() {
-			if m, err := v1.ParseIndexManifest(bytes.NewReader(d.Manifest)); err == nil {
-				ann = m.Annotations
-			}
-		} else if m, err := v1.ParseManifest(bytes.NewReader(d.Manifest)); err == nil {
-			ann = m.Annotations
-		}
-		if ann[AnnotationAcceleratedFrom] == in.Digest && ann[AnnotationAcceleratedFormat] == in.Format {
-			return d, true
+		if err := remote.Tag(ref.Context().Tag(t), d, opts...); err != nil {
+			return res, registryError(ctx, what, err)
 		}
 	}
-	return nil, false
-}
-
-// tagAll points every tag at d's manifest.
-func tagAll(d *remote.Descriptor, tags []name.Reference, opts []remote.Option) error {
-	for _, t := range tags {
-		if err := remote.Tag(t.Context().Tag(t.Identifier()), d, opts...); err != nil {
-			return err
-		}
-	}
-	return nil
+	return res, nil
 }
 
 // converter turns images into their eStargz variants, spooling layers in dir.
@@ -300,7 +308,7 @@ func (c *converter) layer(l v1.Layer) (*estargzLayer, error) {
 	if err != nil {
 		return nil, err
 	}
-	blob, err := estargz.Build(io.NewSectionReader(tarFile, 0, n), estargz.WithContext(c.ctx))
+	blob, err := estargz.Build(io.NewSectionReader(tarFile, 0, n), estargz.WithContext(c.ctx), estargz.WithCompressionLevel(gzip.DefaultCompression))
 	if err != nil {
 		return nil, temporal.NewNonRetryableApplicationError("convert a layer to eStargz: "+err.Error(), ErrRejected, nil)
 	}

@@ -25,7 +25,7 @@ import (
 
 // An index's variant: every platform converted, each layer an eStargz blob
 // whose table of contents the estargz reader verifies at the digest the
-// layer's annotation names; asked again, the variant is found, not made.
+// layer's annotation names, under every tag asked for.
 func TestAccelerateImage(t *testing.T) {
 	srv := httptest.NewServer(registryNew(t))
 	defer srv.Close()
@@ -91,8 +91,34 @@ func TestAccelerateImage(t *testing.T) {
 			}
 		}
 	}
-	if again := run(); !again.Reused || again.Digest != res.Digest {
-		t.Fatalf("again: %+v", again)
+}
+
+// An index without a Linux image has no variant, and says why.
+func TestAccelerateSkipsOtherOSes(t *testing.T) {
+	srv := httptest.NewServer(registryNew(t))
+	defer srv.Close()
+	reg := chain.Registry{Name: "hz", Address: strings.TrimPrefix(srv.URL, "http://"), Insecure: true}
+	img, err := random.Image(512, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "windows", Architecture: "amd64"}}})
+	ref, _ := name.ParseReference(reg.Address+"/demo/win:v1", name.Insecure)
+	if err := remote.WriteIndex(ref, idx); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := idx.Digest()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	a := &Activities{TempDir: t.TempDir()}
+	env.RegisterActivity(a.AccelerateImage)
+	v, err := env.ExecuteActivity(a.AccelerateImage, workflows.AccelerateInput{Registry: reg, Repository: "demo/win", Digest: d.String(), Format: chain.AccelerateEstargz, Tags: []string{"v1_accelerated"}})
+	var res workflows.Accelerated
+	if err == nil {
+		err = v.Get(&res)
+	}
+	if err != nil || res.Digest != "" || !strings.Contains(res.Skipped, "no Linux image") {
+		t.Fatalf("%+v %v", res, err)
 	}
 }
 
@@ -123,4 +149,39 @@ func openEstargz(l v1.Layer, toc string) error {
 func registryNew(t *testing.T) http.Handler {
 	t.Helper()
 	return registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+}
+
+// A blocked digest's accelerated variant goes with its tags; a tag holding
+// something else is left alone.
+func TestBlockDeletesTheVariant(t *testing.T) {
+	srv := httptest.NewServer(registryNew(t))
+	defer srv.Close()
+	reg := chain.Registry{Name: "hz", Address: strings.TrimPrefix(srv.URL, "http://"), Insecure: true}
+	put := func(tag string, ann map[string]string) v1.Image {
+		img, err := random.Image(256, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ann != nil {
+			img = mutate.Annotations(img, ann).(v1.Image)
+		}
+		ref, _ := name.ParseReference(reg.Address+"/demo/app:"+tag, name.Insecure)
+		if err := remote.Write(ref, img); err != nil {
+			t.Fatal(err)
+		}
+		return img
+	}
+	orig := put("v1", nil)
+	d, _ := orig.Digest()
+	put("v1_accelerated", map[string]string{AnnotationAcceleratedFrom: d.String()})
+	put("v2_accelerated", map[string]string{AnnotationAcceleratedFrom: "sha256:" + strings.Repeat("0", 64)})
+	res, err := (&Activities{}).ApplyBlockAction(t.Context(), workflows.BlockInput{Registry: reg, Repository: "demo/app", Tags: []string{"v1"},
+		Digest: d.String(), Action: chain.ActionDeleteTag, Variants: []string{"v1_accelerated", "v2_accelerated", "v3_accelerated"}})
+	if err != nil || strings.Join(res.Deleted, ",") != "demo/app:v1,demo/app:v1_accelerated" {
+		t.Fatalf("%+v %v", res, err)
+	}
+	ref, _ := name.ParseReference(reg.Address+"/demo/app:v2_accelerated", name.Insecure)
+	if _, err := remote.Head(ref); err != nil {
+		t.Fatalf("another digest's tag was deleted: %v", err)
+	}
 }

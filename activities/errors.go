@@ -37,6 +37,10 @@ func registryError(ctx context.Context, what string, err error) error {
 	if err == nil {
 		return nil
 	}
+	var classified *temporal.ApplicationError
+	if errors.As(err, &classified) {
+		return err // classified where it was made
+	}
 	var stalled *stallError
 	if ctx.Err() != nil {
 		if errors.As(context.Cause(ctx), &stalled) {

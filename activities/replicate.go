@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/dchain-dev/dchain/chain"
 	"github.com/dchain-dev/dchain/workflows"
 )
 
@@ -65,7 +66,7 @@ func (a *Activities) ReplicateImage(ctx context.Context, in workflows.ReplicateI
 			return res, err
 		case cur == in.Digest:
 			continue
-		case cur != "" && in.ImmutableTags && tag != "latest":
+		case cur != "" && in.ImmutableTags && !chain.Movable(tag):
 			return res, temporal.NewNonRetryableApplicationError(
 				fmt.Sprintf("%s: tag %s exists with digest %s and is immutable (the chain's immutableTags: every tag but latest)", into, tag, cur), ErrTagConflict, nil)
 		case cur != "" && !in.Overwrite:
@@ -202,7 +203,7 @@ func (a *Activities) copyImage(ctx context.Context, in workflows.ReplicateInput,
 // it free; against other processes a window of one round trip remains
 // (the distribution API has no conditional manifest PUT).
 func (a *Activities) writeTag(ctx context.Context, in workflows.ReplicateInput, dst name.Tag, desc *remote.Descriptor, dstOpts []remote.Option, into string) error {
-	if in.Overwrite && !(in.ImmutableTags && dst.TagStr() != "latest") {
+	if in.Overwrite && !(in.ImmutableTags && !chain.Movable(dst.TagStr())) {
 		return registryError(ctx, into, remote.Tag(dst, desc, dstOpts...))
 	}
 	mu, _ := a.tagLocks.LoadOrStore(dst.String(), &sync.Mutex{})

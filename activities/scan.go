@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -301,8 +302,39 @@ func (a *Activities) ApplyBlockAction(ctx context.Context, in workflows.BlockInp
 			}
 			res.Deleted = append(res.Deleted, in.Repository+":"+t)
 		}
+		for _, t := range in.Variants {
+			ref, err := reference(in.Registry, in.Repository, t)
+			if err != nil {
+				return res, err
+			}
+			if !variantOf(ref, in.Digest, opts) {
+				continue // none, or not this digest's
+			}
+			if err := remote.Delete(ref, opts...); err != nil && !isNotFound(err) {
+				return res, registryError(ctx, "delete the blocked image's accelerated variant "+ref.String(), err)
+			}
+			res.Deleted = append(res.Deleted, in.Repository+":"+t)
+		}
 	}
 	return res, nil
+}
+
+// variantOf says whether ref is an accelerated variant made from digest
+// (by its annotation: enough to decide to delete it with its image).
+func variantOf(ref name.Reference, digest string, opts []remote.Option) bool {
+	d, err := remote.Get(ref, opts...)
+	if err != nil {
+		return false
+	}
+	var ann map[string]string
+	if d.MediaType.IsIndex() {
+		if m, err := v1.ParseIndexManifest(bytes.NewReader(d.Manifest)); err == nil {
+			ann = m.Annotations
+		}
+	} else if m, err := v1.ParseManifest(bytes.NewReader(d.Manifest)); err == nil {
+		ann = m.Annotations
+	}
+	return ann[AnnotationAcceleratedFrom] == digest
 }
 
 func orDefault(s, def string) string {

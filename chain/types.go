@@ -97,7 +97,11 @@ type Chain struct {
 
 // Immutable says whether tag may not be moved once it exists (the chain's
 // immutableTags: every tag but latest).
-func (c Chain) Immutable(tag string) bool { return c.ImmutableTags && tag != "latest" }
+func (c Chain) Immutable(tag string) bool { return c.ImmutableTags && !Movable(tag) }
+
+// Movable says whether tag moves whatever immutableTags says: latest, and
+// latest's accelerated variant.
+func Movable(tag string) bool { return tag == "latest" || tag == "latest"+AcceleratedSuffix }
 
 // Sync runs the chain's sync (every existing tag its rules cover that a
 // destination lacks) as a Temporal Schedule.

@@ -13,6 +13,8 @@ import (
 	"github.com/containerd/stargz-snapshotter/estargz"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 
@@ -25,8 +27,10 @@ import (
 // every region next to it. The estargz library's own reader opens every
 // converted layer in every region, verifies its table of contents at the
 // digest the layer's annotation names, and finds every file of the
-// original layer with the same content. The same digest delivered under
-// another tag is not converted again.
+// original layer with the same content — though a hostile pusher had put a
+// forged "variant" of the digest under the tag first. The same digest
+// delivered under another tag is not converted again: the record of the
+// first conversion (its Temporal workflow) names the variant.
 func TestAcceleratedVariantInEveryRegion(t *testing.T) {
 	l, ch := testChain("it-accel", "accel/app")
 	ch.Accelerate = chain.AccelerateEstargz
@@ -35,6 +39,22 @@ func TestAcceleratedVariantInEveryRegion(t *testing.T) {
 	ctx := context.Background()
 	idx, err := SampleImage("v1")
 	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := idx.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A hostile pusher prepares a "variant" of the digest it is about to
+	// push: its own content, annotated as made from that digest. It is
+	// neither reused nor delivered: only the record of a conversion is.
+	forged, err := random.Image(1024, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged = mutate.Annotations(forged, map[string]string{activities.AnnotationAcceleratedFrom: d.String(), activities.AnnotationAcceleratedFormat: "estargz"}).(v1.Image)
+	fref, _ := name.ParseReference(stack.Endpoints.Registries["src"]+"/accel/app:v1_accelerated", name.Insecure)
+	if err := remote.Write(fref, forged); err != nil {
 		t.Fatal(err)
 	}
 	digest, err := pushIndex(ctx, stack.Endpoints.Registries["src"]+"/accel/app:v1", idx)
@@ -53,6 +73,7 @@ func TestAcceleratedVariantInEveryRegion(t *testing.T) {
 		assertReplicated(t, reg, "accel/app", "v1", digest)
 		checkVariant(t, reg, idx, acc.Digest)
 	}
+	recordHistory(t, workflows.WorkflowID(st.Chain, st.Image), "chainrun-accelerated.json")
 
 	// The same image under another tag: its variant is found, not made again.
 	if _, err := pushIndex(ctx, stack.Endpoints.Registries["src"]+"/accel/app:v2", idx); err != nil {

@@ -125,6 +125,8 @@ func Start(c client.Client, o Options) (Workers, error) {
 		w.RegisterActivityWithOptions(a.DeliverTrigger, activity.RegisterOptions{Name: workflows.ActivityDeliverTrigger})
 		w.RegisterActivityWithOptions(a.CheckHealth, activity.RegisterOptions{Name: workflows.ActivityCheckHealth})
 		w.RegisterActivityWithOptions(a.AccelerateImage, activity.RegisterOptions{Name: workflows.ActivityAccelerateImage})
+		w.RegisterActivityWithOptions(a.VariantOf, activity.RegisterOptions{Name: workflows.ActivityVariantOf})
+		w.RegisterWorkflowWithOptions(workflows.AccelerateWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowAccelerate})
 		w.RegisterActivityWithOptions(a.BuildImage, activity.RegisterOptions{Name: workflows.ActivityBuildImage})
 		w.RegisterActivityWithOptions(a.ScanImage, activity.RegisterOptions{Name: workflows.ActivityScanImage})
 		w.RegisterActivityWithOptions(a.EvaluatePolicy, activity.RegisterOptions{Name: workflows.ActivityEvaluatePolicy})

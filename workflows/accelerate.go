@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/dchain-dev/dchain/chain"
@@ -13,7 +15,7 @@ import (
 const ActivityAccelerateImage = "AccelerateImage"
 
 // StageAccelerate makes the accelerated variant (chains with accelerate:),
-// after the policy passed and before signing.
+// after the policy and the sign stage passed, before any copy.
 const StageAccelerate = "accelerate"
 
 // AccelerateInput asks for the accelerated variant of
@@ -40,8 +42,11 @@ type Accelerated struct {
 	Layers   int   `json:"layers"`
 	BytesIn  int64 `json:"bytesIn"`
 	BytesOut int64 `json:"bytesOut"`
-	// Reused: the variant of this digest existed already; nothing was converted.
-	Reused   bool          `json:"reused,omitempty"`
+	// Reused: another run had made the variant of this digest (its record
+	// says so); nothing was converted.
+	Reused bool `json:"reused,omitempty"`
+	// Skipped says why there is no variant (no Linux image to convert).
+	Skipped  string        `json:"skipped,omitempty"`
 	Duration time.Duration `json:"duration,omitempty"`
 }
 
@@ -52,9 +57,46 @@ type AccelerateProgress struct {
 	BytesOut int64 `json:"bytesOut"`
 }
 
-// accelerate writes the accelerated variant of the image next to it in the
-// source registry. Its files are the image's: it is not scanned again (the
-// image's scan and policy stand for it).
+// WorkflowAccelerate makes one image's accelerated variant: a workflow of
+// its own, with an ID per source image and format (AccelerationWorkflowID),
+// so that its history is the record of the conversion — which a later run
+// of the same digest reads instead of converting again, and which no one
+// who can push to a registry can forge (a tag or an annotation could be).
+const WorkflowAccelerate = "Accelerate"
+
+// ActivityVariantOf reads a finished acceleration's result and points a
+// run's accelerated tags at it.
+const ActivityVariantOf = "VariantOf"
+
+// AccelerationWorkflowID is "accelerate:<registry>/<repository>@<digest>.<format>".
+func AccelerationWorkflowID(registry, repository, digest, format string) string {
+	return "accelerate:" + registry + "/" + repository + "@" + digest + "." + format
+}
+
+// VariantOfInput asks for the result of the acceleration WorkflowID, and
+// for In.Tags to point at its variant.
+type VariantOfInput struct {
+	WorkflowID string          `json:"workflowId"`
+	In         AccelerateInput `json:"in"`
+}
+
+// AccelerateWorkflow converts the image (AccelerateImage).
+func AccelerateWorkflow(ctx workflow.Context, in AccelerateInput) (*Accelerated, error) {
+	opts := workflow.ActivityOptions{
+		Summary:             fmt.Sprintf("accelerate %s@%s (%s)", in.Repository, in.Digest, in.Format),
+		StartToCloseTimeout: 2 * time.Hour, ScheduleToCloseTimeout: 6 * time.Hour, HeartbeatTimeout: heartbeatTimeout,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 2 * time.Minute},
+	}
+	var acc Accelerated
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), ActivityAccelerateImage, in).Get(ctx, &acc)
+	return &acc, err
+}
+
+// accelerate makes (or finds) the accelerated variant of the image, after
+// the policy and the signature checks passed; where the chain signs, it
+// signs the variant too. Its files are the image's: it is not scanned again
+// (the image's scan and policy stand for it). A rerun makes it again (the
+// record makes that cheap), so a chain's accelerate setting now is what counts.
 func (r *run) accelerate(ctx workflow.Context) error {
 	src, err := r.registry(r.in.Image.Registry)
 	if err != nil {
@@ -69,13 +111,42 @@ func (r *run) accelerate(ctx workflow.Context) error {
 	if len(in.Tags) == 0 {
 		return errSkipped(fmt.Sprintf("no tag of %v can carry %q (tags are at most 128 characters)", r.status.Tags, chain.AcceleratedSuffix))
 	}
-	opts := r.activityOptions(r.in.TaskQueue, fmt.Sprintf("accelerate %s@%s (%s)", in.Repository, in.Digest, in.Format), 2*time.Hour, 6*time.Hour)
-	opts.HeartbeatTimeout = heartbeatTimeout
+	r.attrs.flush(ctx)
+	id := AccelerationWorkflowID(src.Name, in.Repository, in.Digest, in.Format)
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID: id, TaskQueue: r.in.TaskQueue, StaticSummary: "accelerate " + in.Repository + "@" + in.Digest,
+		// A conversion that failed may be made again; one that succeeded is the record.
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
+	})
 	var acc Accelerated
-	if err := r.execute(workflow.WithActivityOptions(ctx, opts), ActivityAccelerateImage, in).Get(ctx, &acc); err != nil {
+	err = workflow.ExecuteChildWorkflow(cctx, WorkflowAccelerate, in).Get(ctx, &acc)
+	if temporal.IsWorkflowExecutionAlreadyStartedError(err) {
+		// Another run of this digest made it (or is making it): its record says what.
+		opts := r.activityOptions(r.in.TaskQueue, "the accelerated variant of "+in.Repository+"@"+in.Digest+" made by "+id, 6*time.Hour, 6*time.Hour)
+		opts.HeartbeatTimeout = heartbeatTimeout
+		err = r.execute(workflow.WithActivityOptions(ctx, opts), ActivityVariantOf, VariantOfInput{WorkflowID: id, In: in}).Get(ctx, &acc)
+	}
+	if err != nil {
 		return err
 	}
 	r.status.Accelerated = &acc
+	if acc.Digest == "" {
+		return errSkipped(acc.Skipped)
+	}
+	if c := r.in.Chain.Signing; c != nil {
+		v := SignInput{Registry: src, Repository: in.Repository, Digest: acc.Digest, Key: c.Key}
+		opts := r.activityOptions(r.in.TaskQueue, fmt.Sprintf("sign the accelerated variant %s@%s with %s", v.Repository, v.Digest, v.Key), 30*time.Minute, 2*time.Hour)
+		opts.HeartbeatTimeout = 5 * time.Minute
+		var vs Signed
+		if err := r.execute(workflow.WithActivityOptions(ctx, opts), ActivitySignImage, v).Get(ctx, &vs); err != nil {
+			return err
+		}
+		if r.status.Signing == nil {
+			r.status.Signing = &Signing{}
+		}
+		r.status.Signing.Accelerated = &vs
+	}
 	r.stageStatus(StageAccelerate).Message = acc.String() + r.sameFilesNote()
 	return nil
 }

@@ -8,9 +8,9 @@ import (
 	"github.com/dchain-dev/dchain/chain"
 )
 
-// A chain that accelerates makes the variant after the policy and before
-// signing, signs it too, and copies it with the image into every region
-// under the accelerated tags.
+// A chain that accelerates makes the variant (in the digest's Accelerate
+// workflow) after the policy and the sign stage, signs it too, and copies
+// it with the image into every region under the accelerated tags.
 func TestAccelerateStage(t *testing.T) {
 	in := testInput()
 	in.Chain.Accelerate = chain.AccelerateEstargz
@@ -25,7 +25,7 @@ func TestAccelerateStage(t *testing.T) {
 	for _, s := range st.Stages {
 		names = append(names, s.Name)
 	}
-	if got := strings.Join(names, ","); got != "build,resolve,scan,evaluate,accelerate,sign,replicate,trigger" {
+	if got := strings.Join(names, ","); got != "build,resolve,scan,evaluate,sign,accelerate,replicate,trigger" {
 		t.Fatalf("stages %s", got)
 	}
 	if len(f.accelerated) != 1 || strings.Join(f.accelerated[0].Tags, ",") != "v1_accelerated" || f.accelerated[0].Digest != digest {

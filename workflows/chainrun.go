@@ -105,10 +105,7 @@ func (r *run) run(ctx workflow.Context) (*RunStatus, error) {
 	// The accelerate and approve stages exist where the chain asks for them
 	// (runs recorded before they existed had neither in their input).
 	if r.in.Chain.Accelerate != "" {
-		i := slices.Index(stages, StageSign)
-		if i < 0 {
-			i = slices.Index(stages, StageReplicate)
-		}
+		i := slices.Index(stages, StageReplicate)
 		stages = slices.Insert(stages, i, StageAccelerate)
 		steps = slices.Insert(steps, i, r.accelerate)
 	}

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/dchain-dev/dchain/chain"
 )
@@ -70,6 +71,7 @@ func runWorkflow(t *testing.T, in ChainRunInput, f *fakes, setup func(env *tests
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(ChainRun)
+	env.RegisterWorkflowWithOptions(AccelerateWorkflow, workflow.RegisterOptions{Name: WorkflowAccelerate})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in ResolveImageInput) (ImageInfo, error) {
 		return ImageInfo{Digest: in.Image.Digest, MediaType: "application/vnd.oci.image.index.v1+json", Platforms: []string{"linux/amd64", "linux/arm64"}}, nil
 	}, activity.RegisterOptions{Name: ActivityResolveImage})

@@ -144,8 +144,6 @@ func (r *run) replicateTo(ctx workflow.Context, i int, in ReplicateInput) {
 	err := r.execute(ctx, ActivityReplicateImage, in).Get(ctx, &res)
 	d.Duration = workflow.Now(ctx).Sub(start)
 	switch {
-	case err == nil && r.status.Accelerated != nil && !in.ReferrersOnly && r.copyVariant(ctx, d, in) != nil:
-		// the image is there, its variant is not: said in the destination's message
 	case err == nil:
 		d.State, d.Digest = StateSucceeded, res.Digest
 		d.BytesCopied, d.BlobsCopied, d.BlobsSkipped, d.Referrers, d.BytesTotal = res.BytesCopied, res.BlobsCopied, res.BlobsSkipped, res.Referrers, res.BytesTotal
@@ -157,6 +155,11 @@ func (r *run) replicateTo(ctx workflow.Context, i int, in ReplicateInput) {
 		case res.AlreadyPresent:
 			d.Message = "already present"
 		}
+		if r.status.Accelerated != nil && r.status.Accelerated.Digest != "" && !in.ReferrersOnly {
+			// The image is there; its variant follows (a failure says so).
+			r.copyVariant(ctx, d, in)
+			d.Duration = workflow.Now(ctx).Sub(start)
+		}
 	case temporal.IsCanceledError(err):
 		d.State, d.Message = StateCanceled, "canceled"
 	default:
@@ -167,7 +170,7 @@ func (r *run) replicateTo(ctx workflow.Context, i int, in ReplicateInput) {
 
 // copyVariant copies the image's accelerated variant to the destination of
 // in, under the accelerated tags of the tags in copies there.
-func (r *run) copyVariant(ctx workflow.Context, d *DestinationStatus, in ReplicateInput) error {
+func (r *run) copyVariant(ctx workflow.Context, d *DestinationStatus, in ReplicateInput) {
 	acc := r.status.Accelerated
 	v := in
 	v.Digest, v.Tag, v.Tags = acc.Digest, "", nil
@@ -181,7 +184,7 @@ func (r *run) copyVariant(ctx workflow.Context, d *DestinationStatus, in Replica
 		}
 	}
 	if v.Tag == "" {
-		return nil
+		return
 	}
 	var res ReplicateResult
 	err := r.execute(ctx, ActivityReplicateImage, v).Get(ctx, &res)
@@ -191,9 +194,8 @@ func (r *run) copyVariant(ctx workflow.Context, d *DestinationStatus, in Replica
 	case temporal.IsCanceledError(err):
 		d.State, d.Message = StateCanceled, "canceled"
 	default:
-		d.State, d.Message = StateFailed, "accelerated variant: "+errorMessage(err)
+		d.State, d.Message = StateFailed, "the image is there; its accelerated variant: "+errorMessage(err)
 	}
-	return err
 }
 
 // replicationOutcome turns the branches' states into the stage's result.

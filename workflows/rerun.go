@@ -66,7 +66,7 @@ func (r *run) reusedStages(ctx workflow.Context, stages []string, steps []func(w
 	if len(e.Tags) > 0 {
 		r.status.Tags = e.Tags
 	}
-	r.status.Build, r.status.Scan, r.status.Decision, r.status.Signing, r.status.Accelerated = e.Build, e.Scan, e.Decision, e.Signing, e.Accelerated
+	r.status.Build, r.status.Scan, r.status.Decision, r.status.Signing = e.Build, e.Scan, e.Decision, e.Signing
 	if rr.From == StageTrigger {
 		r.status.Destinations, r.status.Waves = e.Destinations, e.Waves
 	}
@@ -75,7 +75,9 @@ func (r *run) reusedStages(ctx workflow.Context, stages []string, steps []func(w
 	var keptSteps []func(workflow.Context) error
 	now := workflow.Now(ctx)
 	for i, name := range stages {
-		reuse := i < first
+		// The accelerate stage runs again (its record makes that cheap): the
+		// chain's setting now decides whether there is a variant.
+		reuse := i < first && name != StageAccelerate
 		if name == StageApprove && reuse {
 			if s := e.Stage(StageApprove); s == nil || (s.State != StateSucceeded && s.State != StateReused) || rr.ApprovalChanged {
 				reuse = false // not approved before: ask again

@@ -149,15 +149,6 @@ func (r *run) sign(ctx workflow.Context) error {
 		if signed.Refused != "" {
 			return errBlocked{by: "signature policy", reason: signed.Refused}
 		}
-		if acc := r.status.Accelerated; acc != nil {
-			v := SignInput{Registry: src, Repository: in.Repository, Digest: acc.Digest, Key: in.Key}
-			opts.Summary = fmt.Sprintf("sign the accelerated variant %s@%s with %s", v.Repository, v.Digest, v.Key)
-			var vs Signed
-			if err := r.execute(workflow.WithActivityOptions(ctx, opts), ActivitySignImage, v).Get(ctx, &vs); err != nil {
-				return err
-			}
-			r.status.Signing.Accelerated = &vs
-		}
 	}
 	if c.Verify != nil && built {
 		if err := r.verifySignature(ctx, src); err != nil {

@@ -123,7 +123,7 @@ const (
 
 // Stages lists the stages in run order. A run has the approve stage only
 // when its chain asks for approval.
-var Stages = []string{StageBuild, StageResolve, StageScan, StageEvaluate, StageAccelerate, StageSign, StageApprove, StageReplicate, StageTrigger}
+var Stages = []string{StageBuild, StageResolve, StageScan, StageEvaluate, StageSign, StageAccelerate, StageApprove, StageReplicate, StageTrigger}
 
 // RunStatus is the live and final record of a run: the query result, the
 // workflow result, and the details of a failure or cancellation.
@@ -537,6 +537,9 @@ type BlockInput struct {
 	Action     string         `json:"action"`
 	// BackupRepository is the quarantine repository of block-and-backup.
 	BackupRepository string `json:"backupRepository,omitempty"`
+	// Variants are accelerated tags deleted too where they point at a
+	// variant of Digest (made by an earlier run of it).
+	Variants []string `json:"variants,omitempty"`
 }
 
 // BlockResult says what the action did.
