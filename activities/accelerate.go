@@ -17,6 +17,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"go.temporal.io/sdk/activity"
@@ -270,7 +271,11 @@ func (c *converter) image(img v1.Image) (v1.Image, error) {
 		if err != nil {
 			return nil, err
 		}
-		adds = append(adds, mutate.Addendum{Layer: el, MediaType: types.OCILayer, Annotations: map[string]string{
+		layer, err := partial.CompressedToLayer(el)
+		if err != nil {
+			return nil, err
+		}
+		adds = append(adds, mutate.Addendum{Layer: layer, MediaType: types.OCILayer, Annotations: map[string]string{
 			estargz.TOCJSONDigestAnnotation:         el.toc,
 			estargz.StoreUncompressedSizeAnnotation: strconv.FormatInt(el.uncompressed, 10),
 		}})
@@ -337,7 +342,8 @@ func (c *converter) layer(l v1.Layer) (*estargzLayer, error) {
 }
 
 // estargzLayer is a converted layer in a file: a gzip stream (eStargz is
-// one) with its digests known.
+// one) with its digests known; partial.CompressedToLayer reads it
+// uncompressed.
 type estargzLayer struct {
 	path               string
 	size, uncompressed int64
@@ -350,24 +356,3 @@ func (l *estargzLayer) DiffID() (v1.Hash, error)            { return l.diffID, n
 func (l *estargzLayer) Size() (int64, error)                { return l.size, nil }
 func (l *estargzLayer) MediaType() (types.MediaType, error) { return types.OCILayer, nil }
 func (l *estargzLayer) Compressed() (io.ReadCloser, error)  { return os.Open(l.path) }
-
-func (l *estargzLayer) Uncompressed() (io.ReadCloser, error) {
-	f, err := os.Open(l.path)
-	if err != nil {
-		return nil, err
-	}
-	z, err := gzip.NewReader(f)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return readCloser{z, func() error { z.Close(); return f.Close() }}, nil
-}
-
-// readCloser is a reader with its own Close.
-type readCloser struct {
-	io.Reader
-	close func() error
-}
-
-func (r readCloser) Close() error { return r.close() }

@@ -265,7 +265,7 @@ func (s *Server) decide(c echo.Context, id string) error {
 	}
 	d.By, _ = c.Get(identityKey).(string)
 	d.Via, d.Comment = "api", req.Comment
-	d, err := runs.CheckDecision(d, func(f string) string { return f })
+	d, err := workflows.CheckDecision(d, func(f string) string { return f })
 	if err != nil {
 		return badInput(c, err)
 	}

@@ -23,6 +23,18 @@ func AcceleratedTag(tag string) string {
 	return t
 }
 
+// AcceleratedTags are the accelerated tags of tags (those that can carry
+// the suffix), in order.
+func AcceleratedTags(tags []string) []string {
+	var out []string
+	for _, tag := range tags {
+		if t := AcceleratedTag(tag); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 func (v *validator) accelerate(c *Chain) {
 	switch c.Accelerate {
 	case "", AccelerateEstargz:

@@ -305,16 +305,16 @@ func ParseIdentity(field, s string) (string, error) {
 }
 
 // ParseComment checks a free text a person gives (an approval's comment or
-// reason): valid UTF-8, printable, at most MaxCommentBytes; required says a
-// blank one is refused.
-func ParseComment(field, s string, required bool) (string, error) {
+// reason): valid UTF-8, printable, at most MaxCommentBytes; where
+// requiredBecause says why one is needed, a blank one is refused saying so.
+func ParseComment(field, s, requiredBecause string) (string, error) {
 	switch {
 	case !utf8.ValidString(s):
 		return "", refuse(field, "is not valid UTF-8")
 	case len(s) > MaxCommentBytes:
 		return "", refuse(field, "is %d bytes; at most %d", len(s), MaxCommentBytes)
-	case required && strings.TrimSpace(s) == "":
-		return "", refuse(field, "is required")
+	case requiredBecause != "" && strings.TrimSpace(s) == "":
+		return "", refuse(field, "is required: %s", requiredBecause)
 	}
 	for _, r := range s {
 		if r < ' ' && r != '\n' && r != '\t' || r == 0x7f {

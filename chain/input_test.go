@@ -289,7 +289,7 @@ func FuzzParseDecision(f *testing.F) {
 				t.Fatalf("accepted identity %q", who)
 			}
 		}
-		if c, err := ParseComment("comment", comment, true); err == nil {
+		if c, err := ParseComment("comment", comment, "a reason"); err == nil {
 			if c != comment || len(c) > MaxCommentBytes || strings.TrimSpace(c) == "" || !utf8.ValidString(c) {
 				t.Fatalf("accepted comment %q", comment)
 			}

@@ -5,14 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/dchain-dev/dchain/chain"
 	"github.com/dchain-dev/dchain/workflows"
 )
 
@@ -63,21 +61,4 @@ func Decide(ctx context.Context, c client.Client, id string, d workflows.Approva
 		return out, &DecisionError{Kind: workflows.ErrTypeNotWaiting, Message: fmt.Sprintf("run %s has ended (%s): it is not waiting for approval", id, outcome)}
 	}
 	return out, fmt.Errorf("run %s: decide: %w", id, err)
-}
-
-// CheckDecision checks a decision from outside (CLI flags, a REST body)
-// with the shared validator; name gives each field's outside name ("by",
-// "comment") for errors. A rejection needs its reason in comment.
-func CheckDecision(d workflows.ApprovalDecision, name func(field string) string) (workflows.ApprovalDecision, error) {
-	var err error
-	if d.By, err = chain.ParseIdentity(name("by"), d.By); err != nil {
-		return d, err
-	}
-	if !d.Approve && strings.TrimSpace(d.Comment) == "" {
-		return d, &chain.InputError{Field: name("comment"), Reason: "is required: a rejection needs its reason"}
-	}
-	if d.Comment, err = chain.ParseComment(name("comment"), d.Comment, false); err != nil {
-		return d, err
-	}
-	return d, nil
 }

@@ -42,6 +42,12 @@ func CheckRerun(req RerunRequest, name func(field string) string) (RerunRequest,
 	return req, nil
 }
 
+// reuses says whether the rerun takes stage's result from the earlier run
+// (the stage comes before req.From).
+func (req RerunRequest) reuses(stage string) bool {
+	return slices.Index(workflows.Stages, stage) < slices.Index(workflows.Stages, req.From)
+}
+
 // RerunError is why a run cannot be re-run as asked (a 409: the request
 // is well-formed, the run's record says no).
 type RerunError struct{ Reason string }
@@ -105,7 +111,7 @@ func rerunnable(ch chain.Chain, earlier workflows.RunStatus, req RerunRequest) e
 	if earlier.Image.Digest == "" {
 		return refuse("it ended (%s at %s) before it had an image: start it again (dchain run start --rerun)", earlier.Outcome, earlier.FailedStage)
 	}
-	from := slices.Index(workflows.Stages, req.From)
+	reused := req.reuses
 	done := func(stage string) bool {
 		s := earlier.Stage(stage)
 		return s != nil && (s.State == workflows.StateSucceeded || s.State == workflows.StateReused)
@@ -114,7 +120,6 @@ func rerunnable(ch chain.Chain, earlier workflows.RunStatus, req RerunRequest) e
 		s := earlier.Stage(stage)
 		return s != nil && s.State == workflows.StateSkipped
 	}
-	reused := func(stage string) bool { return slices.Index(workflows.Stages, stage) < from }
 	switch {
 	case earlier.Outcome == workflows.OutcomeBlocked && reused(workflows.StageEvaluate):
 		return refuse("the blocking policy stopped it; a rerun from %s would pass the policy by: rerun --from scan", req.From)
@@ -153,8 +158,7 @@ func rerunnable(ch chain.Chain, earlier workflows.RunStatus, req RerunRequest) e
 // signature made under settings the chain no longer has (tightened since):
 // those stages must run again.
 func sameSettings(then, now chain.Chain, req RerunRequest) error {
-	from := slices.Index(workflows.Stages, req.From)
-	reused := func(stage string) bool { return slices.Index(workflows.Stages, stage) < from }
+	reused := req.reuses
 	switch {
 	case reused(workflows.StageScan) && !same(then.Scan, now.Scan):
 		return &RerunError{Reason: fmt.Sprintf("run %s: chain %s's scan settings changed since it ran: its scan and policy decision do not stand for them: rerun --from scan", req.Run, now.Name)}

@@ -102,12 +102,8 @@ func (r *run) accelerate(ctx workflow.Context) error {
 	if err != nil {
 		return err
 	}
-	in := AccelerateInput{Registry: src, Repository: r.status.Image.Repository, Digest: r.status.Image.Digest, Format: r.in.Chain.Accelerate}
-	for _, tag := range r.status.Tags {
-		if t := chain.AcceleratedTag(tag); t != "" {
-			in.Tags = append(in.Tags, t)
-		}
-	}
+	in := AccelerateInput{Registry: src, Repository: r.status.Image.Repository, Digest: r.status.Image.Digest, Format: r.in.Chain.Accelerate,
+		Tags: chain.AcceleratedTags(r.status.Tags)}
 	if len(in.Tags) == 0 {
 		return errSkipped(fmt.Sprintf("no tag of %v can carry %q (tags are at most 128 characters)", r.status.Tags, chain.AcceleratedSuffix))
 	}

@@ -188,37 +188,21 @@ func (r *run) notifyApprovers(ctx workflow.Context, cfg *chain.Approval, st *App
 		return wg
 	}
 	st.Notify = &TriggerStatus{Name: t.Name, URL: t.URL, State: StateRunning, Wave: wave}
-	ev := TriggerEvent{
-		Chain: r.in.Chain.Name, RunID: workflow.GetInfo(ctx).WorkflowExecution.ID,
-		Registry: src.Address, Region: src.RegionName(), Repository: r.status.Image.Repository,
-		Tag: r.status.Image.Tag, Digest: r.status.Image.Digest, PushedAt: r.in.Cause.At, Signing: r.status.Signing.Ref(),
-		Approval: &ApprovalRequest{Approvers: cfg.Approvers, Deadline: st.Deadline, OnTimeout: st.OnTimeout, Wave: wave},
-		Wave:     wave,
-	}
+	ev := r.event(ctx, src, wave)
+	ev.Approval = &ApprovalRequest{Approvers: cfg.Approvers, Deadline: st.Deadline, OnTimeout: st.OnTimeout, Wave: wave}
 	in := DeliverInput{Trigger: t, Event: ev, IdempotencyKey: idempotencyKey(workflow.GetInfo(ctx).WorkflowExecution.RunID, waveKey("\x00approval", wave))}
 	opts := r.activityOptions(r.in.TaskQueue, "approval requested → "+t.URL, time.Minute, r.in.Retry.TriggerTimeout.Or(time.Hour))
 	opts.WaitForCancellation = false // a decision ends the wait for it
 	wg.Add(1)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		defer wg.Done()
-		var res DeliverResult
-		err := r.execute(workflow.WithActivityOptions(ctx, opts), ActivityDeliverTrigger, in).Get(ctx, &res)
-		n := st.Notify
-		switch {
-		case err == nil:
-			n.State, n.HTTPStatus, n.Attempts = StateSucceeded, res.HTTPStatus, res.Attempts
-		case temporal.IsCanceledError(err):
-			n.State, n.Message = StateCanceled, "the wait ended before the request was delivered"
+		// A cancel comes when the wait ends: a decision, the deadline or the run's cancel.
+		r.deliver(workflow.WithActivityOptions(ctx, opts), st.Notify, in, func() string {
 			if st.Decision != nil {
-				n.Message = "decided before the request was delivered"
+				return "decided before the request was delivered"
 			}
-		default:
-			n.State, n.Message = StateFailed, errorMessage(err)
-			if d, ok := failureDetails[DeliverResult](err); ok {
-				n.HTTPStatus, n.Attempts = d.HTTPStatus, d.Attempts
-			}
-		}
-		workflow.SetCurrentDetails(ctx, currentDetails(&r.status))
+			return "the wait ended before the request was delivered"
+		})
 	})
 	return wg
 }
@@ -264,16 +248,32 @@ func (r *run) validateDecision(d ApprovalDecision) error {
 		return refuse(ErrTypeBadDecision, "via: %q is not a client's name", d.Via)
 	}
 	// Any Temporal client may send the update: the same checks as the CLI's and the API's.
-	if _, err := chain.ParseIdentity("by", d.By); err != nil {
-		return refuse(ErrTypeBadDecision, "%v", err)
-	}
-	if _, err := chain.ParseComment("comment", d.Comment, !d.Approve); err != nil {
+	if _, err := CheckDecision(d, func(f string) string { return f }); err != nil {
 		return refuse(ErrTypeBadDecision, "%v", err)
 	}
 	if !a.MayApprove(d.By) {
 		return refuse(ErrTypeNotAnApprover, "%s may not decide this run; the approvers are %s", d.By, strings.Join(a.Approvers, ", "))
 	}
 	return nil
+}
+
+// CheckDecision checks a decision from outside (CLI flags, a REST body, any
+// Temporal client's update) with the shared validator; name gives each
+// field's outside name ("by", "comment") for errors. A rejection needs its
+// reason in comment.
+func CheckDecision(d ApprovalDecision, name func(field string) string) (ApprovalDecision, error) {
+	var err error
+	if d.By, err = chain.ParseIdentity(name("by"), d.By); err != nil {
+		return d, err
+	}
+	reason := ""
+	if !d.Approve {
+		reason = "a rejection needs its reason"
+	}
+	if d.Comment, err = chain.ParseComment(name("comment"), d.Comment, reason); err != nil {
+		return d, err
+	}
+	return d, nil
 }
 
 // lastDecision is the run's latest approval decision (nil: none yet).

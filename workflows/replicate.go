@@ -172,20 +172,12 @@ func (r *run) replicateTo(ctx workflow.Context, i int, in ReplicateInput) {
 // in, under the accelerated tags of the tags in copies there.
 func (r *run) copyVariant(ctx workflow.Context, d *DestinationStatus, in ReplicateInput) {
 	acc := r.status.Accelerated
-	v := in
-	v.Digest, v.Tag, v.Tags = acc.Digest, "", nil
-	for _, tag := range append([]string{in.Tag}, in.Tags...) {
-		if t := chain.AcceleratedTag(tag); t != "" && slices.Contains(acc.Tags, t) {
-			if v.Tag == "" {
-				v.Tag = t
-			} else {
-				v.Tags = append(v.Tags, t)
-			}
-		}
-	}
-	if v.Tag == "" {
+	tags := slices.DeleteFunc(chain.AcceleratedTags(append([]string{in.Tag}, in.Tags...)), func(t string) bool { return !slices.Contains(acc.Tags, t) })
+	if len(tags) == 0 {
 		return
 	}
+	v := in
+	v.Digest, v.Tag, v.Tags = acc.Digest, tags[0], tags[1:]
 	var res ReplicateResult
 	err := r.execute(ctx, ActivityReplicateImage, v).Get(ctx, &res)
 	switch {

@@ -68,12 +68,7 @@ func (r *run) evaluate(ctx workflow.Context) error {
 	}
 	in := BlockInput{Registry: src, Repository: r.status.Image.Repository, Tags: r.status.Tags, Digest: r.status.Image.Digest, Action: d.Action}
 	if r.in.Chain.Accelerate != "" {
-		// A variant an earlier run made of this digest goes with it.
-		for _, t := range r.status.Tags {
-			if v := chain.AcceleratedTag(t); v != "" {
-				in.Variants = append(in.Variants, v)
-			}
-		}
+		in.Variants = chain.AcceleratedTags(r.status.Tags) // a variant an earlier run made of this digest goes with it
 	}
 	if policy.Backup != nil {
 		in.BackupRepository = policy.Backup.Repository

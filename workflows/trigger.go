@@ -41,12 +41,7 @@ func (r *run) fire(ctx workflow.Context, triggers []chain.Trigger, wave string) 
 	if err != nil {
 		return err
 	}
-	event := TriggerEvent{
-		Chain: r.in.Chain.Name, RunID: workflow.GetInfo(ctx).WorkflowExecution.ID,
-		Registry: src.Address, Region: src.RegionName(), Repository: r.status.Image.Repository,
-		Tag: r.status.Image.Tag, Digest: r.status.Image.Digest, PushedAt: r.in.Cause.At,
-		Signing: r.status.Signing.Ref(), Wave: wave,
-	}
+	event := r.event(ctx, src, wave)
 	for _, d := range r.status.Destinations {
 		if d.State == StateSucceeded && (wave == "" || d.Wave == wave) {
 			event.Regions = append(event.Regions, d.Region)
@@ -74,16 +69,27 @@ func (r *run) fire(ctx workflow.Context, triggers []chain.Trigger, wave string) 
 		wg.Add(1)
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer wg.Done()
-			r.deliver(workflow.WithActivityOptions(ctx, opts), i, in)
+			r.deliver(workflow.WithActivityOptions(ctx, opts), &r.status.Triggers[i], in, func() string { return "canceled" })
 		})
 	}
 	wg.Wait(ctx)
 	return r.triggerOutcome(ctx, wave)
 }
 
-// deliver runs one trigger delivery and records it.
-func (r *run) deliver(ctx workflow.Context, i int, in DeliverInput) {
-	t := &r.status.Triggers[i]
+// event is what a delivery tells its receiver of the run's image (after
+// wave's copies, or, wave "", after every copy).
+func (r *run) event(ctx workflow.Context, src chain.Registry, wave string) TriggerEvent {
+	return TriggerEvent{
+		Chain: r.in.Chain.Name, RunID: workflow.GetInfo(ctx).WorkflowExecution.ID,
+		Registry: src.Address, Region: src.RegionName(), Repository: r.status.Image.Repository,
+		Tag: r.status.Image.Tag, Digest: r.status.Image.Digest, PushedAt: r.in.Cause.At,
+		Signing: r.status.Signing.Ref(), Wave: wave,
+	}
+}
+
+// deliver runs one delivery (a trigger's, an approval request) and records
+// it in t; canceled says, when the delivery is canceled, why.
+func (r *run) deliver(ctx workflow.Context, t *TriggerStatus, in DeliverInput, canceled func() string) {
 	t.State = StateRunning
 	var res DeliverResult
 	err := r.execute(ctx, ActivityDeliverTrigger, in).Get(ctx, &res)
@@ -91,7 +97,7 @@ func (r *run) deliver(ctx workflow.Context, i int, in DeliverInput) {
 	case err == nil:
 		t.State, t.HTTPStatus, t.Attempts = StateSucceeded, res.HTTPStatus, res.Attempts
 	case temporal.IsCanceledError(err):
-		t.State, t.Message = StateCanceled, "canceled"
+		t.State, t.Message = StateCanceled, canceled()
 	default:
 		t.State, t.Message = StateFailed, errorMessage(err)
 		if d, ok := failureDetails[DeliverResult](err); ok {

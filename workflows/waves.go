@@ -71,15 +71,13 @@ func (r *run) replicateInWaves(ctx workflow.Context, copies []aCopy) error {
 	for i, w := range c.Waves {
 		r.status.Waves[i] = WaveStatus{Name: c.WaveName(i), Destinations: w.Destinations, State: StatePending}
 	}
-	copied := 0
 	for i := range c.Waves {
 		w := &r.status.Waves[i]
 		if earlier, ok := r.reusedWave(i); ok {
 			*w = earlier
 			continue
 		}
-		n, err := r.wave(ctx, i, copies)
-		copied += n
+		err := r.wave(ctx, i, copies)
 		w.EndedAt = workflow.Now(ctx)
 		if err == nil {
 			w.State = StateSucceeded
@@ -110,10 +108,7 @@ func (r *run) replicateInWaves(ctx workflow.Context, copies []aCopy) error {
 		}
 		return temporal.NewNonRetryableApplicationError(why+": "+w.Message, "WaveFailed", nil)
 	}
-	if copied == 0 {
-		return errSkipped("no replication rule applies to " + r.status.Image.Repository + ":" + r.status.Image.Tag)
-	}
-	return nil
+	return r.replicationOutcome(ctx)
 }
 
 // reusedWave is the earlier run's wave i, where a run retry copies into
@@ -134,9 +129,8 @@ func (r *run) reusedWave(i int) (WaveStatus, bool) {
 }
 
 // wave runs wave i: its approval, its copies, its triggers, and (when a
-// wave comes after it) its soak and health check. It returns how many
-// destinations it copied.
-func (r *run) wave(ctx workflow.Context, i int, copies []aCopy) (int, error) {
+// wave comes after it) its soak and health check.
+func (r *run) wave(ctx workflow.Context, i int, copies []aCopy) error {
 	cfg, w := r.in.Chain.Waves[i], &r.status.Waves[i]
 	w.StartedAt = workflow.Now(ctx)
 	stage := r.stageStatus(StageReplicate)
@@ -147,7 +141,7 @@ func (r *run) wave(ctx workflow.Context, i int, copies []aCopy) (int, error) {
 		d, err := r.awaitDecision(ctx, cfg.Approval, w.Approval, w.Name)
 		stage.State, stage.Message = StateRunning, ""
 		if err != nil {
-			return 0, err
+			return err
 		}
 		w.Message = d.String()
 	}
@@ -163,9 +157,8 @@ func (r *run) wave(ctx workflow.Context, i int, copies []aCopy) (int, error) {
 	}
 	workflow.SetCurrentDetails(ctx, currentDetails(&r.status))
 	r.copyAll(ctx, mine)
-	copied, err := r.copiesOutcome(ctx, w.Name)
-	if err != nil {
-		return copied, err
+	if _, err := r.copiesOutcome(ctx, w.Name); err != nil {
+		return err
 	}
 	var triggers []chain.Trigger
 	for _, t := range r.in.Chain.Triggers {
@@ -175,18 +168,18 @@ func (r *run) wave(ctx workflow.Context, i int, copies []aCopy) (int, error) {
 	}
 	if len(triggers) > 0 {
 		if err := r.fire(ctx, triggers, w.Name); err != nil {
-			return copied, err
+			return err
 		}
 	}
 	if i == len(r.in.Chain.Waves)-1 {
-		return copied, nil
+		return nil
 	}
 	if soak := time.Duration(cfg.Soak); soak > 0 {
 		w.SoakUntil = workflow.Now(ctx).Add(soak)
 		w.Message = "soaking until " + w.SoakUntil.UTC().Format(time.RFC3339)
 		workflow.SetCurrentDetails(ctx, currentDetails(&r.status))
 		if err := workflow.Sleep(ctx, soak); err != nil {
-			return copied, err
+			return err
 		}
 	}
 	if h := cfg.Health; h != nil {
@@ -202,11 +195,11 @@ func (r *run) wave(ctx workflow.Context, i int, copies []aCopy) (int, error) {
 		w.Health = &res
 		if err != nil {
 			if temporal.IsCanceledError(err) {
-				return copied, err
+				return err
 			}
-			return copied, temporal.NewNonRetryableApplicationError("health check "+h.URL+": "+errorMessage(err), "HealthCheckFailed", nil)
+			return temporal.NewNonRetryableApplicationError("health check "+h.URL+": "+errorMessage(err), "HealthCheckFailed", nil)
 		}
 	}
 	w.Message = ""
-	return copied, nil
+	return nil
 }

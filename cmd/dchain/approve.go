@@ -30,7 +30,7 @@ func runDecideCmd(g *globals, approve bool) *cobra.Command {
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: g.withClient(func(cmd *cobra.Command, c client.Client, args []string) error {
-			d, err := runs.CheckDecision(workflows.ApprovalDecision{Approve: approve, By: actor(), Via: "cli", Comment: text},
+			d, err := workflows.CheckDecision(workflows.ApprovalDecision{Approve: approve, By: actor(), Via: "cli", Comment: text},
 				func(f string) string {
 					if f == "by" {
 						return "DCHAIN_IDENTITY"
