@@ -3,20 +3,12 @@ package activities
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/dchain-dev/dchain/chain"
@@ -147,15 +139,16 @@ func (at attachment) at(repo name.Repository) name.Reference {
 }
 
 // copyReferrers copies what is attached to digest in from (attachments)
-// into to, each byte for byte; go-containerregistry writes to the
-// destination's referrers API where it has one and keeps the fallback
-// tag's index up to date where it does not. A cosign tag is moved at the
-// destination when cosign re-pushed it with a new signature, and left when
-// it is there already. The attachments of one depth are copied at once (a
-// signed image carries a few), each after its subject: attachJobs at once,
-// asked of dst only when a depth has more than one. It returns how many it
-// copied.
-func (a *Activities) copyReferrers(ctx context.Context, from, to name.Repository, dst chain.Registry, digest string, srcOpts, dstOpts []remote.Option) (int, error) {
+// into to, each byte for byte, depth by depth (an attachment after its
+// subject): the referrers of a depth together (attach: at once, and
+// listed in one write of the referrers tag where the destination has no
+// referrers API). A cosign tag is moved at the destination when cosign
+// re-pushed it with a new signature, and left when it is there already.
+// It returns how many attachments the destination holds now. The
+// attachments' manifests are written only once subjectThere (when not
+// nil) says the image is at the destination; their blobs before.
+func (a *Activities) copyReferrers(ctx context.Context, from, to name.Repository, dst chain.Registry, digest string, srcOpts, dstOpts []remote.Option,
+	subjectThere func() error) (int, error) {
 	srcOpts, err := keepTransports(srcOpts)
 	if err != nil {
 		return 0, err
@@ -167,35 +160,67 @@ func (a *Activities) copyReferrers(ctx context.Context, from, to name.Repository
 	if err != nil {
 		return 0, err
 	}
-	jobs := sync.OnceValue(func() int { return a.attachJobs(ctx, dst, to, digest) })
-	var n atomic.Int32
+	n := 0
 	for depth := 1; ; depth++ {
 		level := slices.DeleteFunc(slices.Clone(list), func(at attachment) bool { return at.Depth != depth })
 		if len(level) == 0 {
-			return int(n.Load()), nil
+			return n, nil
 		}
+		ready := subjectThere
+		if depth > 1 || ready == nil {
+			ready = func() error { return nil } // the subjects are the level before's
+		}
+		arts := make([]artifact, len(level))
 		var g errgroup.Group
-		if len(level) > 1 {
-			g.SetLimit(jobs())
-		}
-		for _, at := range level {
+		g.SetLimit(referrerJobs)
+		for i, at := range level {
 			g.Go(func() error {
 				if at.Tag != "" {
 					if cur, err := remote.Head(at.at(to), dstOpts...); err == nil && cur.Digest == at.Digest {
 						return nil
 					}
+				} else if art, err := referrerArtifact(from.Digest(at.Digest.String()), srcOpts); err != nil || art.raw != nil {
+					arts[i] = art
+					return err
 				}
-				if err := copyManifest(from.Digest(at.Digest.String()), at.at(to), srcOpts, dstOpts); err != nil {
-					return fmt.Errorf("copy %s attached to %s@%s: %w", at.at(from), from, digest, err)
+				// A cosign tag, an index, or a manifest listed that names no
+				// subject: copied as it is.
+				if err := ready(); err != nil {
+					return err
 				}
-				n.Add(1)
-				return nil
+				return copyManifest(from.Digest(at.Digest.String()), at.at(to), srcOpts, dstOpts)
 			})
 		}
 		if err := g.Wait(); err != nil {
-			return int(n.Load()), err
+			return n, fmt.Errorf("copy what is attached to %s@%s: %w", from, digest, err)
+		}
+		arts = slices.DeleteFunc(arts, func(art artifact) bool { return art.raw == nil })
+		n += len(level) - len(arts)
+		if len(arts) > 0 {
+			if _, err := a.attach(ctx, dst, to, arts, dstOpts, ready); err != nil {
+				return n, fmt.Errorf("copy what is attached to %s@%s: %w", from, digest, err)
+			}
+			n += len(arts)
 		}
 	}
+}
+
+// referrerArtifact reads the referrer at ref as an artifact to attach; its
+// raw is nil when it is not an image manifest that names a subject.
+func referrerArtifact(ref name.Digest, opts []remote.Option) (artifact, error) {
+	desc, err := remote.Get(ref, opts...)
+	if err != nil || !desc.MediaType.IsImage() {
+		return artifact{}, err
+	}
+	img, err := desc.Image()
+	if err != nil {
+		return artifact{}, err
+	}
+	art, err := imageArtifact(img)
+	if err != nil || art.subject() == nil {
+		return artifact{}, err
+	}
+	return art, nil
 }
 
 // keepTransports are opts with a puller and a pusher that keep their
@@ -211,46 +236,6 @@ func keepTransports(opts []remote.Option) ([]remote.Option, error) {
 		return nil, err
 	}
 	return append(slices.Clip(opts), remote.Reuse(puller), remote.Reuse(pusher)), nil
-}
-
-// referrerJobs is how many attachments are written to one subject at once,
-// into a registry with the referrers API.
-const referrerJobs = 4
-
-// attachJobs is how many attachments of digest may be written into repo
-// of reg at once (it costs a request to reg): referrerJobs where the
-// registry serves the OCI referrers API, else one: go-containerregistry keeps the fallback tag's index of a
-// registry without it by reading and rewriting it, which concurrent writes
-// would race (an attachment lost from the index).
-func (a *Activities) attachJobs(ctx context.Context, reg chain.Registry, repo name.Repository, digest string) int {
-	auth, err := Auth(reg)
-	if err != nil {
-		return 1
-	}
-	tr, err := a.transport(reg)
-	if err != nil {
-		return 1
-	}
-	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, tr, []string{repo.Scope(transport.PullScope)})
-	if err != nil {
-		return 1
-	}
-	u := url.URL{Scheme: repo.Scheme(), Host: repo.RegistryStr(), Path: "/v2/" + repo.RepositoryStr() + "/referrers/" + digest}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return 1
-	}
-	req.Header.Set("Accept", string(types.OCIImageIndex))
-	resp, err := (&http.Client{Transport: rt, Timeout: 30 * time.Second}).Do(req)
-	if err != nil {
-		return 1
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode == http.StatusOK && strings.HasPrefix(resp.Header.Get("Content-Type"), string(types.OCIImageIndex)) {
-		return referrerJobs
-	}
-	return 1
 }
 
 // missingAttachments counts what of list (attachments) to lacks, or has

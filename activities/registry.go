@@ -3,8 +3,10 @@ package activities
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"go.temporal.io/sdk/temporal"
@@ -29,15 +31,25 @@ func reference(reg chain.Registry, repo, tagOrDigest string) (name.Reference, er
 // remoteOptions are the options to talk to reg, with its sign-in
 // resolved here, inside the activity, and its CA trusted.
 func (a *Activities) remoteOptions(ctx context.Context, reg chain.Registry) ([]remote.Option, error) {
-	auth, err := Auth(reg)
+	auth, tr, err := a.signIn(reg)
 	if err != nil {
 		return nil, err
+	}
+	return []remote.Option{remote.WithContext(ctx), remote.WithAuth(auth), remote.WithTransport(tr)}, nil
+}
+
+// signIn is how the worker talks to reg: its sign-in and its transport
+// (its CA trusted, manifests read no further than MaxManifestBytes).
+func (a *Activities) signIn(reg chain.Registry) (authn.Authenticator, http.RoundTripper, error) {
+	auth, err := Auth(reg)
+	if err != nil {
+		return nil, nil, err
 	}
 	tr, err := a.transport(reg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return []remote.Option{remote.WithContext(ctx), remote.WithAuth(auth), remote.WithTransport(manifestLimit{tr})}, nil
+	return auth, manifestLimit{tr}, nil
 }
 
 // parseRef parses a full reference ("host/repo:tag") of reg.

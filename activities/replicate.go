@@ -75,23 +75,48 @@ func (a *Activities) ReplicateImage(ctx context.Context, in workflows.ReplicateI
 		}
 		todo = append(todo, dst)
 	}
-	if len(todo) == 0 {
-		res.AlreadyPresent = true
-	} else if err := a.copyImage(ctx, in, src, todo, srcOpts, dstOpts, into, &res); err != nil {
+	res.AlreadyPresent = len(todo) == 0
+	dst, err := reference(in.Destination, target, in.Digest)
+	if err != nil {
 		return res, err
 	}
-	// The artifacts attached to the image go where it goes (also when the
-	// image was there already: a signature may have been added since).
+	// The image goes in by digest while the artifacts attached to it are
+	// read and their blobs copied (also when the image was there already:
+	// a signature may have been added since); they are written once it is
+	// there, and the tags last: a tag in a region comes with its
+	// signatures and attestations.
+	var desc *remote.Descriptor
+	var copyErr error
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		if len(todo) > 0 {
+			desc, copyErr = a.copyImage(ctx, in, src, dst.Context().Digest(in.Digest), srcOpts, dstOpts, into, &res)
+		}
+	}()
+	imageThere := func() error {
+		select {
+		case <-copied:
+			if copyErr != nil {
+				return errors.New("the image was not copied")
+			}
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	var refErr error
 	if !in.SkipReferrers {
-		dst, err := reference(in.Destination, target, in.Digest)
-		if err != nil {
-			return res, err
-		}
-		n, err := a.copyReferrers(ctx, src.Context(), dst.Context(), in.Destination, in.Digest, srcOpts, dstOpts)
-		res.Referrers = n
-		if err != nil {
-			return res, registryError(ctx, into+": referrers", err)
-		}
+		res.Referrers, refErr = a.copyReferrers(ctx, src.Context(), dst.Context(), in.Destination, in.Digest, srcOpts, dstOpts, imageThere)
+	}
+	<-copied
+	switch {
+	case copyErr != nil:
+		return res, copyErr
+	case refErr != nil:
+		return res, registryError(ctx, into+": referrers", refErr)
+	case len(todo) > 0:
+		return res, a.writeTags(ctx, in, todo, desc, dstOpts, into)
 	}
 	return res, nil
 }
@@ -111,23 +136,25 @@ func (a *Activities) followReferrers(ctx context.Context, in workflows.Replicate
 	} else if err != nil {
 		return res, registryError(ctx, what, err)
 	}
-	res.Referrers, err = a.copyReferrers(ctx, src.Context(), dst.Context(), in.Destination, in.Digest, srcOpts, dstOpts)
+	res.Referrers, err = a.copyReferrers(ctx, src.Context(), dst.Context(), in.Destination, in.Digest, srcOpts, dstOpts, nil)
 	return res, registryError(ctx, what, err)
 }
 
-// copyImage writes the image (or index) under the first tag of todo, points
-// the other tags at it, and verifies every tag's digest.
-func (a *Activities) copyImage(ctx context.Context, in workflows.ReplicateInput, src name.Reference, todo []name.Reference,
-	srcOpts, dstOpts []remote.Option, into string, res *workflows.ReplicateResult) error {
+// copyImage writes the image (or index) at byDigest and returns it.
+func (a *Activities) copyImage(ctx context.Context, in workflows.ReplicateInput, src name.Reference, byDigest name.Digest,
+	srcOpts, dstOpts []remote.Option, into string, res *workflows.ReplicateResult) (*remote.Descriptor, error) {
 	desc, err := remote.Get(src, srcOpts...)
 	if err != nil {
-		return registryError(ctx, fmt.Sprintf("read %s from registry %s", src, in.Source.Name), err)
+		return nil, registryError(ctx, fmt.Sprintf("read %s from registry %s", src, in.Source.Name), err)
 	}
 	total, totalBytes, err := countBlobs(desc) // (refuses a foreign layer on the way)
 	if err != nil {
-		return registryError(ctx, into, err)
+		return nil, registryError(ctx, into, err)
 	}
 	c := &counter{}
+	// Heartbeats go with the activity's context: the SDK sends a throttled
+	// one later, with the context it was given.
+	actx := ctx
 	// A copy that moves no bytes for the stall timeout (a registry holding
 	// the connection open and sending nothing) ends its attempt; the
 	// retry starts again.
@@ -138,15 +165,12 @@ func (a *Activities) copyImage(ctx context.Context, in workflows.ReplicateInput,
 	// activities read them); they are also how a canceled run reaches this
 	// activity: the context ends.
 	progress := func() workflows.ReplicateProgress {
-		return workflows.ReplicateProgress{Reference: todo[0].Context().Tag(in.Tag).String(),
+		return workflows.ReplicateProgress{Reference: byDigest.Context().Tag(in.Tag).String(),
 			BytesCopied: c.bytes.Load(), BytesTotal: totalBytes, BlobsCopied: c.blobs.Load(), BlobsTotal: int64(total)}
 	}
-	stop := a.every(ctx, func() { activity.RecordHeartbeat(ctx, progress()) })
+	stop := a.every(ctx, func() { activity.RecordHeartbeat(actx, progress()) })
 	defer stop()
-	dstOpts = append(dstOpts, remote.WithJobs(a.jobs()), remote.WithContext(ctx))
-	// The image goes in by digest; the tags come last, and only if the run
-	// still wants them, so a canceled run writes no tag.
-	byDigest := todo[0].Context().Digest(in.Digest)
+	dstOpts = append(slices.Clip(dstOpts), remote.WithJobs(a.jobs()), remote.WithContext(ctx))
 	c.src = &sharedSource{a: a, ctx: ctx, repo: src.Context(), opts: srcOpts, alone: in.Alone}
 	// A rename or a promotion (another repository than the source's) asks
 	// the destination registry to mount each blob it lacks here from the
@@ -160,20 +184,29 @@ func (a *Activities) copyImage(ctx context.Context, in workflows.ReplicateInput,
 	if desc.MediaType.IsIndex() {
 		idx, err := desc.ImageIndex()
 		if err != nil {
-			return registryError(ctx, into, err)
+			return nil, registryError(ctx, into, err)
 		}
 		err = remote.WriteIndex(byDigest, &countingIndex{idx, c}, dstOpts...)
 	} else {
 		img, err2 := desc.Image()
 		if err2 != nil {
-			return registryError(ctx, into, err2)
+			return nil, registryError(ctx, into, err2)
 		}
 		err = remote.Write(byDigest, &countingImage{img, c}, dstOpts...)
 	}
 	if err != nil {
-		return registryError(ctx, into, err)
+		return nil, registryError(ctx, into, err)
 	}
-	if err := a.stillWanted(ctx, progress()); err != nil {
+	copied := int(c.blobs.Load())
+	res.BytesCopied, res.BlobsCopied, res.BlobsSkipped, res.BytesTotal = c.bytes.Load(), copied, max(total-copied, 0), totalBytes
+	return desc, nil
+}
+
+// writeTags points the tags of todo at the image, only if the run still
+// wants them (a canceled run writes no tag), and verifies every tag's
+// digest.
+func (a *Activities) writeTags(ctx context.Context, in workflows.ReplicateInput, todo []name.Reference, desc *remote.Descriptor, dstOpts []remote.Option, into string) error {
+	if err := a.stillWanted(ctx, workflows.ReplicateProgress{Reference: todo[0].String()}); err != nil {
 		return err
 	}
 	for _, dst := range todo {
@@ -191,8 +224,6 @@ func (a *Activities) copyImage(ctx context.Context, in workflows.ReplicateInput,
 				fmt.Sprintf("%s: destination %s has digest %s, source has %s", into, dst, got.Digest, in.Digest), ErrDigestMismatch)
 		}
 	}
-	copied := int(c.blobs.Load())
-	res.BytesCopied, res.BlobsCopied, res.BlobsSkipped, res.BytesTotal = c.bytes.Load(), copied, max(total-copied, 0), totalBytes
 	return nil
 }
 

@@ -199,11 +199,12 @@ func (a *Activities) pushReport(ctx context.Context, reg chain.Registry, repo st
 	}
 	img = mutate.Annotations(img, map[string]string{"org.opencontainers.image.created": r.ScannedAt.Format(time.RFC3339)}).(v1.Image)
 	img = mutate.Subject(img, v1.Descriptor{MediaType: subject.MediaType, Digest: subject.Digest, Size: subject.Size}).(v1.Image)
-	d, err := img.Digest()
+	art, err := imageArtifact(img)
 	if err != nil {
 		return "", err
 	}
-	ref, err := reference(reg, repo, d.String())
+	art.made = true
+	ref, err := reference(reg, repo, subject.Digest.String())
 	if err != nil {
 		return "", err
 	}
@@ -211,7 +212,11 @@ func (a *Activities) pushReport(ctx context.Context, reg chain.Registry, repo st
 	if err != nil {
 		return "", err
 	}
-	return ref.String(), remote.Write(ref, img, opts...)
+	d, err := a.attach(ctx, reg, ref.Context(), []artifact{art}, opts, nil)
+	if err != nil {
+		return "", err
+	}
+	return ref.Context().Digest(d[0].String()).String(), nil
 }
 
 // ScanReports lists the scan reports attached to an image, newest first.

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"golang.org/x/sync/errgroup"
@@ -102,19 +103,18 @@ func (a *Activities) SignImage(ctx context.Context, in workflows.SignInput) (wor
 			return out, nil // nothing signed: the run is Blocked
 		}
 	}
-	// Signed and attached at once (where the registry has the referrers
-	// API): each is a few small requests.
+	// Signed at once (a KMS answers each over the network), then attached
+	// together.
 	refs := make([]workflows.AttestationRef, len(todo))
+	arts := make([]artifact, len(todo))
 	var g errgroup.Group
-	g.SetLimit(a.attachJobs(ctx, in.Registry, repo, desc.Digest.String()))
 	for i, t := range todo {
+		refs[i] = workflows.AttestationRef{Kind: t.kind, PredicateType: t.predicateType, Platform: t.platform}
+		if d, ok := carried(have, t); ok {
+			refs[i].Digest, refs[i].Reused = d.String(), true
+			continue
+		}
 		g.Go(func() error {
-			r := workflows.AttestationRef{Kind: t.kind, PredicateType: t.predicateType, Platform: t.platform}
-			defer func() { refs[i] = r }()
-			if d, ok := carried(have, t); ok {
-				r.Digest, r.Reused = d.String(), true
-				return nil
-			}
 			st, err := signing.Statement(t.predicateType, t.predicate, t.subjects...)
 			if err != nil {
 				return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %s: %v", what, t.kind, err), ErrRejected, nil)
@@ -123,17 +123,30 @@ func (a *Activities) SignImage(ctx context.Context, in workflows.SignInput) (wor
 			if err != nil {
 				return fmt.Errorf("%s: %w", what, err) // a KMS may answer next time
 			}
-			d, err := signing.Attach(repo.Digest(desc.Digest.String()), desc.Descriptor, t.predicateType, b, opts...)
-			if err != nil {
-				return registryError(ctx, fmt.Sprintf("%s: attach the %s", what, t.kind), err)
-			}
-			r.Digest = d.String()
-			return nil
+			r, err := signing.NewReferrer(desc.Descriptor, t.predicateType, b)
+			arts[i] = artifact{raw: r.Manifest, mediaType: types.OCIManifestSchema1, blobs: r.Blobs, made: true}
+			return err
 		})
 	}
 	activity.RecordHeartbeat(ctx, fmt.Sprintf("signing %d statements", len(todo)))
 	if err := g.Wait(); err != nil {
 		return out, err
+	}
+	var fresh []artifact
+	var at []int
+	for i, art := range arts {
+		if art.raw != nil {
+			fresh, at = append(fresh, art), append(at, i)
+		}
+	}
+	if len(fresh) > 0 {
+		digests, err := a.attach(ctx, in.Registry, repo, fresh, opts, nil)
+		if err != nil {
+			return out, registryError(ctx, what+": attach the signature and attestations", err)
+		}
+		for j, i := range at {
+			refs[i].Digest = digests[j].String()
+		}
 	}
 	out.Signature = refs[0].Digest // todo[0] is the signature
 	out.Attestations = refs[1:]

@@ -97,10 +97,6 @@ func signAttestVerify(t *testing.T, api bool) {
 	t.Setenv("DCHAIN_TEST_PUBLIC_KEY", string(pub))
 	scanner := &sbomScanner{}
 	a := &Activities{Scanner: scanner}
-	r, _ := name.NewRepository(reg.Address+"/demo/app", name.Insecure)
-	if jobs := a.attachJobs(context.Background(), reg, r, digest); (jobs > 1) != api {
-		t.Fatalf("attachments written %d at once", jobs)
-	}
 	env := (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
 	env.RegisterActivity(a.SignImage)
 	env.RegisterActivity(a.VerifyImage)

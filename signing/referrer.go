@@ -35,54 +35,60 @@ const (
 	maxBundles     = 64
 )
 
-// referrerManifest is an OCI 1.1 image manifest with its artifactType,
-// which ggcr's v1.Manifest writes but its mutate package does not set.
-type referrerManifest struct{ v1.Manifest }
-
-func (m referrerManifest) RawManifest() ([]byte, error) { return json.Marshal(m.Manifest) }
-func (m referrerManifest) MediaType() (types.MediaType, error) {
-	return types.OCIManifestSchema1, nil
+// Referrer is a bundle's referrer manifest (an OCI 1.1 image manifest whose
+// subject is the image, as cosign writes it) and the blobs it names.
+type Referrer struct {
+	Manifest []byte
+	Blobs    []v1.Layer
 }
 
-// Attach stores bundle as a referrer of subject in subject's repository,
-// and returns the referrer's digest. Registries without the referrers API
-// get the referrers tag scheme (ggcr keeps the sha256-<hex> index).
-func Attach(subject name.Digest, desc v1.Descriptor, predicateType string, bundle []byte, opts ...remote.Option) (v1.Hash, error) {
-	repo := subject.Context()
-	layer := static.NewLayer(bundle, BundleMediaType)
-	config := static.NewLayer([]byte("{}"), emptyMediaType)
-	var layers []v1.Descriptor
-	for _, l := range []v1.Layer{config, layer} {
-		if err := remote.WriteLayer(repo, l, opts...); err != nil {
-			return v1.Hash{}, err
-		}
+// NewReferrer makes the referrer that attaches bundle to the image desc.
+func NewReferrer(desc v1.Descriptor, predicateType string, bundle []byte) (Referrer, error) {
+	blobs := []v1.Layer{static.NewLayer([]byte("{}"), emptyMediaType), static.NewLayer(bundle, BundleMediaType)}
+	var ds []v1.Descriptor
+	for _, l := range blobs {
 		d, _ := l.Digest()
 		sz, _ := l.Size()
 		mt, _ := l.MediaType()
-		layers = append(layers, v1.Descriptor{MediaType: mt, Digest: d, Size: sz})
+		ds = append(ds, v1.Descriptor{MediaType: mt, Digest: d, Size: sz})
 	}
-	m := referrerManifest{v1.Manifest{
+	raw, err := json.Marshal(v1.Manifest{
 		SchemaVersion: 2, MediaType: types.OCIManifestSchema1, ArtifactType: BundleMediaType,
-		Config: layers[0], Layers: layers[1:],
+		Config: ds[0], Layers: ds[1:],
 		Annotations: map[string]string{
 			annotationCreated:   time.Now().UTC().Format(time.RFC3339),
 			annotationContent:   "dsse-envelope",
 			AnnotationPredicate: predicateType,
 		},
 		Subject: &v1.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size},
-	}}
-	raw, err := m.RawManifest()
+	})
+	return Referrer{Manifest: raw, Blobs: blobs}, err
+}
+
+// RawManifest and MediaType make a Referrer a manifest go-containerregistry writes.
+func (r Referrer) RawManifest() ([]byte, error)        { return r.Manifest, nil }
+func (r Referrer) MediaType() (types.MediaType, error) { return types.OCIManifestSchema1, nil }
+
+// Attach stores bundle as a referrer of subject in subject's repository
+// the way any client would (go-containerregistry: one at a time; it keeps
+// the sha256-<hex> tag's index of a registry without the referrers API),
+// and returns the referrer's digest.
+func Attach(subject name.Digest, desc v1.Descriptor, predicateType string, bundle []byte, opts ...remote.Option) (v1.Hash, error) {
+	repo := subject.Context()
+	r, err := NewReferrer(desc, predicateType, bundle)
 	if err != nil {
 		return v1.Hash{}, err
 	}
-	d, _, err := v1.SHA256(bytes.NewReader(raw))
+	for _, l := range r.Blobs {
+		if err := remote.WriteLayer(repo, l, opts...); err != nil {
+			return v1.Hash{}, err
+		}
+	}
+	d, _, err := v1.SHA256(bytes.NewReader(r.Manifest))
 	if err != nil {
 		return v1.Hash{}, err
 	}
-	if err := remote.Put(repo.Digest(d.String()), m, opts...); err != nil {
-		return v1.Hash{}, err
-	}
-	return d, nil
+	return d, remote.Put(repo.Digest(d.String()), r, opts...)
 }
 
 // Bundle is a sigstore bundle attached to an image.
