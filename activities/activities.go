@@ -54,6 +54,9 @@ type Activities struct {
 	// tagLocks serialize the check and the write of one destination tag
 	// (by reference) among this worker's copies.
 	tagLocks sync.Map
+	// fallbackLocks serialize this worker's writes of one referrers tag
+	// (listInFallbackTag; by a hash of its reference).
+	fallbackLocks [64]sync.Mutex
 	// registries are the worker's configured registries (SetRegistries).
 	registries atomic.Pointer[[]chain.Registry]
 }

@@ -5,12 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"go.temporal.io/sdk/temporal"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/dchain-dev/dchain/chain"
@@ -95,10 +96,11 @@ func (a *Activities) attach(ctx context.Context, reg chain.Registry, repo name.R
 	have := make([]bool, len(arts))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(referrerJobs)
+	o := append(slices.Clip(opts), remote.WithContext(gctx))
 	for i, art := range arts {
 		g.Go(func() error {
 			if err := json.Unmarshal(art.raw, &heads[i]); err != nil || heads[i].Subject == nil {
-				return fmt.Errorf("an attachment's manifest names no subject (%v)", err)
+				return temporal.NewNonRetryableApplicationError(fmt.Sprintf("an attachment's manifest names no subject (%v)", err), ErrRejected, nil)
 			}
 			d, _, err := v1.SHA256(bytes.NewReader(art.raw))
 			if err != nil {
@@ -108,7 +110,7 @@ func (a *Activities) attach(ctx context.Context, reg chain.Registry, repo name.R
 			if art.made {
 				return nil
 			}
-			_, err = remote.Head(repo.Digest(d.String()), append(opts, remote.WithContext(gctx))...)
+			_, err = remote.Head(repo.Digest(d.String()), o...)
 			if have[i] = err == nil; err != nil && !isNotFound(err) {
 				return err
 			}
@@ -131,8 +133,9 @@ func (a *Activities) attach(ctx context.Context, reg chain.Registry, repo name.R
 	}
 	g, gctx = errgroup.WithContext(ctx)
 	g.SetLimit(referrerJobs)
+	o = append(slices.Clip(opts), remote.WithContext(gctx))
 	for _, b := range blobs {
-		g.Go(func() error { return remote.WriteLayer(repo, b, append(opts, remote.WithContext(gctx))...) })
+		g.Go(func() error { return remote.WriteLayer(repo, b, o...) })
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
@@ -247,13 +250,17 @@ const fallbackWrites = 5
 // listInFallbackTag adds descs to the index at subject's sha256-<hex> tag
 // (the OCI referrers tag schema) where it lacks them. It reads the index
 // again after writing it: a writer elsewhere that replaced it in between
-// (the schema has no conditional write) is merged with again. This
-// worker's writers of one tag take turns.
+// (the schema has no conditional write) is merged with again; one that
+// read the index before this write and writes it after this read still
+// drops these entries (nothing in the schema can stop it). This worker's
+// writers of one tag take turns.
 func (a *Activities) listInFallbackTag(ctx context.Context, repo name.Repository, subject v1.Hash, descs []v1.Descriptor, opts []remote.Option) error {
 	tag := repo.Tag(strings.Replace(subject.String(), ":", "-", 1))
-	mu, _ := a.tagLocks.LoadOrStore(tag.String(), &sync.Mutex{})
-	mu.(*sync.Mutex).Lock()
-	defer mu.(*sync.Mutex).Unlock()
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(tag.String()))
+	mu := &a.fallbackLocks[h.Sum32()%uint32(len(a.fallbackLocks))]
+	mu.Lock()
+	defer mu.Unlock()
 	opts = append(slices.Clip(opts), remote.WithContext(ctx))
 	for writes := 0; ; writes++ {
 		im := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
@@ -263,13 +270,14 @@ func (a *Activities) listInFallbackTag(ctx context.Context, repo name.Repository
 		case err != nil:
 			return err
 		case desc.MediaType != types.OCIImageIndex:
-			return fmt.Errorf("%s is a %s, not the OCI index of the referrers tag schema", tag, desc.MediaType)
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s is a %s, not the OCI index of the referrers tag schema; it was left as it is", tag, desc.MediaType), ErrRejected, nil)
 		default:
 			got, err := v1.ParseIndexManifest(bytes.NewReader(desc.Manifest))
 			if err != nil {
-				return fmt.Errorf("%s: %w", tag, err)
+				return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s, the referrers tag's index, does not parse (%v); it was left as it is", tag, err), ErrRejected, nil)
 			}
 			im = *got
+			im.SchemaVersion, im.MediaType = 2, types.OCIImageIndex
 		}
 		n := len(im.Manifests)
 		for _, d := range descs {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -23,6 +24,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/dchain-dev/dchain/chain"
 )
@@ -224,5 +226,27 @@ func TestAttachGivesUpOnATagOthersKeepReplacing(t *testing.T) {
 	}
 	if n := r.tagWrites.Load(); n != fallbackWrites {
 		t.Fatalf("%d writes", n)
+	}
+}
+
+// A referrers tag that holds something else than the tag schema's OCI
+// index (an image pushed under that name) is refused for good, saying so,
+// and left as it is.
+func TestAttachRefusesAReferrersTagThatIsNoIndex(t *testing.T) {
+	r := newAttachRegistry(t, false)
+	a := &Activities{}
+	s := r.subject(t)
+	img, _ := random.Image(16, 1)
+	tag := r.repo.Tag(strings.Replace(s.Digest.String(), ":", "-", 1))
+	if err := remote.Write(tag, img); err != nil {
+		t.Fatal(err)
+	}
+	_, err := a.attach(context.Background(), r.reg, r.repo, []artifact{note(t, s, "x")}, nil, nil)
+	var app *temporal.ApplicationError
+	if !errors.As(err, &app) || !app.NonRetryable() || app.Type() != ErrRejected || !strings.Contains(app.Message(), "not the OCI index of the referrers tag schema") {
+		t.Fatalf("err %v", err)
+	}
+	if d, err := remote.Head(tag); err != nil || d.MediaType == types.OCIImageIndex {
+		t.Fatalf("the tag was changed: %v %v", d, err)
 	}
 }

@@ -171,28 +171,37 @@ func (a *Activities) copyReferrers(ctx context.Context, from, to name.Repository
 			ready = func() error { return nil } // the subjects are the level before's
 		}
 		arts := make([]artifact, len(level))
+		plain := make([]bool, len(level))
 		var g errgroup.Group
 		g.SetLimit(referrerJobs)
 		for i, at := range level {
 			g.Go(func() error {
 				if at.Tag != "" {
-					if cur, err := remote.Head(at.at(to), dstOpts...); err == nil && cur.Digest == at.Digest {
-						return nil
-					}
-				} else if art, err := referrerArtifact(from.Digest(at.Digest.String()), srcOpts); err != nil || art.raw != nil {
-					arts[i] = art
-					return err
+					cur, err := remote.Head(at.at(to), dstOpts...)
+					plain[i] = err != nil || cur.Digest != at.Digest
+					return nil
 				}
-				// A cosign tag, an index, or a manifest listed that names no
-				// subject: copied as it is.
-				if err := ready(); err != nil {
-					return err
-				}
-				return copyManifest(from.Digest(at.Digest.String()), at.at(to), srcOpts, dstOpts)
+				art, err := referrerArtifact(from.Digest(at.Digest.String()), srcOpts)
+				arts[i], plain[i] = art, err == nil && art.raw == nil
+				return err
 			})
 		}
 		if err := g.Wait(); err != nil {
 			return n, fmt.Errorf("copy what is attached to %s@%s: %w", from, digest, err)
+		}
+		// A cosign tag, an index, or a manifest listed that names no subject
+		// is copied as it is, one at a time (go-containerregistry keeps the
+		// referrers tag of an index that names a subject: a read and a write).
+		for i, at := range level {
+			if !plain[i] {
+				continue
+			}
+			if err := ready(); err != nil {
+				return n, err
+			}
+			if err := copyManifest(from.Digest(at.Digest.String()), at.at(to), srcOpts, dstOpts); err != nil {
+				return n, fmt.Errorf("copy %s attached to %s@%s: %w", at.at(from), from, digest, err)
+			}
 		}
 		arts = slices.DeleteFunc(arts, func(art artifact) bool { return art.raw == nil })
 		n += len(level) - len(arts)

@@ -85,20 +85,32 @@ func (a *Activities) ReplicateImage(ctx context.Context, in workflows.ReplicateI
 	// a signature may have been added since); they are written once it is
 	// there, and the tags last: a tag in a region comes with its
 	// signatures and attestations.
+	c := &counter{}
+	// Heartbeats report progress (`dchain run show` and the Web UI's pending
+	// activities read them); they are also how a canceled run reaches this
+	// activity: the context ends.
+	progress := func() workflows.ReplicateProgress {
+		return workflows.ReplicateProgress{Reference: dst.Context().Tag(in.Tag).String(),
+			BytesCopied: c.bytes.Load(), BytesTotal: c.totalBytes.Load(), BlobsCopied: c.blobs.Load(), BlobsTotal: c.totalBlobs.Load()}
+	}
+	stop := a.every(ctx, func() { activity.RecordHeartbeat(ctx, progress()) })
+	defer stop()
 	var desc *remote.Descriptor
 	var copyErr error
+	copyCtx, cancelCopy := context.WithCancel(ctx)
+	defer cancelCopy()
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)
 		if len(todo) > 0 {
-			desc, copyErr = a.copyImage(ctx, in, src, dst.Context().Digest(in.Digest), srcOpts, dstOpts, into, &res)
+			desc, copyErr = a.copyImage(copyCtx, in, src, dst.Context().Digest(in.Digest), c, srcOpts, dstOpts, into, &res)
 		}
 	}()
 	imageThere := func() error {
 		select {
 		case <-copied:
 			if copyErr != nil {
-				return errors.New("the image was not copied")
+				return errImageNotCopied
 			}
 			return nil
 		case <-ctx.Done():
@@ -109,17 +121,24 @@ func (a *Activities) ReplicateImage(ctx context.Context, in workflows.ReplicateI
 	if !in.SkipReferrers {
 		res.Referrers, refErr = a.copyReferrers(ctx, src.Context(), dst.Context(), in.Destination, in.Digest, srcOpts, dstOpts, imageThere)
 	}
+	if refErr != nil {
+		cancelCopy() // the attempt fails: no need to finish the copy first
+	}
 	<-copied
 	switch {
+	case refErr != nil && !errors.Is(refErr, errImageNotCopied):
+		return res, registryError(ctx, into+": referrers", refErr)
 	case copyErr != nil:
 		return res, copyErr
-	case refErr != nil:
-		return res, registryError(ctx, into+": referrers", refErr)
 	case len(todo) > 0:
-		return res, a.writeTags(ctx, in, todo, desc, dstOpts, into)
+		return res, a.writeTags(ctx, in, todo, desc, dstOpts, into, progress())
 	}
 	return res, nil
 }
+
+// errImageNotCopied stops a copy's referrers when its image's copy failed
+// (that failure is the one reported).
+var errImageNotCopied = errors.New("the image was not copied")
 
 // followReferrers copies the referrers of the image to a destination that
 // has it; one that does not is left alone (NotPresent).
@@ -140,8 +159,9 @@ func (a *Activities) followReferrers(ctx context.Context, in workflows.Replicate
 	return res, registryError(ctx, what, err)
 }
 
-// copyImage writes the image (or index) at byDigest and returns it.
-func (a *Activities) copyImage(ctx context.Context, in workflows.ReplicateInput, src name.Reference, byDigest name.Digest,
+// copyImage writes the image (or index) at byDigest and returns it,
+// counting in c what it copies.
+func (a *Activities) copyImage(ctx context.Context, in workflows.ReplicateInput, src name.Reference, byDigest name.Digest, c *counter,
 	srcOpts, dstOpts []remote.Option, into string, res *workflows.ReplicateResult) (*remote.Descriptor, error) {
 	desc, err := remote.Get(src, srcOpts...)
 	if err != nil {
@@ -151,25 +171,14 @@ func (a *Activities) copyImage(ctx context.Context, in workflows.ReplicateInput,
 	if err != nil {
 		return nil, registryError(ctx, into, err)
 	}
-	c := &counter{}
-	// Heartbeats go with the activity's context: the SDK sends a throttled
-	// one later, with the context it was given.
-	actx := ctx
+	c.totalBlobs.Store(int64(total))
+	c.totalBytes.Store(totalBytes)
 	// A copy that moves no bytes for the stall timeout (a registry holding
 	// the connection open and sending nothing) ends its attempt; the
 	// retry starts again.
 	ctx, stopWatch := watchStall(ctx, a.stallTimeout(), c.bytes.Load)
 	defer stopWatch()
 	srcOpts = append(slices.Clip(srcOpts), remote.WithContext(ctx))
-	// Heartbeats report progress (`dchain run show` and the Web UI's pending
-	// activities read them); they are also how a canceled run reaches this
-	// activity: the context ends.
-	progress := func() workflows.ReplicateProgress {
-		return workflows.ReplicateProgress{Reference: byDigest.Context().Tag(in.Tag).String(),
-			BytesCopied: c.bytes.Load(), BytesTotal: totalBytes, BlobsCopied: c.blobs.Load(), BlobsTotal: int64(total)}
-	}
-	stop := a.every(ctx, func() { activity.RecordHeartbeat(actx, progress()) })
-	defer stop()
 	dstOpts = append(slices.Clip(dstOpts), remote.WithJobs(a.jobs()), remote.WithContext(ctx))
 	c.src = &sharedSource{a: a, ctx: ctx, repo: src.Context(), opts: srcOpts, alone: in.Alone}
 	// A rename or a promotion (another repository than the source's) asks
@@ -205,8 +214,9 @@ func (a *Activities) copyImage(ctx context.Context, in workflows.ReplicateInput,
 // writeTags points the tags of todo at the image, only if the run still
 // wants them (a canceled run writes no tag), and verifies every tag's
 // digest.
-func (a *Activities) writeTags(ctx context.Context, in workflows.ReplicateInput, todo []name.Reference, desc *remote.Descriptor, dstOpts []remote.Option, into string) error {
-	if err := a.stillWanted(ctx, workflows.ReplicateProgress{Reference: todo[0].String()}); err != nil {
+func (a *Activities) writeTags(ctx context.Context, in workflows.ReplicateInput, todo []name.Reference, desc *remote.Descriptor, dstOpts []remote.Option, into string,
+	progress workflows.ReplicateProgress) error {
+	if err := a.stillWanted(ctx, progress); err != nil {
 		return err
 	}
 	for _, dst := range todo {
@@ -342,6 +352,8 @@ func indexChildren(desc *remote.Descriptor) (v1.ImageIndex, []v1.Descriptor, err
 type counter struct {
 	bytes atomic.Int64
 	blobs atomic.Int64
+	// totalBlobs and totalBytes are the image's, once read.
+	totalBlobs, totalBytes atomic.Int64
 	// src, when set, reads the blobs through the worker's blob share.
 	src *sharedSource
 	// mountFrom, when set, is a repository of the destination registry to

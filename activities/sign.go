@@ -108,6 +108,7 @@ func (a *Activities) SignImage(ctx context.Context, in workflows.SignInput) (wor
 	refs := make([]workflows.AttestationRef, len(todo))
 	arts := make([]artifact, len(todo))
 	var g errgroup.Group
+	g.SetLimit(referrerJobs)
 	for i, t := range todo {
 		refs[i] = workflows.AttestationRef{Kind: t.kind, PredicateType: t.predicateType, Platform: t.platform}
 		if d, ok := carried(have, t); ok {
