@@ -1,17 +1,11 @@
 package activities_test
 
 import (
-	"context"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -20,11 +14,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"go.temporal.io/sdk/testsuite"
 
-	"github.com/dchain-dev/dchain/activities"
 	"github.com/dchain-dev/dchain/chain"
-	"github.com/dchain-dev/dchain/devstack"
 	"github.com/dchain-dev/dchain/workflows"
 )
 
@@ -33,21 +24,8 @@ import (
 // referrers tag, and the tag last: when the tag is in the region, its
 // signatures are too.
 func TestCopyWritesAttachmentsBeforeTheTag(t *testing.T) {
-	dir := t.TempDir()
-	src, err := devstack.StartRegistry("src", "127.0.0.1:0", filepath.Join(dir, "src"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Stop()
-	dst, err := devstack.StartRegistry("dst", "127.0.0.1:0", filepath.Join(dir, "dst"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dst.Stop()
-	digest, err := devstack.PushSample(context.Background(), src.Addr, "apps/web", "v1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, digest := sourceWithSample(t)
+	dst := startRegistry(t, "dst")
 	repo, _ := name.NewRepository(src.Addr+"/apps/web", name.Insecure)
 	desc, err := remote.Get(repo.Digest(digest))
 	if err != nil {
@@ -69,34 +47,18 @@ func TestCopyWritesAttachmentsBeforeTheTag(t *testing.T) {
 	// The manifest writes the destination receives, in order.
 	var mu sync.Mutex
 	var puts []string
-	target, _ := url.Parse("http://" + dst.Addr)
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	dstAddr := watched(t, dst.Addr, func(r *http.Request) {
 		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/") {
 			mu.Lock()
 			puts = append(puts, r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:])
 			mu.Unlock()
 		}
-		httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
-	}))
-	defer proxy.Close()
-	dstAddr := strings.TrimPrefix(proxy.URL, "http://")
-
-	env := (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
-	env.SetTestTimeout(2 * time.Minute)
-	a := &activities.Activities{TempDir: t.TempDir()}
-	env.RegisterActivity(a.ReplicateImage)
-	val, err := env.ExecuteActivity(workflows.ActivityReplicateImage, workflows.ReplicateInput{
+	})
+	res := replicate(t, workflows.ReplicateInput{
 		Source:      chain.Registry{Name: "src", Address: src.Addr, Insecure: true},
 		Destination: chain.Registry{Name: "dst", Address: dstAddr, Insecure: true},
 		Repository:  "apps/web", Tag: "v1", Digest: digest,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res workflows.ReplicateResult
-	if err := val.Get(&res); err != nil {
-		t.Fatal(err)
-	}
 	if res.Referrers != len(attached) {
 		t.Errorf("%d referrers copied, want %d", res.Referrers, len(attached))
 	}

@@ -3,21 +3,14 @@ package activities_test
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
-	"go.temporal.io/sdk/testsuite"
 
-	"github.com/dchain-dev/dchain/activities"
 	"github.com/dchain-dev/dchain/chain"
 	"github.com/dchain-dev/dchain/devstack"
 	"github.com/dchain-dev/dchain/workflows"
@@ -28,30 +21,16 @@ import (
 // no blob again: distribution mounts each one across repositories. Into a
 // registry without it, the same copy uploads every blob.
 func TestRenameMountsBlobsTheDestinationHolds(t *testing.T) {
-	dir := t.TempDir()
-	src, err := devstack.StartRegistry("src", "127.0.0.1:0", filepath.Join(dir, "src"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Stop()
-	digest, err := devstack.PushSample(context.Background(), src.Addr, "apps/web", "v1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, digest := sourceWithSample(t)
 	for _, tc := range []struct {
 		name      string
 		delivered bool // the destination holds apps/web already
 	}{{"holds it", true}, {"lacks it", false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			reg, err := devstack.StartRegistry("dst", "127.0.0.1:0", filepath.Join(t.TempDir(), "dst"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer reg.Stop()
+			reg := startRegistry(t, "dst")
 			// Count the blob uploads the destination receives, and its mounts.
 			var uploads, mounts atomic.Int64
-			target, _ := url.Parse("http://" + reg.Addr)
-			proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			dstAddr := watched(t, reg.Addr, func(r *http.Request) {
 				if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/blobs/uploads/") {
 					if r.URL.Query().Get("mount") != "" {
 						mounts.Add(1)
@@ -60,31 +39,17 @@ func TestRenameMountsBlobsTheDestinationHolds(t *testing.T) {
 				if r.Method == http.MethodPatch || (r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/")) {
 					uploads.Add(1)
 				}
-				httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
-			}))
-			defer proxy.Close()
-			dstAddr := strings.TrimPrefix(proxy.URL, "http://")
+			})
 			if tc.delivered {
 				if _, err := devstack.PushSample(context.Background(), reg.Addr, "apps/web", "v1"); err != nil {
 					t.Fatal(err)
 				}
 			}
-			env := (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
-			env.SetTestTimeout(2 * time.Minute)
-			a := &activities.Activities{TempDir: t.TempDir()}
-			env.RegisterActivity(a.ReplicateImage)
-			val, err := env.ExecuteActivity(workflows.ActivityReplicateImage, workflows.ReplicateInput{
+			res := replicate(t, workflows.ReplicateInput{
 				Source:      chain.Registry{Name: "src", Address: src.Addr, Insecure: true},
 				Destination: chain.Registry{Name: "dst", Address: dstAddr, Insecure: true},
 				Repository:  "apps/web", TargetRepository: "mirror/web", Tag: "v1", Digest: digest, SkipReferrers: true,
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var res workflows.ReplicateResult
-			if err := val.Get(&res); err != nil {
-				t.Fatal(err)
-			}
 			ref, _ := name.ParseReference(reg.Addr + "/mirror/web:v1")
 			idx, err := remote.Index(ref)
 			if err != nil {
