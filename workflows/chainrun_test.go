@@ -46,6 +46,8 @@ func testInput() ChainRunInput {
 
 // fakes are the activities of a workflow test, recording what they were asked.
 type fakes struct {
+	// mu guards what activities that run at once (copies, deliveries) record.
+	mu         sync.Mutex
 	counts     map[string]int
 	scanned    []string
 	blocked    []string
@@ -76,8 +78,10 @@ func runWorkflow(t *testing.T, in ChainRunInput, f *fakes, setup func(env *tests
 		return ImageInfo{Digest: in.Image.Digest, MediaType: "application/vnd.oci.image.index.v1+json", Platforms: []string{"linux/amd64", "linux/arm64"}}, nil
 	}, activity.RegisterOptions{Name: ActivityResolveImage})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in ReplicateInput) (ReplicateResult, error) {
+		f.mu.Lock()
 		f.replicated = append(f.replicated, in.Destination.Name)
 		f.copies = append(f.copies, in)
+		f.mu.Unlock()
 		if f.replicate != nil {
 			return f.replicate(ctx, in)
 		}
@@ -99,9 +103,11 @@ func runWorkflow(t *testing.T, in ChainRunInput, f *fakes, setup func(env *tests
 		return f.verified, nil
 	}, activity.RegisterOptions{Name: ActivityVerifyImage})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in DeliverInput) (DeliverResult, error) {
+		f.mu.Lock()
 		f.delivered = append(f.delivered, in.Trigger.Name)
 		f.events = append(f.events, in.Event)
 		f.keys = append(f.keys, in.IdempotencyKey)
+		f.mu.Unlock()
 		if f.deliver != nil {
 			return f.deliver(ctx, in)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 
 	"go.temporal.io/sdk/activity"
@@ -27,12 +28,15 @@ func TestChainSyncContinuesAsNewInBatches(t *testing.T) {
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterWorkflowWithOptions(ChainSyncWorkflow, workflow.RegisterOptions{Name: WorkflowChainSync})
 	env.RegisterActivityWithOptions(func(ctx context.Context, _ PlanSyncInput) (SyncPlan, error) { return plan, nil }, activity.RegisterOptions{Name: ActivityPlanSync})
+	var mu sync.Mutex // the copies run at once
 	running, most, copies := 0, 0, 0
 	env.RegisterActivityWithOptions(func(ctx context.Context, r ReplicateInput) (ReplicateResult, error) {
+		mu.Lock()
 		running++
 		most = max(most, running)
 		copies++
-		defer func() { running-- }()
+		mu.Unlock()
+		defer func() { mu.Lock(); running--; mu.Unlock() }()
 		if r.Destination.Name != "frankfurt" || r.Source.Name != "hangzhou" {
 			return ReplicateResult{}, errors.New("wrong registries")
 		}
