@@ -46,19 +46,10 @@ func TestAccelerateImage(t *testing.T) {
 	d, _ := idx.Digest()
 	in := workflows.AccelerateInput{Registry: reg, Repository: "demo/app", Digest: d.String(), Format: chain.AccelerateEstargz, Tags: []string{"v1_accelerated", "latest_accelerated"}}
 	run := func() workflows.Accelerated {
-		var s testsuite.WorkflowTestSuite
-		env := s.NewTestActivityEnvironment()
+		env := (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
 		a := &Activities{TempDir: t.TempDir()}
 		env.RegisterActivity(a.AccelerateImage)
-		v, err := env.ExecuteActivity(a.AccelerateImage, in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var res workflows.Accelerated
-		if err := v.Get(&res); err != nil {
-			t.Fatal(err)
-		}
-		return res
+		return runActivity[workflows.Accelerated](t, env, a.AccelerateImage, in)
 	}
 	res := run()
 	if res.Reused || res.Layers != 4 || res.BytesOut == 0 || len(res.Platforms) != 2 {
