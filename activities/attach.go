@@ -263,7 +263,7 @@ func (a *Activities) listInFallbackTag(ctx context.Context, repo name.Repository
 	defer mu.Unlock()
 	opts = append(slices.Clip(opts), remote.WithContext(ctx))
 	for writes := 0; ; writes++ {
-		im := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
+		var raw []byte
 		desc, err := remote.Get(tag, opts...)
 		switch {
 		case isNotFound(err):
@@ -272,30 +272,47 @@ func (a *Activities) listInFallbackTag(ctx context.Context, repo name.Repository
 		case desc.MediaType != types.OCIImageIndex:
 			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s is a %s, not the OCI index of the referrers tag schema; it was left as it is", tag, desc.MediaType), ErrRejected, nil)
 		default:
-			got, err := v1.ParseIndexManifest(bytes.NewReader(desc.Manifest))
-			if err != nil {
-				return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s, the referrers tag's index, does not parse (%v); it was left as it is", tag, err), ErrRejected, nil)
-			}
-			im = *got
-			im.SchemaVersion, im.MediaType = 2, types.OCIImageIndex
+			raw = desc.Manifest
 		}
-		n := len(im.Manifests)
-		for _, d := range descs {
-			if !slices.ContainsFunc(im.Manifests, func(l v1.Descriptor) bool { return l.Digest == d.Digest }) {
-				im.Manifests = append(im.Manifests, d)
-			}
-		}
-		if len(im.Manifests) == n {
+		im, added, err := mergeListing(raw, descs)
+		switch {
+		case err != nil:
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s, the referrers tag's index, does not parse (%v); it was left as it is", tag, err), ErrRejected, nil)
+		case !added:
 			return nil
-		}
-		if writes == fallbackWrites {
+		case writes == fallbackWrites:
 			return fmt.Errorf("%s: other writers kept replacing the referrers tag's index (%d writes)", tag, writes)
 		}
-		slices.SortFunc(im.Manifests, func(x, y v1.Descriptor) int { return strings.Compare(x.Digest.String(), y.Digest.String()) })
 		if err := remote.Put(tag, fallbackIndex{im}, opts...); err != nil {
 			return err
 		}
 	}
+}
+
+// mergeListing is a referrers tag's index (raw, as a registry holds it;
+// nil: there is none yet) with descs added where it lacks their digests,
+// sorted by digest; added says whether any was.
+func mergeListing(raw []byte, descs []v1.Descriptor) (v1.IndexManifest, bool, error) {
+	im := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
+	if raw != nil {
+		got, err := v1.ParseIndexManifest(bytes.NewReader(raw))
+		if err != nil {
+			return im, false, err
+		}
+		im = *got
+		im.SchemaVersion, im.MediaType = 2, types.OCIImageIndex
+	}
+	n := len(im.Manifests)
+	for _, d := range descs {
+		if !slices.ContainsFunc(im.Manifests, func(l v1.Descriptor) bool { return l.Digest == d.Digest }) {
+			im.Manifests = append(im.Manifests, d)
+		}
+	}
+	if len(im.Manifests) == n {
+		return im, false, nil
+	}
+	slices.SortFunc(im.Manifests, func(x, y v1.Descriptor) int { return strings.Compare(x.Digest.String(), y.Digest.String()) })
+	return im, true, nil
 }
 
 // fallbackIndex is a referrers tag's index, to be written.

@@ -250,3 +250,45 @@ func TestAttachRefusesAReferrersTagThatIsNoIndex(t *testing.T) {
 		t.Fatalf("the tag was changed: %v %v", d, err)
 	}
 }
+
+// FuzzMergeListing merges descriptors into whatever a registry holds at a
+// referrers tag: it never panics; a listing it takes keeps what it had and
+// gains every digest once, sorted; merging the same again adds nothing.
+func FuzzMergeListing(f *testing.F) {
+	f.Add([]byte(nil))
+	f.Add([]byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`))
+	f.Add([]byte(`{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:` + strings.Repeat("b", 64) + `","size":1}],"annotations":{"a":"b"}}`))
+	f.Add([]byte(`{"manifests":[{"digest":"sha256:` + strings.Repeat("a", 64) + `"},{"digest":"sha256:` + strings.Repeat("a", 64) + `"}]}`))
+	f.Add([]byte(`{"manifests":{}}`))
+	f.Add([]byte(`[]`))
+	mine := []v1.Descriptor{
+		{MediaType: types.OCIManifestSchema1, Digest: v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("a", 64)}, Size: 10},
+		{MediaType: types.OCIManifestSchema1, Digest: v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("c", 64)}, Size: 20},
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		im, added, err := mergeListing(raw, mine)
+		if err != nil {
+			return
+		}
+		var before []v1.Descriptor
+		if raw != nil {
+			got, _ := v1.ParseIndexManifest(bytes.NewReader(raw))
+			before = got.Manifests
+		}
+		if im.SchemaVersion != 2 || im.MediaType != types.OCIImageIndex || len(im.Manifests) < len(before) {
+			t.Fatalf("%+v from %d entries", im, len(before))
+		}
+		for _, d := range append(slices.Clone(before), mine...) {
+			if !slices.ContainsFunc(im.Manifests, func(l v1.Descriptor) bool { return l.Digest == d.Digest }) {
+				t.Fatalf("%s missing from %+v", d.Digest, im.Manifests)
+			}
+		}
+		if added && !slices.IsSortedFunc(im.Manifests, func(x, y v1.Descriptor) int { return strings.Compare(x.Digest.String(), y.Digest.String()) }) {
+			t.Fatalf("not sorted: %+v", im.Manifests)
+		}
+		again, _ := json.Marshal(im)
+		if _, more, err := mergeListing(again, mine); err != nil || more {
+			t.Fatalf("merged again: added %v, %v", more, err)
+		}
+	})
+}

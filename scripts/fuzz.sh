@@ -4,7 +4,8 @@
 # found earlier stay and run as regular tests too). A count, not a duration:
 # Go 1.26's fuzz coordinator can report a spurious "context deadline
 # exceeded" when a duration runs out (go.dev/issue/75804). Targets: every parser of outside input (webhook
-# payloads, refs, commits, digests, images, chain files, signature bundles and
+# payloads, refs, commits, digests, images, chain files, signature bundles,
+# referrers tags' indexes and
 # BuildKit provenance read from registries) and the visibility query builder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
