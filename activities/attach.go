@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -301,6 +302,11 @@ func mergeListing(raw []byte, descs []v1.Descriptor) (v1.IndexManifest, bool, er
 		}
 		im = *got
 		im.SchemaVersion, im.MediaType = 2, types.OCIImageIndex
+		for _, l := range im.Manifests {
+			if l.Digest.Algorithm == "" || l.Digest.Hex == "" {
+				return im, false, errors.New("an entry names no digest")
+			}
+		}
 	}
 	n := len(im.Manifests)
 	for _, d := range descs {

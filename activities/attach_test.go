@@ -253,7 +253,8 @@ func TestAttachRefusesAReferrersTagThatIsNoIndex(t *testing.T) {
 
 // FuzzMergeListing merges descriptors into whatever a registry holds at a
 // referrers tag: it never panics; a listing it takes keeps what it had and
-// gains every digest once, sorted; merging the same again adds nothing.
+// gains every digest once, sorted; merging the same again adds nothing
+// (an entry without a digest would be written back as ":": refused).
 func FuzzMergeListing(f *testing.F) {
 	f.Add([]byte(nil))
 	f.Add([]byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`))
